@@ -1,0 +1,154 @@
+"""The analysis of one graph: totals, by kind, by layer, receptive field, as one object.
+
+Pure Python over the layer list (no tensors, no torch): linear in the number of layers and
+independent of resolution. Conventions: 1 MAC = one multiply-accumulate; bias additions,
+activations, pooling and normalisation are not MACs; weight bytes are at ``dtype``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnstat.errors import CnnstatError
+from cnnstat.graph import Graph, Layer
+from cnnstat.units import DTYPE_BITS, tensor_bytes
+
+KINDS = ("conv", "fc", "other")
+COUNT_KEYS = ("params", "weights", "biases", "buffers", "macs", "activations",
+              "weight_bytes", "param_bytes")
+
+
+@dataclass
+class Analysis:
+    graph: Graph
+    dtype: str = "fp32"
+    batch: int = 1
+
+    def __post_init__(self):
+        if self.dtype not in DTYPE_BITS:
+            raise CnnstatError(f"unknown dtype '{self.dtype}' (one of {', '.join(DTYPE_BITS)})")
+        if self.batch < 1:
+            raise CnnstatError(f"batch must be at least 1, got {self.batch}")
+        self._totals = None
+        self._by_kind = None
+
+    # --- queries --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def layers(self) -> list:
+        return self.graph.layers
+
+    def counts(self, layer: Layer) -> dict:
+        """One layer's figures; MACs and activations are for the whole batch."""
+        return {
+            "params": layer.weights + layer.biases,
+            "weights": layer.weights,
+            "biases": layer.biases,
+            "buffers": layer.buffers,
+            "macs": layer.macs * self.batch,
+            "activations": layer.activations * self.batch,
+            "weight_bytes": tensor_bytes(layer.weights, self.dtype),
+            "param_bytes": tensor_bytes(layer.weights, self.dtype)
+            + tensor_bytes(layer.biases, self.dtype),
+        }
+
+    def _sum(self):
+        totals = dict.fromkeys(COUNT_KEYS, 0)
+        by_kind = {k: dict.fromkeys(COUNT_KEYS, 0) for k in KINDS}
+        for layer in self.graph.layers:
+            c = self.counts(layer)
+            bucket = by_kind[layer.kind]
+            for key in COUNT_KEYS:
+                totals[key] += c[key]
+                bucket[key] += c[key]
+        self._totals, self._by_kind = totals, by_kind
+
+    def totals(self) -> dict:
+        if self._totals is None:
+            self._sum()
+        return dict(self._totals)
+
+    def by_kind(self) -> dict:
+        if self._by_kind is None:
+            self._sum()
+        return {k: dict(v) for k, v in self._by_kind.items()}
+
+    def receptive_field(self) -> Layer | None:
+        """The last layer whose units still cover part of the input (before flatten/global
+        pooling); its ``rf`` is the network's receptive field."""
+        for layer in reversed(self.graph.layers):
+            if layer.spatial:
+                return layer
+        return None
+
+    def max_receptive_field(self) -> Layer | None:
+        """The spatial layer with the largest receptive field (for DAGs where it differs)."""
+        spatial = [layer for layer in self.graph.layers if layer.spatial]
+        return max(spatial, key=lambda la: la.rf.size) if spatial else None
+
+    # --- the JSON contract ------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        rf_layer = self.receptive_field()
+        return {
+            "model": self.graph.name,
+            "input": list(self.graph.input),
+            "batch": self.batch,
+            "dtype": self.dtype,
+            "totals": self.totals(),
+            "by_kind": self.by_kind(),
+            "layers": [self._layer_dict(la) for la in self.graph.layers],
+            "receptive_field": (
+                {**rf_dict(rf_layer.rf), "layer": rf_layer.name} if rf_layer else None
+            ),
+            "conventions": CONVENTIONS,
+        }
+
+    def _layer_dict(self, layer: Layer) -> dict:
+        c = self.counts(layer)
+        return {
+            "name": layer.name,
+            "op": layer.op,
+            "kind": layer.kind,
+            "inputs": list(layer.inputs),
+            "output": list(layer.output),
+            **c,
+            "rf": rf_dict(layer.rf),
+        }
+
+
+CONVENTIONS = {
+    "macs": "multiply-accumulates of conv and fc layers; bias adds, activations, pooling, "
+    "normalisation and merges count 0",
+    "params": "learnable weights + biases; buffers (batch-norm running statistics) are separate",
+    "weight_bytes": "weights (biases excluded) at dtype; param_bytes includes biases",
+    "activations": "sum of every layer's output elements, times batch",
+    "rf": "per spatial axis: size and jump (effective stride) in input pixels; start = centre "
+    "of the first unit's field, pixel 0 being the first input pixel",
+}
+
+
+def _num(x):
+    return int(x) if float(x).is_integer() else x
+
+
+def rf_dict(rf) -> dict:
+    return {
+        "size": list(rf.size),
+        "jump": list(rf.jump),
+        "start": [_num(s) for s in rf.start],
+    }
+
+
+def analyze(model, input=None, dtype: str = "fp32", batch: int = 1) -> Analysis:
+    """Analyze a zoo name, a spec path or a :class:`~cnnstat.spec.model.Spec`."""
+    from cnnstat.spec.build import build
+    from cnnstat.spec.model import Spec
+    from cnnstat.zoo import load
+
+    spec = model if isinstance(model, Spec) else load(model)
+    return Analysis(build(spec, input), dtype=dtype, batch=batch)

@@ -1,0 +1,84 @@
+"""Options shared by commands, model loading, and the single ``abort()`` exit path."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cnnstat.errors import CnnstatError
+from cnnstat.units import DTYPE_BITS, parse_input, parse_resolution
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def abort(error, code: int = 2):
+    """Print one error message on stderr and exit (2: usage/spec error)."""
+    text = str(error)
+    if not text.startswith("error:") and ": error: " not in text.split("\n", 1)[0]:
+        text = f"error: {text}"
+    click.echo(text, err=True)
+    sys.exit(getattr(error, "exit_code", code))
+
+
+def format_option(f):
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
+                        show_default=True, help="Output format.")(f)
+
+
+def shape_options(f):
+    f = click.option("--input", "input_", metavar="CxHxW",
+                     help="Override the spec's input shape, e.g. 3x512x512 (1-D: CxL).")(f)
+    return f
+
+
+def resolution_option(f):
+    return click.option("--resolution", metavar="WxH",
+                        help="Override the input's width and height, e.g. 1920x1080.")(f)
+
+
+def analysis_options(f):
+    f = click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")(f)
+    f = click.option("--dtype", type=click.Choice(list(DTYPE_BITS)), default="fp32",
+                     show_default=True, help="Storage type of the weights.")(f)
+    f = click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Batch size (scales MACs and activations).")(f)
+    return f
+
+
+def input_shape(spec, input_: str | None, resolution: str | None):
+    """The shape to build at: --input, or --resolution with the spec's channels, or None."""
+    if input_ and resolution:
+        raise CnnstatError("give --input or --resolution, not both")
+    if input_:
+        shape = parse_input(input_)
+    elif resolution:
+        w, h = parse_resolution(resolution)
+        if len(spec.input) != 3:
+            raise CnnstatError(f"--resolution needs a [C, H, W] model; {spec.name} has input "
+                               f"{list(spec.input)} (use --input)")
+        shape = (spec.input[0], h, w)
+    else:
+        return None
+    if len(shape) != len(spec.input):
+        raise CnnstatError(f"--input {input_} has {len(shape)} dimensions; {spec.name} takes "
+                           f"{len(spec.input)} ({'x'.join(map(str, spec.input))})")
+    return shape
+
+
+def load_analysis(model: str, input_=None, resolution=None, dtype="fp32", batch=1):
+    from cnnstat.analysis import Analysis
+    from cnnstat.spec.build import build
+    from cnnstat.zoo import load
+
+    spec = load(model)
+    return Analysis(build(spec, input_shape(spec, input_, resolution)), dtype=dtype, batch=batch)
+
+
+def shape_text(shape) -> str:
+    return "x".join(str(v) for v in shape)
+
+
+def conventions_note(binary: bool) -> str:
+    mb = "MiB = 2^20 bytes" if binary else "MB = 10^6 bytes"
+    return f"1 MAC = one multiply-accumulate (bias adds are not MACs); {mb}."

@@ -1,0 +1,66 @@
+"""``cnnstat params MODEL``: parameters by kind (conv / fc / other) and in total."""
+
+from __future__ import annotations
+
+import click
+
+from cnnstat.cli.common import (analysis_options, conventions_note, format_option, load_analysis,
+                                resolution_option, shape_options, shape_text)
+
+KIND_LABELS = {"conv": "Convolution", "fc": "Fully connected", "other": "Other"}
+
+
+def params_table(a, binary: bool):
+    from cnnstat.render import Column, Table
+    from cnnstat.units import human_bytes, si
+
+    b = lambda n: human_bytes(n, binary)  # noqa: E731
+    table = Table(
+        title=f"{a.name}: input {shape_text(a.graph.input)}, {a.dtype}, batch {a.batch}",
+        columns=[
+            Column("kind", "kind", numeric=False),
+            Column("weights", "weights", si),
+            Column("biases", "biases", si),
+            Column("params", "params", si),
+            Column("buffers", "buffers", si),
+            Column(f"weights {a.dtype}", "weight_bytes", b),
+            Column(f"params {a.dtype}", "param_bytes", b),
+            Column("MACs", "macs", si),
+        ],
+    )
+    by_kind = a.by_kind()
+    for kind, counts in by_kind.items():
+        table.rows.append({"kind": kind, **counts})
+    table.total = {"kind": "total", **a.totals()}
+    for kind in ("conv", "fc"):
+        c = by_kind[kind]
+        if c["params"] or c["macs"]:
+            table.notes.append(
+                f"{KIND_LABELS[kind]}: {si(c['weights'])} weights = {b(c['weight_bytes'])} "
+                f"(+{si(c['biases'])} biases); {si(c['macs'])} MACs"
+            )
+    table.notes.append(conventions_note(binary))
+    return table
+
+
+@click.command("params")
+@click.argument("model")
+@shape_options
+@resolution_option
+@analysis_options
+@format_option
+def command(model, input_, resolution, batch, dtype, binary, fmt):
+    """Parameters of MODEL by kind: weights, biases, bytes at --dtype, and MACs.
+
+    \b
+    Example:
+      cnnstat params vgg16
+      cnnstat params alexnet-grouped --dtype fp16 --format json
+    """
+    from cnnstat.render import print_json, render
+
+    a = load_analysis(model, input_, resolution, dtype, batch)
+    if fmt == "json":
+        print_json(a.to_dict())
+    else:
+        render(params_table(a, binary), fmt)

@@ -1,0 +1,57 @@
+"""``cnnstat rf MODEL``: receptive field of every layer."""
+
+from __future__ import annotations
+
+import click
+
+from cnnstat.cli.common import format_option, load_analysis, resolution_option, shape_options, shape_text
+
+
+def _start(rf):
+    return "x".join(f"{s:g}" for s in rf.start)
+
+
+@click.command("rf")
+@click.argument("model")
+@shape_options
+@resolution_option
+@format_option
+def command(model, input_, resolution, fmt):
+    """Receptive field per layer: size, jump (effective stride) and start offset.
+
+    The network's receptive field is that of the last layer whose units still cover part
+    of the input (before flatten or global pooling).
+
+    \b
+    Example:
+      cnnstat rf vgg16
+    """
+    from cnnstat.render import Column, Table, print_json, render
+
+    a = load_analysis(model, input_, resolution)
+    if fmt == "json":
+        print_json(a.to_dict())
+        return
+    table = Table(
+        title=f"{a.name}: receptive field per layer (input {shape_text(a.graph.input)})",
+        columns=[
+            Column("layer", "name", numeric=False),
+            Column("op", "op", numeric=False),
+            Column("output", "output", shape_text),
+            Column("size", "size", shape_text),
+            Column("jump", "jump", shape_text),
+            Column("start", "start", lambda s: "x".join(f"{v:g}" for v in s)),
+        ],
+    )
+    for layer in a.layers:
+        table.rows.append({"name": layer.name, "op": layer.op, "output": layer.output,
+                           "size": layer.rf.size, "jump": layer.rf.jump, "start": layer.rf.start})
+    last = a.receptive_field()
+    if last is not None:
+        table.notes.append(
+            f"Receptive field: {shape_text(last.rf.size)} pixels, jump {shape_text(last.rf.jump)}, "
+            f"start {_start(last.rf)} (at {last.name}, the last layer before global pooling/flatten)."
+        )
+    table.notes.append("size: input pixels one unit sees (per axis H x W); jump: effective "
+                       "stride; start: centre of the first unit's field (pixel 0 = first pixel).")
+    render(table, fmt)

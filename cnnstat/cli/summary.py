@@ -1,0 +1,59 @@
+"""``cnnstat summary MODEL``: one row per layer."""
+
+from __future__ import annotations
+
+import click
+
+from cnnstat.cli.common import (analysis_options, conventions_note, format_option, load_analysis,
+                                resolution_option, shape_options, shape_text)
+
+
+def rf_text(rf) -> str:
+    if not rf.size:
+        return ""
+    return f"{shape_text(rf.size)} /{shape_text(rf.jump)}"
+
+
+@click.command("summary")
+@click.argument("model")
+@shape_options
+@resolution_option
+@analysis_options
+@format_option
+def command(model, input_, resolution, batch, dtype, binary, fmt):
+    """Per-layer table of MODEL: op, output shape, params, MACs, receptive field.
+
+    \b
+    Example:
+      cnnstat summary alexnet
+      cnnstat summary vgg16 --format csv > vgg16.csv
+    """
+    from cnnstat.render import Column, Table, print_json, render
+    from cnnstat.units import si
+
+    a = load_analysis(model, input_, resolution, dtype, batch)
+    if fmt == "json":
+        print_json(a.to_dict())
+        return
+    table = Table(
+        title=f"{a.name}: input {shape_text(a.graph.input)}, batch {a.batch}",
+        columns=[
+            Column("layer", "name", numeric=False),
+            Column("op", "op", numeric=False),
+            Column("kind", "kind", numeric=False),
+            Column("output", "output", shape_text),
+            Column("params", "params", si),
+            Column("MACs", "macs", si),
+            Column("activations", "activations", si),
+            Column("RF size /jump", "rf", rf_text),
+        ],
+    )
+    for layer in a.layers:
+        table.rows.append({"name": layer.name, "op": layer.op, "kind": layer.kind,
+                           "output": layer.output, "rf": layer.rf, **a.counts(layer)})
+    table.total = {"name": "total", **a.totals()}
+    if fmt == "csv":
+        for row in table.rows:
+            row["rf"] = "x".join(map(str, row["rf"].size))
+    table.notes.append(conventions_note(binary))
+    render(table, fmt)

@@ -1,0 +1,47 @@
+"""User-facing errors. Each one is printed as a single message; the CLI exits with 2."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable, NamedTuple
+
+
+class Location(NamedTuple):
+    file: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class CnnstatError(Exception):
+    """An error caused by the user's input (spec, model name, option). Exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(CnnstatError):
+    """An error located in a spec file: ``file:line:col: error: message`` plus notes."""
+
+    def __init__(self, message: str, loc: Location | None = None, notes: Iterable[str] = ()):
+        super().__init__(message)
+        self.message = message
+        self.loc = loc
+        self.notes = list(notes)
+
+    def __str__(self) -> str:
+        head = f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
+        return "\n".join([head] + [f"  note: {n}" for n in self.notes])
+
+
+class OpError(Exception):
+    """Raised by an op's handler (bad shape, bad argument); the builder adds the location."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
+    """`` (did you mean 'x'?)`` or ``''`` when nothing is close."""
+    close = difflib.get_close_matches(str(word), sorted(set(candidates)), n=n, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(f"'{c}'" for c in close) + "?)"

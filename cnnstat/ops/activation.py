@@ -1,0 +1,30 @@
+"""Element-wise ops that keep the shape: activations, dropout, identity."""
+
+from __future__ import annotations
+
+from cnnstat.ops.base import Arg, Cost, Op, register
+
+
+def _elementwise(name: str, doc: str, args=()):
+    cls = type(name.capitalize(), (Op,), {"name": name, "args": tuple(args), "__doc__": doc})
+    return register(cls)
+
+
+_elementwise("relu", "max(0, x)")
+_elementwise("sigmoid", "1 / (1 + exp(-x))")
+_elementwise("tanh", "hyperbolic tangent")
+_elementwise("softmax", "softmax over channels", [Arg("dim", "int", 0)])
+_elementwise("dropout", "dropout (identity at inference)", [Arg("p", "float", 0.5)])
+_elementwise("identity", "passes its input through")
+
+
+@register
+class PReLU(Op):
+    """max(0, x) + a * min(0, x) with a learnable slope per channel (He et al. 2015),
+    or one slope for all channels with ``shared: true`` (PyTorch's default)."""
+
+    name = "prelu"
+    args = (Arg("shared", "bool", False),)
+
+    def cost(self, a, shapes, out):
+        return Cost(weights=1 if a["shared"] else shapes[0][0])

@@ -1,0 +1,74 @@
+"""Merges of named branches: element-wise sum, channel concatenation, broadcast product."""
+
+from __future__ import annotations
+
+from cnnstat.errors import OpError
+from cnnstat.ops.base import RF, Op, prod, register
+
+
+def _merge_rf(rfs: list) -> RF:
+    """The largest receptive field over the branches, per axis."""
+    n = len(rfs[0].size)
+    size, jump, start = [], [], []
+    for i in range(n):
+        best = max(rfs, key=lambda r: r.size[i])
+        size.append(best.size[i])
+        start.append(best.start[i])
+        jump.append(max(r.jump[i] for r in rfs))
+    extent = max((r.extent for r in rfs), key=lambda e: e)
+    return RF(tuple(size), tuple(jump), tuple(start), extent, all(r.collapsed for r in rfs))
+
+
+class _Merge(Op):
+    merge = True
+
+    def rf(self, a, rfs, shapes, out):
+        return _merge_rf([r for r in rfs if len(r.size) == len(rfs[0].size)])
+
+    @staticmethod
+    def _describe(names, shapes):
+        return ", ".join(f"branch '{n}' is {list(s)}" for n, s in zip(names, shapes))
+
+
+@register
+class Add(_Merge):
+    """Element-wise sum; every branch must have the same shape."""
+
+    name = "add"
+
+    def shape(self, a, shapes):
+        if any(s != shapes[0] for s in shapes):
+            raise OpError(f"add: {self._describe(a['branches'], shapes)}")
+        return shapes[0]
+
+
+@register
+class Mul(_Merge):
+    """Element-wise product; a [C, 1, 1] branch broadcasts over [C, H, W] (squeeze-excitation)."""
+
+    name = "mul"
+
+    def shape(self, a, shapes):
+        full = max(shapes, key=prod)
+        for s in shapes:
+            if s != full and not (
+                len(s) == len(full) and s[0] == full[0] and all(v == 1 for v in s[1:])
+            ):
+                raise OpError(
+                    f"mul: {self._describe(a['branches'], shapes)}; only [C, 1, 1] broadcasts"
+                )
+        return full
+
+
+@register
+class Concat(_Merge):
+    """Concatenation along channels; spatial sizes must match."""
+
+    name = "concat"
+
+    def shape(self, a, shapes):
+        if any(len(s) != len(shapes[0]) or s[1:] != shapes[0][1:] for s in shapes):
+            raise OpError(
+                f"concat: spatial sizes differ: {self._describe(a['branches'], shapes)}"
+            )
+        return (sum(s[0] for s in shapes), *shapes[0][1:])

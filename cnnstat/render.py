@@ -1,0 +1,81 @@
+"""Tables for the terminal (rich), Markdown and CSV, and JSON output.
+
+Analysis code never imports this; commands build a :class:`Table` of raw values and pick a
+format. rich is imported only when a terminal table is printed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Column:
+    header: str
+    key: str
+    fmt: Callable = str  # raw value -> text for table/markdown; CSV keeps the raw value
+    numeric: bool = True
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list
+    rows: list = field(default_factory=list)  # dicts of raw values
+    notes: list = field(default_factory=list)  # lines printed under the table
+    total: dict | None = None  # an optional closing row
+
+
+def _cells(table: Table, row: dict) -> list:
+    return [c.fmt(row[c.key]) if row.get(c.key) is not None else "" for c in table.columns]
+
+
+def render(table: Table, fmt: str, out=None) -> None:
+    out = out or sys.stdout
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([c.key for c in table.columns])
+        for row in table.rows + ([table.total] if table.total else []):
+            writer.writerow([_csv(row.get(c.key)) for c in table.columns])
+        return
+    if fmt == "markdown":
+        lines = [f"**{table.title}**", ""] if table.title else []
+        lines.append("| " + " | ".join(c.header for c in table.columns) + " |")
+        lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
+        for row in table.rows:
+            lines.append("| " + " | ".join(_cells(table, row)) + " |")
+        if table.total:
+            lines.append("| " + " | ".join(f"**{v}**" if v else "" for v in _cells(table, table.total)) + " |")
+        lines += [""] + table.notes if table.notes else []
+        out.write("\n".join(lines) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    console = Console(file=out, width=None if out.isatty() else 160, highlight=False)
+    t = RichTable(title=table.title or None, title_justify="left", show_footer=False)
+    for c in table.columns:
+        t.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=not c.numeric)
+    for row in table.rows:
+        t.add_row(*_cells(table, row))
+    if table.total:
+        t.add_section()
+        t.add_row(*_cells(table, table.total), style="bold")
+    console.print(t)
+    for note in table.notes:
+        console.print(note, markup=False)
+
+
+def _csv(value):
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value)
+    return "" if value is None else value
+
+
+def print_json(obj, out=None) -> None:
+    (out or sys.stdout).write(json.dumps(obj, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""The spec language: YAML with locations, safe expressions, and the graph builder."""

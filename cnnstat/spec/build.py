@@ -1,0 +1,314 @@
+"""Expand a spec into a :class:`~cnnstat.graph.Graph`, inferring shapes as it goes.
+
+One pass over the layer list: blocks are instantiated, ``repeat`` unrolled, merges build their
+branches from the current tensor, and every op's handler gives the output shape, cost and
+receptive field. Cost is linear in the number of expanded layers.
+"""
+
+from __future__ import annotations
+
+from cnnstat.errors import OpError, SpecError, did_you_mean
+from cnnstat.graph import Graph, Layer
+from cnnstat.ops import REGISTRY
+from cnnstat.ops.base import REQUIRED, RF
+from cnnstat.spec.expr import is_expr
+from cnnstat.spec.model import Spec, _typed, evaluate_at
+from cnnstat.spec.yamlload import LList, LMap
+
+RESERVED = ("name", "repeat", "first", "from", "if")
+INPUT = "input"
+
+
+class _Tensor:
+    __slots__ = ("name", "shape", "rf")
+
+    def __init__(self, name, shape, rf):
+        self.name, self.shape, self.rf = name, shape, rf
+
+
+class _Scope:
+    __slots__ = ("prefix", "vars", "counters", "notes")
+
+    def __init__(self, prefix, vars, notes):
+        self.prefix, self.vars, self.counters, self.notes = prefix, vars, {}, notes
+
+    def auto_name(self, base: str) -> str:
+        n = self.counters.get(base, 0) + 1
+        self.counters[base] = n
+        return f"{base}{n}"
+
+
+def build(spec: Spec, input_shape: tuple | None = None) -> Graph:
+    """The spec's layer graph at ``input_shape`` (default: the spec's own input)."""
+    return _Builder(spec).run(tuple(input_shape) if input_shape else spec.input)
+
+
+class _Builder:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.layers: list = []
+        self.tensors: dict = {}
+
+    def run(self, shape: tuple) -> Graph:
+        rf = RF.input(shape[1:] if len(shape) > 1 else ())
+        start = _Tensor(INPUT, shape, rf)
+        self.tensors[INPUT] = start
+        self.seq(self.spec.layers, start, _Scope("", dict(self.spec.params), []))
+        return Graph(
+            name=self.spec.name,
+            input=shape,
+            layers=self.layers,
+            description=self.spec.description,
+            source=self.spec.source,
+            nominal=self.spec.nominal,
+            file=self.spec.file,
+        )
+
+    # --- the layer list -------------------------------------------------------------------
+
+    def seq(self, items, cur, scope):
+        if not isinstance(items, LList):
+            raise SpecError("expected a list of layers", getattr(items, "loc", None), scope.notes)
+        for i, item in enumerate(items):
+            cur = self.item(item, items.loc_of(i), cur, scope)
+        return cur
+
+    def item(self, item, loc, cur, scope):
+        if isinstance(item, str):
+            op_name, args, args_loc = item, LMap(), loc
+            args.loc, args.locs, args.key_locs = loc, {}, {}
+        elif isinstance(item, LMap) and len(item) == 1:
+            op_name = next(iter(item))
+            args, args_loc = item[op_name], item.locs[op_name]
+            if args is None:
+                args = LMap()
+                args.loc, args.locs, args.key_locs = args_loc, {}, {}
+            elif not isinstance(args, LMap):
+                raise SpecError(
+                    f"the arguments of '{op_name}' must be a mapping, got {args!r}",
+                    args_loc, scope.notes,
+                )
+        elif isinstance(item, LMap):
+            raise SpecError(
+                f"a layer is one op or block with its arguments; found keys {', '.join(item)}"
+                " (put name/repeat/from inside the arguments)", loc, scope.notes,
+            )
+        else:
+            raise SpecError(f"a layer must be an op name or a mapping, got {item!r}", loc, scope.notes)
+
+        op = REGISTRY.get(op_name)
+        block = self.spec.blocks.get(op_name)
+        if op is None and block is None:
+            known = list(REGISTRY) + list(self.spec.blocks)
+            raise SpecError(f"unknown op or block '{op_name}'" + did_you_mean(op_name, known),
+                            loc, scope.notes)
+
+        def arg(key, default=None):
+            if key not in args:
+                return default
+            return evaluate_at(args[key], scope.vars, args.locs[key], scope.notes)
+
+        if "if" in args:
+            cond = arg("if")
+            if not isinstance(cond, bool):
+                raise SpecError(f"'if' must be true or false, got {cond!r}", args.locs["if"], scope.notes)
+            if not cond:
+                return cur
+        repeat = arg("repeat", 1)
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
+            raise SpecError(f"'repeat' must be a non-negative integer, got {repeat!r}",
+                            args.locs.get("repeat", loc), scope.notes)
+        first = args.get("first")
+        if first is not None and not isinstance(first, LMap):
+            raise SpecError("'first' must be a mapping of arguments", args.locs["first"], scope.notes)
+        name = arg("name")
+        if name is not None and (not isinstance(name, str) or not name or "." in name):
+            raise SpecError(f"'name' must be a non-empty name without dots, got {name!r}",
+                            args.locs["name"], scope.notes)
+        if "from" in args:
+            cur = self.lookup(arg("from"), args.locs["from"], scope)
+        numbered = name is not None and "repeat" in args
+
+        for i in range(repeat):
+            local = f"{name}.{i}" if numbered else name
+            these = _with_first(args, first) if i == 0 and first else args
+            if block is not None:
+                local = local or scope.auto_name(op_name)
+                note = f"in block '{op_name}' instantiated at {loc} ({local}"
+                note += f", repeat {i + 1} of {repeat})" if repeat > 1 else ")"
+                cur = self.instantiate(block, these, cur, scope, local, note)
+            elif op.merge:
+                cur = self.merge(op, these, cur, scope, local or scope.auto_name(op_name), loc)
+            else:
+                local = local or scope.auto_name(op_name)
+                a = self.resolve(op, these, scope)
+                cur = self.emit(op, a, scope.prefix + local, [cur], loc, scope)
+        return cur
+
+    # --- blocks, merges, plain ops --------------------------------------------------------
+
+    def instantiate(self, block, args, cur, scope, local, note):
+        values = {}
+        for key, value in args.items():
+            if key in RESERVED:
+                continue
+            if key not in block.params:
+                raise SpecError(
+                    f"block '{block.name}' has no parameter '{key}'"
+                    + did_you_mean(key, list(block.params) + list(RESERVED)),
+                    args.key_locs.get(key, args.loc), scope.notes,
+                )
+            v = evaluate_at(value, scope.vars, args.locs.get(key, args.loc), scope.notes)
+            values[key] = _typed(v, block.params[key][0], key, args.locs.get(key, args.loc))
+        inner = dict(self.spec.params)
+        inner.update(values)
+        for key, (type_name, default) in block.params.items():
+            if key in values:
+                continue
+            if default is REQUIRED:
+                raise SpecError(
+                    f"block '{block.name}' needs parameter '{key}' ({type_name})", args.loc, scope.notes
+                )
+            inner[key] = evaluate_at(default, inner, block.loc, scope.notes) if is_expr(default) else default
+        child = _Scope(scope.prefix + local + ".", inner, scope.notes + [note])
+        return self.seq(block.body, cur, child)
+
+    def merge(self, op, args, cur, scope, local, loc):
+        branches = [k for k in args if k not in RESERVED]
+        if len(branches) < 2:
+            raise SpecError(f"{op.name} needs at least two named branches, got {len(branches)}",
+                            args.loc, scope.notes)
+        prefix = scope.prefix + local
+        outs = []
+        for b in branches:
+            body, bloc = args[b], args.locs[b]
+            if body == "identity" or body is None or body == []:
+                outs.append(cur)
+            elif isinstance(body, LMap) and list(body) == ["from"]:
+                ref = evaluate_at(body["from"], scope.vars, body.locs["from"], scope.notes)
+                outs.append(self.lookup(ref, body.locs["from"], scope))
+            elif isinstance(body, LList):
+                outs.append(self.seq(body, cur, _Scope(f"{prefix}.{b}.", scope.vars, scope.notes)))
+            else:
+                raise SpecError(
+                    f"branch '{b}' must be a list of layers, 'identity' or {{from: NAME}}",
+                    bloc, scope.notes,
+                )
+        return self.emit(op, {"branches": branches}, prefix, outs, loc, scope)
+
+    def resolve(self, op, args, scope) -> dict:
+        """Arguments after per-op defaults, aliases, expressions and type checks."""
+        a = {}
+        for source in (self.spec.defaults.get(op.name), args):
+            if not source:
+                continue
+            given = {}
+            for key, value in source.items():
+                if key in RESERVED and source is args:
+                    continue
+                spec_arg = op.arg_index.get(key)
+                kloc = source.key_locs.get(key, source.loc)
+                if spec_arg is None:
+                    raise SpecError(
+                        f"{op.name} has no argument '{key}'"
+                        + did_you_mean(key, list(op.arg_index) + list(RESERVED)),
+                        kloc, scope.notes,
+                    )
+                if spec_arg.name in given:
+                    raise SpecError(
+                        f"{op.name}: '{key}' and '{given[spec_arg.name]}' are the same argument",
+                        kloc, scope.notes,
+                    )
+                given[spec_arg.name] = key
+                vloc = source.locs.get(key, source.loc)
+                a[spec_arg.name] = _coerce(spec_arg, evaluate_at(value, scope.vars, vloc, scope.notes),
+                                           op.name, vloc, scope.notes)
+        for spec_arg in op.args:
+            if spec_arg.name not in a:
+                if spec_arg.default is REQUIRED:
+                    raise SpecError(f"{op.name} needs argument '{spec_arg.name}' ({spec_arg.help})",
+                                    args.loc, scope.notes)
+                a[spec_arg.name] = spec_arg.default
+        return a
+
+    def emit(self, op, a, name, inputs, loc, scope):
+        if name in self.tensors:
+            raise SpecError(f"duplicate layer name '{name}'", loc, scope.notes)
+        shapes = [t.shape for t in inputs]
+        try:
+            out = op.shape(a, shapes)
+            cost = op.cost(a, shapes, out)
+            rf = op.rf(a, [t.rf for t in inputs], shapes, out)
+        except OpError as exc:
+            raise SpecError(f"{op.name}: {exc}" if not str(exc).startswith(op.name) else str(exc),
+                            loc, scope.notes) from None
+        if any(v < 1 for v in out):
+            raise SpecError(f"{op.name}: output size {list(out)} is empty", loc, scope.notes)
+        layer = Layer(
+            name=name, op=op.name, kind=op.kind, args=a,
+            inputs=tuple(t.name for t in inputs), output=out,
+            weights=cost.weights, biases=cost.biases, buffers=cost.buffers, macs=cost.macs,
+            rf=rf, loc=loc,
+        )
+        self.layers.append(layer)
+        tensor = _Tensor(name, out, rf)
+        self.tensors[name] = tensor
+        return tensor
+
+    def lookup(self, ref, loc, scope):
+        if not isinstance(ref, str):
+            raise SpecError(f"'from' must name a layer, got {ref!r}", loc, scope.notes)
+        for candidate in (scope.prefix + ref, ref):
+            if candidate in self.tensors:
+                return self.tensors[candidate]
+        raise SpecError(f"'from': no earlier layer named '{ref}'" + did_you_mean(ref, self.tensors),
+                        loc, scope.notes)
+
+
+def _with_first(args: LMap, first: LMap) -> LMap:
+    merged = LMap(args)
+    merged.loc, merged.locs, merged.key_locs = args.loc, dict(args.locs), dict(args.key_locs)
+    for key, value in first.items():
+        merged[key] = value
+        merged.locs[key] = first.locs[key]
+        merged.key_locs[key] = first.key_locs[key]
+    return merged
+
+
+def _coerce(arg, value, op, loc, notes):
+    """Check one argument value against its declared type."""
+    t = arg.type
+    ok = True
+    if t == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and arg.min is not None and value < arg.min:
+            raise SpecError(f"{op}: '{arg.name}' must be at least {arg.min}, got {value}", loc, notes)
+    elif t == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif t == "bool":
+        ok = isinstance(value, bool)
+    elif t == "axes":
+        ok = value is None or _ints(value)
+    elif t == "padding":
+        ok = value in ("same", "valid") or _ints(value)
+    elif t == "str":
+        ok = isinstance(value, str) and (not arg.choices or value in arg.choices)
+    if not ok:
+        want = {
+            "int": "an integer", "float": "a number", "bool": "true or false",
+            "axes": "an integer or a list of integers",
+            "padding": "an integer, a list of integers, 'same' or 'valid'",
+            "str": "one of " + ", ".join(arg.choices) if arg.choices else "a string",
+        }[t]
+        raise SpecError(f"{op}: '{arg.name}' must be {want}, got {value!r}", loc, notes)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _ints(value) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, (list, tuple)) and 0 < len(value) <= 3 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )

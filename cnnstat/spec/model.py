@@ -1,0 +1,243 @@
+"""A parsed spec file: metadata, parameters, per-op defaults, blocks, layers, variants.
+
+Only structure is checked here; layers are expanded (and their arguments checked) by
+:mod:`cnnstat.spec.build`, which knows the shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cnnstat.errors import OpError, SpecError, did_you_mean
+from cnnstat.ops import REGISTRY
+from cnnstat.ops.base import REQUIRED
+from cnnstat.spec.expr import evaluate
+from cnnstat.spec.yamlload import LList, LMap, load_yaml
+
+FORMAT_VERSION = 1
+TOP_KEYS = (
+    "cnnstat", "name", "description", "source", "input", "nominal",
+    "params", "defaults", "blocks", "layers", "variants",
+)
+VARIANT_KEYS = ("description", "source", "params", "input", "nominal")
+BLOCK_KEYS = ("params", "body", "description")
+PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "any": object}
+MAX_FILE_BYTES = 4_000_000
+
+
+@dataclass
+class Block:
+    name: str
+    params: dict  # name -> (type name, default or REQUIRED)
+    body: LList
+    loc: object
+
+
+@dataclass
+class Spec:
+    name: str
+    file: str
+    input: tuple
+    layers: LList
+    description: str = ""
+    source: str = ""
+    nominal: tuple | None = None
+    params: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)  # op name -> LMap of arguments
+    blocks: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)  # name -> LMap
+    doc: LMap | None = None
+
+    @property
+    def models(self) -> list:
+        """Every model name this file defines: its own and its variants'."""
+        return [self.name, *self.variants]
+
+    def variant(self, name: str) -> "Spec":
+        if name == self.name:
+            return self
+        v = self.variants[name]
+        params = dict(self.params)
+        overrides = v.get("params") or {}
+        _check_map(overrides, "variant params", v.loc_of("params"))
+        for key, value in overrides.items():
+            if key not in params:
+                raise SpecError(
+                    f"variant '{name}' sets unknown parameter '{key}'" + did_you_mean(key, params),
+                    overrides.key_locs[key],
+                )
+            params[key] = _typed(value, type(params[key]).__name__, key, overrides.locs[key])
+        return replace(
+            self,
+            name=name,
+            description=v.get("description", self.description),
+            source=v.get("source", self.source),
+            input=_shape(v["input"], v.locs["input"]) if "input" in v else self.input,
+            nominal=_nominal(v["nominal"], v.locs["nominal"]) if "nominal" in v else self.nominal,
+            params=params,
+            variants={},
+        )
+
+
+def _check_map(value, what, loc):
+    if not isinstance(value, dict):
+        raise SpecError(f"{what} must be a mapping", loc)
+
+
+def _check_keys(m: LMap, allowed, what):
+    for key in m:
+        if key not in allowed:
+            raise SpecError(
+                f"unknown key '{key}' in {what}" + did_you_mean(key, allowed), m.key_locs[key]
+            )
+
+
+def _shape(value, loc) -> tuple:
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise SpecError(f"input must be [C, H, W], [C, L] or [D] (integers), got {value!r}", loc)
+    if any(v < 1 for v in value):
+        raise SpecError(f"input sizes must be positive, got {list(value)}", loc)
+    return tuple(value)
+
+
+def _nominal(value, loc) -> tuple:
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise SpecError(f"nominal must be [H, W] (positive integers), got {value!r}", loc)
+    return tuple(value)
+
+
+def _typed(value, type_name, what, loc):
+    """Check a parameter value against its declared type name."""
+    if type_name == "any":
+        return value
+    if type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = PARAM_TYPES.get(type_name, object)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise SpecError(f"parameter '{what}' must be {type_name}, got {value!r}", loc)
+    return value
+
+
+def parse_params(m, loc) -> dict:
+    """``{name: type-or-default}`` -> ``{name: (type name, default or REQUIRED)}``."""
+    if m is None:
+        return {}
+    _check_map(m, "params", loc)
+    out = {}
+    for key, value in m.items():
+        if not key.isidentifier():
+            raise SpecError(f"parameter name '{key}' is not an identifier", m.key_locs[key])
+        if isinstance(value, str) and value in PARAM_TYPES:
+            out[key] = (value, REQUIRED)
+        elif isinstance(value, (bool, int, float, str)):
+            out[key] = (type(value).__name__, value)
+        else:
+            out[key] = ("any", value)
+    return out
+
+
+def parse_spec(data, filename: str) -> Spec:
+    if not isinstance(data, LMap):
+        raise SpecError("a spec must be a mapping with 'input' and 'layers'", _top_loc(data, filename))
+    _check_keys(data, TOP_KEYS, "the spec")
+    version = data.get("cnnstat", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise SpecError(f"unsupported spec version {version!r} (this cnnstat reads {FORMAT_VERSION})",
+                        data.loc_of("cnnstat"))
+    for key in ("input", "layers"):
+        if key not in data:
+            raise SpecError(f"the spec has no '{key}'", data.loc)
+    if not isinstance(data["layers"], LList) or not data["layers"]:
+        raise SpecError("'layers' must be a non-empty list", data.loc_of("layers"))
+    name = data.get("name", Path(filename).stem)
+    for key in ("name", "description", "source"):
+        if key in data and not isinstance(data[key], str):
+            raise SpecError(f"'{key}' must be a string", data.loc_of(key))
+
+    params = {}
+    for key, (type_name, default) in parse_params(data.get("params"), data.loc_of("params")).items():
+        if default is REQUIRED:
+            raise SpecError(f"spec parameter '{key}' needs a default value", data["params"].locs[key])
+        params[key] = default
+
+    defaults = data.get("defaults") or {}
+    _check_map(defaults, "defaults", data.loc_of("defaults"))
+    for op_name, args in defaults.items():
+        if op_name not in REGISTRY or REGISTRY[op_name].merge:
+            raise SpecError(
+                f"defaults: unknown op '{op_name}'" + did_you_mean(op_name, REGISTRY),
+                defaults.key_locs[op_name],
+            )
+        _check_map(args, f"defaults for '{op_name}'", defaults.locs[op_name])
+
+    blocks = {}
+    raw_blocks = data.get("blocks") or {}
+    _check_map(raw_blocks, "blocks", data.loc_of("blocks"))
+    for bname, b in raw_blocks.items():
+        loc = raw_blocks.key_locs[bname]
+        if bname in REGISTRY:
+            raise SpecError(f"block '{bname}' has the name of a built-in op", loc)
+        _check_map(b, f"block '{bname}'", raw_blocks.locs[bname])
+        _check_keys(b, BLOCK_KEYS, f"block '{bname}'")
+        if not isinstance(b.get("body"), LList) or not b["body"]:
+            raise SpecError(f"block '{bname}' needs a non-empty 'body' list", raw_blocks.locs[bname])
+        blocks[bname] = Block(bname, parse_params(b.get("params"), b.loc_of("params")), b["body"], loc)
+
+    variants = data.get("variants") or {}
+    _check_map(variants, "variants", data.loc_of("variants"))
+    for vname, v in variants.items():
+        _check_map(v, f"variant '{vname}'", variants.locs[vname])
+        _check_keys(v, VARIANT_KEYS, f"variant '{vname}'")
+
+    return Spec(
+        name=name,
+        file=filename,
+        input=_shape(data["input"], data.loc_of("input")),
+        nominal=_nominal(data["nominal"], data.loc_of("nominal")) if "nominal" in data else None,
+        layers=data["layers"],
+        description=data.get("description", ""),
+        source=data.get("source", ""),
+        params=params,
+        defaults=defaults,
+        blocks=blocks,
+        variants=dict(variants),
+        doc=data,
+    )
+
+
+def _top_loc(data, filename):
+    from cnnstat.errors import Location
+
+    return getattr(data, "loc", Location(filename, 1, 1))
+
+
+def load_spec_file(path: str | Path, display: str | None = None) -> Spec:
+    path = Path(path)
+    shown = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SpecError(f"spec file is {size} bytes; the limit is {MAX_FILE_BYTES}")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"no such spec file: {shown}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec file {shown}: {exc}") from None
+    return parse_spec(load_yaml(text, shown), shown)
+
+
+def evaluate_at(value, scope: dict, loc, notes=()):
+    """:func:`evaluate` with expression errors turned into located :class:`SpecError`."""
+    try:
+        return evaluate(value, scope)
+    except OpError as exc:
+        raise SpecError(str(exc), loc, notes) from None

@@ -1,0 +1,59 @@
+"""Number formatting and parsing: SI prefixes, bytes, dtypes, WxH / CxHxW options."""
+
+from __future__ import annotations
+
+import re
+
+from cnnstat.errors import CnnstatError
+
+# Bits per stored weight.
+DTYPE_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4}
+
+
+def tensor_bytes(count: int, dtype: str) -> int:
+    """Bytes to store ``count`` values; int4 packs two per byte, rounded up per tensor."""
+    return -(-count * DTYPE_BITS[dtype] // 8)
+
+
+def si(n, digits: int = 2) -> str:
+    """1890336 -> '1.89M'; 805429232816 -> '805.43G'; below 1000 printed as is."""
+    n = float(n)
+    for factor, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= factor:
+            return f"{n / factor:.{digits}f}{suffix}"
+    return f"{n:.{digits}f}".rstrip("0").rstrip(".") if n != int(n) else str(int(n))
+
+
+def human_bytes(n, binary: bool = False) -> str:
+    """Decimal MB (10^6) by default, MiB (2^20) with ``binary``."""
+    if binary:
+        units = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
+    else:
+        units = ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
+    for factor, suffix in units:
+        if abs(n) >= factor:
+            return f"{n / factor:.2f} {suffix}"
+    return f"{int(n)} B"
+
+
+def _ints(text: str, n: int, what: str, example: str) -> tuple:
+    parts = re.split(r"[x×,*]", text.strip().lower())
+    if len(parts) != n or not all(p.strip().isdigit() for p in parts):
+        raise CnnstatError(f"malformed {what} '{text}': expected {example}")
+    values = tuple(int(p) for p in parts)
+    if any(v < 1 for v in values):
+        raise CnnstatError(f"{what} '{text}' must be positive")
+    return values
+
+
+def parse_resolution(text: str) -> tuple:
+    """'1920x1080' -> (1920, 1080) as (W, H)."""
+    return _ints(text, 2, "resolution", "WIDTHxHEIGHT such as 1920x1080")
+
+
+def parse_input(text: str) -> tuple:
+    """'3x224x224' -> (3, 224, 224); '1x7' -> (1, 7) for 1-D models."""
+    parts = re.split(r"[x×,*]", text.strip().lower())
+    if not 1 <= len(parts) <= 3:
+        raise CnnstatError(f"malformed input '{text}': expected CxHxW such as 3x224x224")
+    return _ints(text, len(parts), "input", "CxHxW such as 3x224x224")

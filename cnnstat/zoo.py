@@ -1,0 +1,85 @@
+"""The model zoo: spec files shipped inside the package, addressed by name.
+
+A file defines one model (``name``) and optionally its ``variants`` (``vgg.yaml`` defines
+vgg11 ... vgg19_bn). Names are matched with shell patterns like timm's ``list_models('res*')``;
+an unknown name is answered with the closest matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from pathlib import Path
+
+from cnnstat.errors import CnnstatError
+from cnnstat.spec.model import Spec, load_spec_file
+
+_PKG = Path(__file__).resolve().parent
+
+
+def zoo_dir() -> Path:
+    """``cnnstat/specs`` in an installed package, ``specs/`` beside it in a source tree."""
+    packaged = _PKG / "specs"
+    return packaged if packaged.is_dir() else _PKG.parent / "specs"
+
+
+def _files() -> list:
+    return sorted(zoo_dir().glob("*.yaml"))
+
+
+def _load_file(path: Path) -> Spec:
+    return load_spec_file(path, display=f"zoo:{path.name}")
+
+
+def index() -> dict:
+    """Every zoo model name -> the spec that defines it (a variant resolved lazily)."""
+    out = {}
+    for path in _files():
+        spec = _load_file(path)
+        for name in spec.models:
+            if name in out:
+                raise CnnstatError(f"zoo model '{name}' is defined twice ({path.name})")
+            out[name] = spec
+    return out
+
+
+def models(pattern: str = "*") -> list:
+    """Specs of the zoo models whose names match a shell pattern (case-insensitive), sorted."""
+    known = index()
+    pattern = pattern.lower()
+    return [known[n].variant(n) for n in sorted(known) if fnmatch.fnmatch(n.lower(), pattern)]
+
+
+def list_models(pattern: str = "*") -> list:
+    """Sorted zoo names matching a shell pattern, e.g. ``'vgg*'``."""
+    return [spec.name for spec in models(pattern)]
+
+
+def get(name: str) -> Spec:
+    """A zoo model by exact name; unknown names raise with the closest matches."""
+    # Fast path: the file named after the model, or after a prefix of it (vgg16 -> vgg.yaml).
+    d = zoo_dir()
+    stems = sorted((p.stem for p in _files()), key=len, reverse=True)
+    for stem in [s for s in stems if s == name] + [s for s in stems if name.startswith(s) and s != name]:
+        spec = _load_file(d / f"{stem}.yaml")
+        if name in spec.models:
+            return spec.variant(name)
+    known = index()
+    if name in known:
+        return known[name].variant(name)
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    raise CnnstatError(
+        f"unknown model '{name}'{hint}; 'cnnstat list' shows the zoo, or give a path to a spec file"
+    )
+
+
+def is_path(model: str) -> bool:
+    return model.endswith((".yaml", ".yml")) or "/" in model or "\\" in model or Path(model).is_file()
+
+
+def load(model: str) -> Spec:
+    """A zoo name or a path to a spec file."""
+    if is_path(model):
+        return load_spec_file(model)
+    return get(model)
