@@ -153,7 +153,7 @@ def print_table(result: dict) -> None:
 
     def line(row):
         return "  ".join(cell.ljust(w) if i in left else cell.rjust(w)
-                         for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+                         for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
 
     print(f"{result['runs']} runs each after {result['warmup']} warm-up, round-robin; "
           f"Python {result['python_version']} ({result['python']})")

@@ -1,0 +1,161 @@
+"""The spec language: blocks, repeat/first, names, from:, defaults, expressions, variants."""
+
+import pytest
+
+from cnnstat.errors import OpError, SpecError
+from cnnstat.spec.expr import evaluate
+from helpers import analyze_text, spec_from_text
+
+RESNETISH = """
+input: [3, 32, 32]
+defaults:
+  conv: {bias: false, p: 1, k: 3}
+blocks:
+  basic:
+    params: {out: int, stride: 1, project: false}
+    body:
+      - add:
+          main:
+            - conv: {out: $out, s: $stride}
+            - bn
+            - relu
+            - conv: {out: $out}
+            - bn
+          skip:
+            - conv: {out: $out, k: 1, p: 0, s: $stride, if: $project}
+      - relu
+layers:
+  - conv: {out: 16}
+  - basic: {out: 16, repeat: 2, name: layer1}
+  - basic: {out: 32, repeat: 2, name: layer2, first: {stride: 2, project: true}}
+  - gap
+  - flatten
+  - fc: {out: 10}
+"""
+
+
+def test_blocks_repeat_and_first():
+    a = analyze_text(RESNETISH)
+    names = [la.name for la in a.layers]
+    assert "layer1.0.add1.main.conv1" in names
+    assert "layer2.0.add1.skip.conv1" in names  # the projection only in the first instance
+    assert "layer2.1.add1.skip.conv1" not in names
+    by_name = {la.name: la for la in a.layers}
+    assert by_name["layer2.0.add1.main.conv1"].output == (32, 16, 16)
+    assert by_name["layer2.1.relu1"].output == (32, 16, 16)
+    assert by_name["layer1.1.add1"].inputs == ("layer1.1.add1.main.bn2", "layer1.0.relu1")
+    # the per-op defaults applied: no conv bias anywhere
+    assert all(la.biases == 0 for la in a.layers if la.op == "conv")
+    expected = 3 * 16 * 9 + 4 * 16 * 16 * 9 + 32 * 16 * 9 + 3 * 32 * 32 * 9 + 16 * 32
+    assert sum(la.weights for la in a.layers if la.op == "conv") == expected
+
+
+def test_auto_names_count_per_scope():
+    a = analyze_text("input: [1, 8, 8]\nlayers:\n  - conv: {out: 2, k: 1, repeat: 3}\n  - relu\n  - relu\n")
+    assert [la.name for la in a.layers] == ["conv1", "conv2", "conv3", "relu1", "relu2"]
+    a = analyze_text("input: [1, 8, 8]\nlayers:\n  - conv: {out: 2, k: 1, repeat: 2, name: c}\n")
+    assert [la.name for la in a.layers] == ["c.0", "c.1"]
+
+
+def test_from_reaches_back():
+    a = analyze_text(
+        """
+        input: [3, 16, 16]
+        layers:
+          - conv: {out: 8, k: 3, p: 1, name: stem}
+          - maxpool: {k: 2}
+          - conv: {out: 8, k: 1}
+          - conv: {out: 4, k: 1, from: stem, name: side}
+          - concat: {a: {from: stem}, b: [conv: {out: 4, k: 1}]}
+        """
+    )
+    by_name = {la.name: la for la in a.layers}
+    assert by_name["side"].inputs == ("stem",)
+    assert by_name["side"].output == (4, 16, 16)
+    assert by_name["concat1"].inputs == ("stem", "concat1.b.conv1")
+
+
+def test_expressions():
+    scope = {"growth": 32, "width": 1.5, "stride": 2}
+    assert evaluate("$growth", scope) == 32
+    assert evaluate("$(4 * growth)", scope) == 128
+    assert evaluate("$(int(64 * width) // 8 * 8)", scope) == 96
+    assert evaluate("$(stride != 1 or growth > 64)", scope) is True
+    assert evaluate("$(max(8, growth // 8) if stride == 2 else 0)", scope) == 8
+    assert evaluate(["$growth", 3], scope) == [32, 3]
+    assert evaluate("plain", scope) == "plain"
+    for bad in ("$(__import__('os'))", "$(growth.real)", "$(scope[0])", "$(lambda: 1)", "$(2 ** 9999)",
+                "$(growth / 0)", "$nope", "$(open('x'))"):
+        with pytest.raises(OpError):
+            evaluate(bad, scope)
+
+
+def test_expressions_in_specs():
+    a = analyze_text(
+        """
+        input: [3, 8, 8]
+        params: {width: 2}
+        blocks:
+          unit:
+            params: {c: int, k: 3}
+            body:
+              - conv: {out: $(c * width), k: $k, p: $(k // 2)}
+        layers:
+          - unit: {c: 8}
+          - unit: {c: 4, k: 5}
+        """
+    )
+    assert [la.output for la in a.layers] == [(16, 8, 8), (8, 8, 8)]
+    assert a.layers[1].weights == 8 * 16 * 25
+
+
+def test_variants():
+    spec = spec_from_text(
+        """
+        name: base
+        input: [3, 8, 8]
+        params: {c: 4}
+        variants:
+          wide: {params: {c: 16}, description: wider, input: [3, 16, 16]}
+        layers:
+          - conv: {out: $c, k: 3}
+        """
+    )
+    assert spec.models == ["base", "wide"]
+    wide = spec.variant("wide")
+    assert (wide.name, wide.description, wide.input, wide.params) == ("wide", "wider", (3, 16, 16), {"c": 16})
+    with pytest.raises(SpecError, match="unknown parameter 'd'"):
+        spec_from_text(
+            "input: [1, 4]\nparams: {c: 1}\nvariants:\n  v: {params: {d: 2}}\nlayers: [relu]\n"
+        ).variant("v")
+
+
+def test_input_override_changes_shapes_not_weights():
+    base = analyze_text(RESNETISH)
+    big = analyze_text(RESNETISH, input=(3, 64, 64))
+    assert big.totals()["params"] == base.totals()["params"]
+    conv_macs = lambda a: sum(la.macs for la in a.layers if la.op == "conv")
+    assert conv_macs(big) == 4 * conv_macs(base)
+
+
+def test_batch_and_dtype():
+    a = analyze_text(RESNETISH, batch=8, dtype="int4")
+    b = analyze_text(RESNETISH)
+    assert a.totals()["macs"] == 8 * b.totals()["macs"]
+    assert a.totals()["activations"] == 8 * b.totals()["activations"]
+    assert a.totals()["params"] == b.totals()["params"]
+    # int4: two weights per byte, each layer's tensor rounded up to whole bytes
+    assert a.totals()["weight_bytes"] == sum(-(-la.weights // 2) for la in b.layers)
+    assert b.totals()["weight_bytes"] == 4 * b.totals()["weights"]
+
+
+def test_yaml_anchors_and_merge_keys_work():
+    a = analyze_text(
+        """
+        input: [3, 8, 8]
+        layers:
+          - conv: &c3 {out: 4, k: 3, p: 1}
+          - conv: {<<: *c3, out: 8}
+        """
+    )
+    assert [la.output[0] for la in a.layers] == [4, 8]
