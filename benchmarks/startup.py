@@ -12,9 +12,16 @@ hits all of them alike. Children run with this interpreter (``sys.executable``),
 repository root, with the repository root first on ``PYTHONPATH``, so the source tree's cnnstat
 is measured even when the package is not installed.
 
+Bytecode: an installed package has its ``.pyc`` files, but a source tree run with
+``PYTHONDONTWRITEBYTECODE=1`` (common in CI and sandboxes) recompiles every cnnstat module on
+every start, which is not what users see. So by default the children get a private, empty
+``PYTHONPYCACHEPREFIX`` (a temporary directory, removed afterwards) with bytecode writing on:
+the warm-up rounds fill it for every command alike and nothing is written into the tree.
+``--inherit-bytecode-env`` passes the caller's bytecode settings through unchanged instead.
+
 Usage::
 
-    python benchmarks/startup.py [--runs N] [--warmup N] [--json]
+    python benchmarks/startup.py [--runs N] [--warmup N] [--json] [--inherit-bytecode-env]
     python benchmarks/startup.py --check-no-torch [--json]
 
 Standard library only.
@@ -30,6 +37,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,10 +69,15 @@ _DROP_ENV = ("PYTHONPROFILEIMPORTTIME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHO
              "PYTHONDEVMODE", "PYTHONWARNINGS")
 
 
-def child_env() -> dict:
+def child_env(pycache_prefix: str | None = None) -> dict:
+    """The caller's environment with the repository root first on PYTHONPATH; with
+    ``pycache_prefix``, bytecode is written to and read from that directory."""
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + existing if existing else "")
+    if pycache_prefix is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pycache_prefix
     return env
 
 
@@ -105,8 +118,7 @@ def summarize(times: list) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "p90_s": p90(times)}
 
 
-def measure(runs: int, warmup: int) -> dict:
-    env = child_env()
+def measure(runs: int, warmup: int, env: dict) -> dict:
     names = list(COMMANDS)
     for _ in range(warmup):
         for name in names:
@@ -119,7 +131,7 @@ def measure(runs: int, warmup: int) -> dict:
     return times
 
 
-def report(times: dict, runs: int, warmup: int) -> dict:
+def report(times: dict, runs: int, warmup: int, bytecode: str) -> dict:
     stats = {name: summarize(t) for name, t in times.items()}
     floor = stats[FLOOR]
     for s in stats.values():
@@ -132,6 +144,7 @@ def report(times: dict, runs: int, warmup: int) -> dict:
         "cwd": str(ROOT),
         "runs": runs,
         "warmup": warmup,
+        "bytecode": bytecode,
         "commands": {
             name: {"command": LABELS[name], "argv": argv(name), **stats[name],
                    "times_s": times[name]}
@@ -156,7 +169,7 @@ def print_table(result: dict) -> None:
                          for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
 
     print(f"{result['runs']} runs each after {result['warmup']} warm-up, round-robin; "
-          f"Python {result['python_version']} ({result['python']})")
+          f"Python {result['python_version']} ({result['python']}); bytecode: {result['bytecode']}")
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for row in rows[1:]:
@@ -182,6 +195,9 @@ def main(args=None) -> int:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per command (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up rounds (default 2)")
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    parser.add_argument("--inherit-bytecode-env", action="store_true",
+                        help="keep the caller's PYTHONDONTWRITEBYTECODE / PYTHONPYCACHEPREFIX "
+                             "instead of a private bytecode cache")
     parser.add_argument("--check-no-torch", action="store_true",
                         help="only check that analysing vgg16 does not import torch "
                              "(prints False; exit 1 if torch was imported)")
@@ -192,7 +208,17 @@ def main(args=None) -> int:
         parser.error("--runs must be at least 1")
     if opts.warmup < 0:
         parser.error("--warmup must be non-negative")
-    result = report(measure(opts.runs, opts.warmup), opts.runs, opts.warmup)
+    if opts.inherit_bytecode_env:
+        bytecode = "inherited" + (" (PYTHONDONTWRITEBYTECODE set)"
+                                  if os.environ.get("PYTHONDONTWRITEBYTECODE") else "")
+        times = measure(opts.runs, opts.warmup, child_env())
+    else:
+        bytecode = "private cache (PYTHONPYCACHEPREFIX)"
+        if opts.warmup < 1:
+            parser.error("--warmup must be at least 1 to fill the private bytecode cache")
+        with tempfile.TemporaryDirectory(prefix="cnnstat-startup-pyc-") as prefix:
+            times = measure(opts.runs, opts.warmup, child_env(prefix))
+    result = report(times, opts.runs, opts.warmup, bytecode)
     if opts.json:
         print(json.dumps(result, indent=2))
     else:

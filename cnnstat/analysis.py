@@ -14,8 +14,7 @@ from cnnstat.graph import Graph, Layer
 from cnnstat.units import DTYPE_BITS, tensor_bytes
 
 KINDS = ("conv", "fc", "other")
-COUNT_KEYS = ("params", "weights", "biases", "buffers", "macs", "activations",
-              "weight_bytes", "param_bytes")
+COUNT_KEYS = ("params", "weights", "biases", "buffers", "macs", "activations", "weight_bytes", "param_bytes")
 
 
 @dataclass
@@ -52,8 +51,7 @@ class Analysis:
             "macs": layer.macs * self.batch,
             "activations": layer.activations * self.batch,
             "weight_bytes": tensor_bytes(layer.weights, self.dtype),
-            "param_bytes": tensor_bytes(layer.weights, self.dtype)
-            + tensor_bytes(layer.biases, self.dtype),
+            "param_bytes": tensor_bytes(layer.weights, self.dtype) + tensor_bytes(layer.biases, self.dtype),
         }
 
     def _sum(self):
@@ -102,9 +100,7 @@ class Analysis:
             "totals": self.totals(),
             "by_kind": self.by_kind(),
             "layers": [self._layer_dict(la) for la in self.graph.layers],
-            "receptive_field": (
-                {**rf_dict(rf_layer.rf), "layer": rf_layer.name} if rf_layer else None
-            ),
+            "receptive_field": ({**rf_dict(rf_layer.rf), "layer": rf_layer.name} if rf_layer else None),
             "conventions": CONVENTIONS,
         }
 

@@ -7,11 +7,10 @@ format. rich is imported only when a terminal table is printed.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 @dataclass
@@ -20,6 +19,7 @@ class Column:
     key: str
     fmt: Callable = str  # raw value -> text for table/markdown; CSV keeps the raw value
     numeric: bool = True
+    wrap: bool = False  # long text (descriptions) wraps; everything else stays on one line
 
 
 @dataclass
@@ -50,7 +50,9 @@ def render(table: Table, fmt: str, out=None) -> None:
         for row in table.rows:
             lines.append("| " + " | ".join(_cells(table, row)) + " |")
         if table.total:
-            lines.append("| " + " | ".join(f"**{v}**" if v else "" for v in _cells(table, table.total)) + " |")
+            lines.append(
+                "| " + " | ".join(f"**{v}**" if v else "" for v in _cells(table, table.total)) + " |"
+            )
         lines += [""] + table.notes if table.notes else []
         out.write("\n".join(lines) + "\n")
         return
@@ -60,7 +62,7 @@ def render(table: Table, fmt: str, out=None) -> None:
     console = Console(file=out, width=None if out.isatty() else 160, highlight=False)
     t = RichTable(title=table.title or None, title_justify="left", show_footer=False)
     for c in table.columns:
-        t.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=not c.numeric)
+        t.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=not c.wrap)
     for row in table.rows:
         t.add_row(*_cells(table, row))
     if table.total:

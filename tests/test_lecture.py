@@ -11,7 +11,6 @@ import pytest
 
 from cnnstat.analysis import analyze
 from cnnstat.throughput import flops_row, tile_count
-
 from helpers import analyze_text
 
 FULL_HD = (1920, 1080)

@@ -84,8 +84,16 @@ def test_expressions():
     assert evaluate("$(max(8, growth // 8) if stride == 2 else 0)", scope) == 8
     assert evaluate(["$growth", 3], scope) == [32, 3]
     assert evaluate("plain", scope) == "plain"
-    for bad in ("$(__import__('os'))", "$(growth.real)", "$(scope[0])", "$(lambda: 1)", "$(2 ** 9999)",
-                "$(growth / 0)", "$nope", "$(open('x'))"):
+    for bad in (
+        "$(__import__('os'))",
+        "$(growth.real)",
+        "$(scope[0])",
+        "$(lambda: 1)",
+        "$(2 ** 9999)",
+        "$(growth / 0)",
+        "$nope",
+        "$(open('x'))",
+    ):
         with pytest.raises(OpError):
             evaluate(bad, scope)
 

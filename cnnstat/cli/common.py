@@ -22,27 +22,48 @@ def abort(error, code: int = 2):
 
 
 def format_option(f):
-    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table",
-                        show_default=True, help="Output format.")(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(f)
 
 
 def shape_options(f):
-    f = click.option("--input", "input_", metavar="CxHxW",
-                     help="Override the spec's input shape, e.g. 3x512x512 (1-D: CxL).")(f)
+    f = click.option(
+        "--input",
+        "input_",
+        metavar="CxHxW",
+        help="Override the spec's input shape, e.g. 3x512x512 (1-D: CxL).",
+    )(f)
     return f
 
 
 def resolution_option(f):
-    return click.option("--resolution", metavar="WxH",
-                        help="Override the input's width and height, e.g. 1920x1080.")(f)
+    return click.option(
+        "--resolution", metavar="WxH", help="Override the input's width and height, e.g. 1920x1080."
+    )(f)
 
 
 def analysis_options(f):
     f = click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")(f)
-    f = click.option("--dtype", type=click.Choice(list(DTYPE_BITS)), default="fp32",
-                     show_default=True, help="Storage type of the weights.")(f)
-    f = click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Batch size (scales MACs and activations).")(f)
+    f = click.option(
+        "--dtype",
+        type=click.Choice(list(DTYPE_BITS)),
+        default="fp32",
+        show_default=True,
+        help="Storage type of the weights.",
+    )(f)
+    f = click.option(
+        "--batch",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Batch size (scales MACs and activations).",
+    )(f)
     return f
 
 
@@ -55,14 +76,18 @@ def input_shape(spec, input_: str | None, resolution: str | None):
     elif resolution:
         w, h = parse_resolution(resolution)
         if len(spec.input) != 3:
-            raise CnnstatError(f"--resolution needs a [C, H, W] model; {spec.name} has input "
-                               f"{list(spec.input)} (use --input)")
+            raise CnnstatError(
+                f"--resolution needs a [C, H, W] model; {spec.name} has input "
+                f"{list(spec.input)} (use --input)"
+            )
         shape = (spec.input[0], h, w)
     else:
         return None
     if len(shape) != len(spec.input):
-        raise CnnstatError(f"--input {input_} has {len(shape)} dimensions; {spec.name} takes "
-                           f"{len(spec.input)} ({'x'.join(map(str, spec.input))})")
+        raise CnnstatError(
+            f"--input {input_} has {len(shape)} dimensions; {spec.name} takes "
+            f"{len(spec.input)} ({'x'.join(map(str, spec.input))})"
+        )
     return shape
 
 

@@ -9,19 +9,40 @@ from cnnstat.cli.common import format_option, input_shape, shape_options, shape_
 
 @click.command("flops")
 @click.argument("models", nargs=-1, metavar="[MODEL]...")
-@click.option("--resolution", default="1920x1080", show_default=True, metavar="WxH",
-              help="Frame size to cover.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True,
-              help="Frames per second.")
+@click.option(
+    "--resolution", default="1920x1080", show_default=True, metavar="WxH", help="Frame size to cover."
+)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30,
+    show_default=True,
+    help="Frames per second.",
+)
 @click.option("--tile", metavar="WxH", help="Tile size (default: the spec's nominal size, else its input).")
-@click.option("--tiles", "tiling", type=click.Choice(["exact", "whole"]), default="exact",
-              show_default=True,
-              help="exact: frame area / tile area (the lecture's 'no overlap'); whole: round up "
-                   "to whole tiles per axis.")
-@click.option("--flops-per-mac", type=click.IntRange(min=1), default=1, show_default=True,
-              help="FLOPs counted per MAC: 1 (the lecture's 'GFLOPS') or 2 (multiply + add).")
-@click.option("--mode", type=click.Choice(["tile"]), default="tile", show_default=True,
-              help="How the network covers the frame.")
+@click.option(
+    "--tiles",
+    "tiling",
+    type=click.Choice(["exact", "whole"]),
+    default="exact",
+    show_default=True,
+    help="exact: frame area / tile area (the lecture's 'no overlap'); whole: round up "
+    "to whole tiles per axis.",
+)
+@click.option(
+    "--flops-per-mac",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="FLOPs counted per MAC: 1 (the lecture's 'GFLOPS') or 2 (multiply + add).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["tile"]),
+    default="tile",
+    show_default=True,
+    help="How the network covers the frame.",
+)
 @shape_options
 @format_option
 def command(models, resolution, fps, tile, tiling, flops_per_mac, mode, input_, fmt):
@@ -35,12 +56,12 @@ def command(models, resolution, fps, tile, tiling, flops_per_mac, mode, input_, 
       cnnstat flops alexnet-grouped vgg16 --resolution 1920x1080 --fps 30
       cnnstat flops --tiles whole --format json
     """
+    from cnnstat import zoo
     from cnnstat.analysis import Analysis
     from cnnstat.render import Column, Table, print_json, render
     from cnnstat.spec.build import build
     from cnnstat.throughput import default_tile, flops_row
     from cnnstat.units import parse_resolution, si
-    from cnnstat import zoo
 
     frame = parse_resolution(resolution)
     fixed_tile = parse_resolution(tile) if tile else None
@@ -77,7 +98,8 @@ def command(models, resolution, fps, tile, tiling, flops_per_mac, mode, input_, 
         f"{flops_per_mac} (--flops-per-mac; the lecture's 'GFLOPS' use 1)."
     )
     table.notes.append(
-        "tiles = frame area / tile area, no overlap (as in the lecture)" if tiling == "exact"
+        "tiles = frame area / tile area, no overlap (as in the lecture)"
+        if tiling == "exact"
         else "tiles = ceil(W / tile W) x ceil(H / tile H), no overlap"
     )
     render(table, fmt)

@@ -30,8 +30,16 @@ def command(pattern, fmt):
     rows = []
     for spec in specs:
         t = Analysis(build(spec)).totals()
-        rows.append({"name": spec.name, "input": list(spec.input), "params": t["params"],
-                     "macs": t["macs"], "description": spec.description, "source": spec.source})
+        rows.append(
+            {
+                "name": spec.name,
+                "input": list(spec.input),
+                "params": t["params"],
+                "macs": t["macs"],
+                "description": spec.description,
+                "source": spec.source,
+            }
+        )
     if fmt == "json":
         print_json(rows)
         return
@@ -42,9 +50,8 @@ def command(pattern, fmt):
             Column("input", "input", shape_text),
             Column("params", "params", si),
             Column("MACs", "macs", si),
-            Column("description", "description", numeric=False),
+            Column("description", "description", numeric=False, wrap=True),
         ],
         rows=rows,
     )
     render(table, fmt)
-

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import (analysis_options, conventions_note, format_option, load_analysis,
-                                resolution_option, shape_options, shape_text)
+from cnnstat.cli.common import (
+    analysis_options,
+    conventions_note,
+    format_option,
+    load_analysis,
+    resolution_option,
+    shape_options,
+    shape_text,
+)
 
 KIND_LABELS = {"conv": "Convolution", "fc": "Fully connected", "other": "Other"}
 

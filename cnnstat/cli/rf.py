@@ -38,20 +38,30 @@ def command(model, input_, resolution, fmt):
             Column("layer", "name", numeric=False),
             Column("op", "op", numeric=False),
             Column("output", "output", shape_text),
-            Column("size", "size", shape_text),
+            Column("size", "size", lambda v: v if isinstance(v, str) else shape_text(v)),
             Column("jump", "jump", shape_text),
             Column("start", "start", lambda s: "x".join(f"{v:g}" for v in s)),
         ],
     )
     for layer in a.layers:
-        table.rows.append({"name": layer.name, "op": layer.op, "output": layer.output,
-                           "size": layer.rf.size, "jump": layer.rf.jump, "start": layer.rf.start})
+        table.rows.append(
+            {
+                "name": layer.name,
+                "op": layer.op,
+                "output": layer.output,
+                "size": "whole input" if layer.rf.collapsed else layer.rf.size,
+                "jump": layer.rf.jump,
+                "start": layer.rf.start,
+            }
+        )
     last = a.receptive_field()
     if last is not None:
         table.notes.append(
             f"Receptive field: {shape_text(last.rf.size)} pixels, jump {shape_text(last.rf.jump)}, "
             f"start {_start(last.rf)} (at {last.name}, the last layer before global pooling/flatten)."
         )
-    table.notes.append("size: input pixels one unit sees (per axis H x W); jump: effective "
-                       "stride; start: centre of the first unit's field (pixel 0 = first pixel).")
+    table.notes.append(
+        "size: input pixels one unit sees (per axis H x W); jump: effective "
+        "stride; start: centre of the first unit's field (pixel 0 = first pixel)."
+    )
     render(table, fmt)

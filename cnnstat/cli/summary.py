@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import (analysis_options, conventions_note, format_option, load_analysis,
-                                resolution_option, shape_options, shape_text)
+from cnnstat.cli.common import (
+    analysis_options,
+    conventions_note,
+    format_option,
+    load_analysis,
+    resolution_option,
+    shape_options,
+    shape_text,
+)
 
 
 def rf_text(rf) -> str:
     if not rf.size:
         return ""
+    if rf.collapsed:
+        return "whole input"
     return f"{shape_text(rf.size)} /{shape_text(rf.jump)}"
 
 
@@ -49,8 +58,16 @@ def command(model, input_, resolution, batch, dtype, binary, fmt):
         ],
     )
     for layer in a.layers:
-        table.rows.append({"name": layer.name, "op": layer.op, "kind": layer.kind,
-                           "output": layer.output, "rf": layer.rf, **a.counts(layer)})
+        table.rows.append(
+            {
+                "name": layer.name,
+                "op": layer.op,
+                "kind": layer.kind,
+                "output": layer.output,
+                "rf": layer.rf,
+                **a.counts(layer),
+            }
+        )
     table.total = {"name": "total", **a.totals()}
     if fmt == "csv":
         for row in table.rows:

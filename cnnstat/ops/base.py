@@ -55,11 +55,11 @@ class RF(NamedTuple):
     collapsed: bool = False
 
     @classmethod
-    def input(cls, spatial: tuple) -> "RF":
+    def input(cls, spatial: tuple) -> RF:
         n = len(spatial)
         return cls((1,) * n, (1,) * n, (0.0,) * n, tuple(spatial))
 
-    def window(self, k, s, pads, d, out_extent) -> "RF":
+    def window(self, k, s, pads, d, out_extent) -> RF:
         """One sliding window of kernel ``k``, stride ``s``, padding before ``pads`` per axis."""
         size, jump, start = [], [], []
         for i in range(len(self.size)):
@@ -69,7 +69,7 @@ class RF(NamedTuple):
             jump.append(self.jump[i] * s[i])
         return RF(tuple(size), tuple(jump), tuple(start), tuple(out_extent), self.collapsed)
 
-    def collapse(self) -> "RF":
+    def collapse(self) -> RF:
         """Every output unit sees all ``extent`` units (global pooling, fc)."""
         e = self.extent
         size = tuple(sz + (n - 1) * j for sz, n, j in zip(self.size, e, self.jump))
@@ -129,8 +129,10 @@ def per_axis(value, n: int, name: str) -> tuple:
     """An int for every spatial axis from an int or a list of ``n`` ints."""
     if isinstance(value, int) and not isinstance(value, bool):
         return (value,) * n
-    if isinstance(value, (list, tuple)) and len(value) == n and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == n
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         return tuple(value)
     raise OpError(f"'{name}' must be an integer or a list of {n} integers, got {value!r}")

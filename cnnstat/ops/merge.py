@@ -51,12 +51,8 @@ class Mul(_Merge):
     def shape(self, a, shapes):
         full = max(shapes, key=prod)
         for s in shapes:
-            if s != full and not (
-                len(s) == len(full) and s[0] == full[0] and all(v == 1 for v in s[1:])
-            ):
-                raise OpError(
-                    f"mul: {self._describe(a['branches'], shapes)}; only [C, 1, 1] broadcasts"
-                )
+            if s != full and not (len(s) == len(full) and s[0] == full[0] and all(v == 1 for v in s[1:])):
+                raise OpError(f"mul: {self._describe(a['branches'], shapes)}; only [C, 1, 1] broadcasts")
         return full
 
 
@@ -68,7 +64,5 @@ class Concat(_Merge):
 
     def shape(self, a, shapes):
         if any(len(s) != len(shapes[0]) or s[1:] != shapes[0][1:] for s in shapes):
-            raise OpError(
-                f"concat: spatial sizes differ: {self._describe(a['branches'], shapes)}"
-            )
+            raise OpError(f"concat: spatial sizes differ: {self._describe(a['branches'], shapes)}")
         return (sum(s[0] for s in shapes), *shapes[0][1:])

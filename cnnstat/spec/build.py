@@ -86,12 +86,15 @@ class _Builder:
             elif not isinstance(args, LMap):
                 raise SpecError(
                     f"the arguments of '{op_name}' must be a mapping, got {args!r}",
-                    args_loc, scope.notes,
+                    args_loc,
+                    scope.notes,
                 )
         elif isinstance(item, LMap):
             raise SpecError(
                 f"a layer is one op or block with its arguments; found keys {', '.join(item)}"
-                " (put name/repeat/from inside the arguments)", loc, scope.notes,
+                " (put name/repeat/from inside the arguments)",
+                loc,
+                scope.notes,
             )
         else:
             raise SpecError(f"a layer must be an op name or a mapping, got {item!r}", loc, scope.notes)
@@ -100,8 +103,9 @@ class _Builder:
         block = self.spec.blocks.get(op_name)
         if op is None and block is None:
             known = list(REGISTRY) + list(self.spec.blocks)
-            raise SpecError(f"unknown op or block '{op_name}'" + did_you_mean(op_name, known),
-                            loc, scope.notes)
+            raise SpecError(
+                f"unknown op or block '{op_name}'" + did_you_mean(op_name, known), loc, scope.notes
+            )
 
         def arg(key, default=None):
             if key not in args:
@@ -116,15 +120,19 @@ class _Builder:
                 return cur
         repeat = arg("repeat", 1)
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
-            raise SpecError(f"'repeat' must be a non-negative integer, got {repeat!r}",
-                            args.locs.get("repeat", loc), scope.notes)
+            raise SpecError(
+                f"'repeat' must be a non-negative integer, got {repeat!r}",
+                args.locs.get("repeat", loc),
+                scope.notes,
+            )
         first = args.get("first")
         if first is not None and not isinstance(first, LMap):
             raise SpecError("'first' must be a mapping of arguments", args.locs["first"], scope.notes)
         name = arg("name")
         if name is not None and (not isinstance(name, str) or not name or "." in name):
-            raise SpecError(f"'name' must be a non-empty name without dots, got {name!r}",
-                            args.locs["name"], scope.notes)
+            raise SpecError(
+                f"'name' must be a non-empty name without dots, got {name!r}", args.locs["name"], scope.notes
+            )
         if "from" in args:
             cur = self.lookup(arg("from"), args.locs["from"], scope)
         numbered = name is not None and "repeat" in args
@@ -156,7 +164,8 @@ class _Builder:
                 raise SpecError(
                     f"block '{block.name}' has no parameter '{key}'"
                     + did_you_mean(key, list(block.params) + list(RESERVED)),
-                    args.key_locs.get(key, args.loc), scope.notes,
+                    args.key_locs.get(key, args.loc),
+                    scope.notes,
                 )
             v = evaluate_at(value, scope.vars, args.locs.get(key, args.loc), scope.notes)
             values[key] = _typed(v, block.params[key][0], key, args.locs.get(key, args.loc))
@@ -176,8 +185,9 @@ class _Builder:
     def merge(self, op, args, cur, scope, local, loc):
         branches = [k for k in args if k not in RESERVED]
         if len(branches) < 2:
-            raise SpecError(f"{op.name} needs at least two named branches, got {len(branches)}",
-                            args.loc, scope.notes)
+            raise SpecError(
+                f"{op.name} needs at least two named branches, got {len(branches)}", args.loc, scope.notes
+            )
         prefix = scope.prefix + local
         outs = []
         for b in branches:
@@ -192,7 +202,8 @@ class _Builder:
             else:
                 raise SpecError(
                     f"branch '{b}' must be a list of layers, 'identity' or {{from: NAME}}",
-                    bloc, scope.notes,
+                    bloc,
+                    scope.notes,
                 )
         return self.emit(op, {"branches": branches}, prefix, outs, loc, scope)
 
@@ -212,22 +223,26 @@ class _Builder:
                     raise SpecError(
                         f"{op.name} has no argument '{key}'"
                         + did_you_mean(key, list(op.arg_index) + list(RESERVED)),
-                        kloc, scope.notes,
+                        kloc,
+                        scope.notes,
                     )
                 if spec_arg.name in given:
                     raise SpecError(
                         f"{op.name}: '{key}' and '{given[spec_arg.name]}' are the same argument",
-                        kloc, scope.notes,
+                        kloc,
+                        scope.notes,
                     )
                 given[spec_arg.name] = key
                 vloc = source.locs.get(key, source.loc)
-                a[spec_arg.name] = _coerce(spec_arg, evaluate_at(value, scope.vars, vloc, scope.notes),
-                                           op.name, vloc, scope.notes)
+                a[spec_arg.name] = _coerce(
+                    spec_arg, evaluate_at(value, scope.vars, vloc, scope.notes), op.name, vloc, scope.notes
+                )
         for spec_arg in op.args:
             if spec_arg.name not in a:
                 if spec_arg.default is REQUIRED:
-                    raise SpecError(f"{op.name} needs argument '{spec_arg.name}' ({spec_arg.help})",
-                                    args.loc, scope.notes)
+                    raise SpecError(
+                        f"{op.name} needs argument '{spec_arg.name}' ({spec_arg.help})", args.loc, scope.notes
+                    )
                 a[spec_arg.name] = spec_arg.default
         return a
 
@@ -240,15 +255,24 @@ class _Builder:
             cost = op.cost(a, shapes, out)
             rf = op.rf(a, [t.rf for t in inputs], shapes, out)
         except OpError as exc:
-            raise SpecError(f"{op.name}: {exc}" if not str(exc).startswith(op.name) else str(exc),
-                            loc, scope.notes) from None
+            raise SpecError(
+                f"{op.name}: {exc}" if not str(exc).startswith(op.name) else str(exc), loc, scope.notes
+            ) from None
         if any(v < 1 for v in out):
             raise SpecError(f"{op.name}: output size {list(out)} is empty", loc, scope.notes)
         layer = Layer(
-            name=name, op=op.name, kind=op.kind, args=a,
-            inputs=tuple(t.name for t in inputs), output=out,
-            weights=cost.weights, biases=cost.biases, buffers=cost.buffers, macs=cost.macs,
-            rf=rf, loc=loc,
+            name=name,
+            op=op.name,
+            kind=op.kind,
+            args=a,
+            inputs=tuple(t.name for t in inputs),
+            output=out,
+            weights=cost.weights,
+            biases=cost.biases,
+            buffers=cost.buffers,
+            macs=cost.macs,
+            rf=rf,
+            loc=loc,
         )
         self.layers.append(layer)
         tensor = _Tensor(name, out, rf)
@@ -261,8 +285,9 @@ class _Builder:
         for candidate in (scope.prefix + ref, ref):
             if candidate in self.tensors:
                 return self.tensors[candidate]
-        raise SpecError(f"'from': no earlier layer named '{ref}'" + did_you_mean(ref, self.tensors),
-                        loc, scope.notes)
+        raise SpecError(
+            f"'from': no earlier layer named '{ref}'" + did_you_mean(ref, self.tensors), loc, scope.notes
+        )
 
 
 def _with_first(args: LMap, first: LMap) -> LMap:
@@ -295,7 +320,9 @@ def _coerce(arg, value, op, loc, notes):
         ok = isinstance(value, str) and (not arg.choices or value in arg.choices)
     if not ok:
         want = {
-            "int": "an integer", "float": "a number", "bool": "true or false",
+            "int": "an integer",
+            "float": "a number",
+            "bool": "true or false",
             "axes": "an integer or a list of integers",
             "padding": "an integer, a list of integers, 'same' or 'valid'",
             "str": "one of " + ", ".join(arg.choices) if arg.choices else "a string",
@@ -309,6 +336,8 @@ def _coerce(arg, value, op, loc, notes):
 def _ints(value) -> bool:
     if isinstance(value, int) and not isinstance(value, bool):
         return True
-    return isinstance(value, (list, tuple)) and 0 < len(value) <= 3 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+    return (
+        isinstance(value, (list, tuple))
+        and 0 < len(value) <= 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     )

@@ -17,8 +17,17 @@ from cnnstat.spec.yamlload import LList, LMap, load_yaml
 
 FORMAT_VERSION = 1
 TOP_KEYS = (
-    "cnnstat", "name", "description", "source", "input", "nominal",
-    "params", "defaults", "blocks", "layers", "variants",
+    "cnnstat",
+    "name",
+    "description",
+    "source",
+    "input",
+    "nominal",
+    "params",
+    "defaults",
+    "blocks",
+    "layers",
+    "variants",
 )
 VARIANT_KEYS = ("description", "source", "params", "input", "nominal")
 BLOCK_KEYS = ("params", "body", "description")
@@ -54,7 +63,7 @@ class Spec:
         """Every model name this file defines: its own and its variants'."""
         return [self.name, *self.variants]
 
-    def variant(self, name: str) -> "Spec":
+    def variant(self, name: str) -> Spec:
         if name == self.name:
             return self
         v = self.variants[name]
@@ -88,9 +97,7 @@ def _check_map(value, what, loc):
 def _check_keys(m: LMap, allowed, what):
     for key in m:
         if key not in allowed:
-            raise SpecError(
-                f"unknown key '{key}' in {what}" + did_you_mean(key, allowed), m.key_locs[key]
-            )
+            raise SpecError(f"unknown key '{key}' in {what}" + did_you_mean(key, allowed), m.key_locs[key])
 
 
 def _shape(value, loc) -> tuple:
@@ -151,8 +158,10 @@ def parse_spec(data, filename: str) -> Spec:
     _check_keys(data, TOP_KEYS, "the spec")
     version = data.get("cnnstat", FORMAT_VERSION)
     if version != FORMAT_VERSION:
-        raise SpecError(f"unsupported spec version {version!r} (this cnnstat reads {FORMAT_VERSION})",
-                        data.loc_of("cnnstat"))
+        raise SpecError(
+            f"unsupported spec version {version!r} (this cnnstat reads {FORMAT_VERSION})",
+            data.loc_of("cnnstat"),
+        )
     for key in ("input", "layers"):
         if key not in data:
             raise SpecError(f"the spec has no '{key}'", data.loc)
@@ -164,7 +173,7 @@ def parse_spec(data, filename: str) -> Spec:
             raise SpecError(f"'{key}' must be a string", data.loc_of(key))
 
     params = {}
-    for key, (type_name, default) in parse_params(data.get("params"), data.loc_of("params")).items():
+    for key, (_type, default) in parse_params(data.get("params"), data.loc_of("params")).items():
         if default is REQUIRED:
             raise SpecError(f"spec parameter '{key}' needs a default value", data["params"].locs[key])
         params[key] = default
