@@ -46,9 +46,9 @@ def _ints(text: str, n: int, what: str, example: str) -> tuple:
     return values
 
 
-def parse_resolution(text: str) -> tuple:
+def parse_resolution(text: str, what: str = "resolution") -> tuple:
     """'1920x1080' -> (1920, 1080) as (W, H)."""
-    return _ints(text, 2, "resolution", "WIDTHxHEIGHT such as 1920x1080")
+    return _ints(text, 2, what, "WIDTHxHEIGHT such as 1920x1080")
 
 
 def parse_input(text: str) -> tuple:

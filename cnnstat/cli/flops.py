@@ -64,7 +64,7 @@ def command(models, resolution, fps, tile, tiling, flops_per_mac, mode, input_, 
     from cnnstat.units import parse_resolution, si
 
     frame = parse_resolution(resolution)
-    fixed_tile = parse_resolution(tile) if tile else None
+    fixed_tile = parse_resolution(tile, "tile") if tile else None
     specs = [zoo.load(m) for m in models] if models else zoo.models()
     rows = []
     for spec in specs:

@@ -26,7 +26,7 @@ def paddings(p, sizes, k, s, d) -> list:
         raise OpError(f"padding must be an integer, a list, 'same' or 'valid', got '{p}'")
     per = per_axis(p, n, "padding")
     if any(v < 0 for v in per):
-        raise OpError(f"padding must not be negative, got {p!r}")
+        raise OpError(f"padding must not be negative, got {list(per)}")
     return [(v, v) for v in per]
 
 

@@ -20,10 +20,10 @@ INPUT = "input"
 
 
 class _Tensor:
-    __slots__ = ("name", "shape", "rf")
+    __slots__ = ("name", "shape", "rf", "loc")
 
-    def __init__(self, name, shape, rf):
-        self.name, self.shape, self.rf = name, shape, rf
+    def __init__(self, name, shape, rf, loc=None):
+        self.name, self.shape, self.rf, self.loc = name, shape, rf, loc
 
 
 class _Scope:
@@ -167,8 +167,9 @@ class _Builder:
                     args.key_locs.get(key, args.loc),
                     scope.notes,
                 )
-            v = evaluate_at(value, scope.vars, args.locs.get(key, args.loc), scope.notes)
-            values[key] = _typed(v, block.params[key][0], key, args.locs.get(key, args.loc))
+            vloc = args.locs.get(key, args.loc)
+            v = evaluate_at(value, scope.vars, vloc, scope.notes)
+            values[key] = _typed(v, block.params[key][0], key, vloc, scope.notes)
         inner = dict(self.spec.params)
         inner.update(values)
         for key, (type_name, default) in block.params.items():
@@ -248,7 +249,9 @@ class _Builder:
 
     def emit(self, op, a, name, inputs, loc, scope):
         if name in self.tensors:
-            raise SpecError(f"duplicate layer name '{name}'", loc, scope.notes)
+            first = self.tensors[name]
+            where = f" (first at {first.loc})" if first.loc else ""
+            raise SpecError(f"duplicate layer name '{name}'{where}", loc, scope.notes)
         shapes = [t.shape for t in inputs]
         try:
             out = op.shape(a, shapes)
@@ -275,7 +278,7 @@ class _Builder:
             loc=loc,
         )
         self.layers.append(layer)
-        tensor = _Tensor(name, out, rf)
+        tensor = _Tensor(name, out, rf, loc)
         self.tensors[name] = tensor
         return tensor
 

@@ -95,6 +95,8 @@ def _eval(node, scope, src):
             return _BIN[type(node.op)](left, right)
         except ZeroDivisionError:
             raise OpError(f"in '{src}': division by zero") from None
+        except OverflowError:
+            raise OpError(f"in '{src}': result too large") from None
     if isinstance(node, ast.UnaryOp):
         val = _eval(node.operand, scope, src)
         if isinstance(node.op, ast.Not):
@@ -108,8 +110,11 @@ def _eval(node, scope, src):
         left = _eval(node.left, scope, src)
         for op, comp in zip(node.ops, node.comparators):
             right = _eval(comp, scope, src)
-            if not _CMP[type(op)](left, right):
-                return False
+            try:
+                if not _CMP[type(op)](left, right):
+                    return False
+            except TypeError:
+                raise OpError(f"in '{src}': cannot compare {left!r} with {right!r}") from None
             left = right
         return True
     if isinstance(node, ast.BoolOp):
@@ -128,7 +133,7 @@ def _eval(node, scope, src):
         _numbers(src, *args)
         try:
             return FUNCTIONS[node.func.id](*args)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:
             raise OpError(f"in '{src}': {node.func.id}(): {exc}") from None
     raise OpError(f"in '{src}': '{ast.unparse(node)}' is not allowed in an expression")
 

@@ -122,7 +122,7 @@ def _nominal(value, loc) -> tuple:
     return tuple(value)
 
 
-def _typed(value, type_name, what, loc):
+def _typed(value, type_name, what, loc, notes=()):
     """Check a parameter value against its declared type name."""
     if type_name == "any":
         return value
@@ -130,7 +130,7 @@ def _typed(value, type_name, what, loc):
         return float(value)
     expected = PARAM_TYPES.get(type_name, object)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise SpecError(f"parameter '{what}' must be {type_name}, got {value!r}", loc)
+        raise SpecError(f"parameter '{what}' must be {type_name}, got {value!r}", loc, notes)
     return value
 
 
