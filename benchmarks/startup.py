@@ -65,8 +65,14 @@ NO_TORCH_CODE = (
 )
 
 # Variables that would change what a child does or measures (import tracing, start-up hooks).
-_DROP_ENV = ("PYTHONPROFILEIMPORTTIME", "PYTHONSTARTUP", "PYTHONINSPECT", "PYTHONTRACEMALLOC",
-             "PYTHONDEVMODE", "PYTHONWARNINGS")
+_DROP_ENV = (
+    "PYTHONPROFILEIMPORTTIME",
+    "PYTHONSTARTUP",
+    "PYTHONINSPECT",
+    "PYTHONTRACEMALLOC",
+    "PYTHONDEVMODE",
+    "PYTHONWARNINGS",
+)
 
 
 def child_env(pycache_prefix: str | None = None) -> dict:
@@ -87,8 +93,7 @@ def argv(name: str) -> list:
 
 def run_checked(cmd: list, env: dict) -> subprocess.CompletedProcess:
     """Run once, capturing output; exit with the child's stderr if it fails."""
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(f"startup.py: command failed (exit {proc.returncode}): {' '.join(cmd)}\n")
         sys.stderr.write(proc.stderr)
@@ -99,8 +104,9 @@ def run_checked(cmd: list, env: dict) -> subprocess.CompletedProcess:
 def time_once(cmd: list, env: dict) -> float:
     """Wall seconds of one child process, output discarded."""
     t0 = time.perf_counter()
-    rc = subprocess.call(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rc = subprocess.call(
+        cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     elapsed = time.perf_counter() - t0
     if rc != 0:
         run_checked(cmd, env)  # reproduce to show the error; exits
@@ -146,8 +152,7 @@ def report(times: dict, runs: int, warmup: int, bytecode: str) -> dict:
         "warmup": warmup,
         "bytecode": bytecode,
         "commands": {
-            name: {"command": LABELS[name], "argv": argv(name), **stats[name],
-                   "times_s": times[name]}
+            name: {"command": LABELS[name], "argv": argv(name), **stats[name], "times_s": times[name]}
             for name in times
         },
         "ratio_median": stats[PARAMS]["median_ratio"],
@@ -159,17 +164,30 @@ def print_table(result: dict) -> None:
     header = ("name", "command", "median s", "min s", "p90 s", "median/floor", "min/floor")
     rows = [header]
     for name, c in result["commands"].items():
-        rows.append((name, c["command"], f"{c['median_s']:.4f}", f"{c['min_s']:.4f}",
-                     f"{c['p90_s']:.4f}", f"{c['median_ratio']:.2f}x", f"{c['min_ratio']:.2f}x"))
+        rows.append(
+            (
+                name,
+                c["command"],
+                f"{c['median_s']:.4f}",
+                f"{c['min_s']:.4f}",
+                f"{c['p90_s']:.4f}",
+                f"{c['median_ratio']:.2f}x",
+                f"{c['min_ratio']:.2f}x",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     left = {0, 1}  # text columns; the numbers are right-aligned
 
     def line(row):
-        return "  ".join(cell.ljust(w) if i in left else cell.rjust(w)
-                         for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+        return "  ".join(
+            cell.ljust(w) if i in left else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
 
-    print(f"{result['runs']} runs each after {result['warmup']} warm-up, round-robin; "
-          f"Python {result['python_version']} ({result['python']}); bytecode: {result['bytecode']}")
+    print(
+        f"{result['runs']} runs each after {result['warmup']} warm-up, round-robin; "
+        f"Python {result['python_version']} ({result['python']}); bytecode: {result['bytecode']}"
+    )
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for row in rows[1:]:
@@ -195,12 +213,18 @@ def main(args=None) -> int:
     parser.add_argument("--runs", type=int, default=20, help="timed runs per command (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up rounds (default 2)")
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
-    parser.add_argument("--inherit-bytecode-env", action="store_true",
-                        help="keep the caller's PYTHONDONTWRITEBYTECODE / PYTHONPYCACHEPREFIX "
-                             "instead of a private bytecode cache")
-    parser.add_argument("--check-no-torch", action="store_true",
-                        help="only check that analysing vgg16 does not import torch "
-                             "(prints False; exit 1 if torch was imported)")
+    parser.add_argument(
+        "--inherit-bytecode-env",
+        action="store_true",
+        help="keep the caller's PYTHONDONTWRITEBYTECODE / PYTHONPYCACHEPREFIX "
+        "instead of a private bytecode cache",
+    )
+    parser.add_argument(
+        "--check-no-torch",
+        action="store_true",
+        help="only check that analysing vgg16 does not import torch "
+        "(prints False; exit 1 if torch was imported)",
+    )
     opts = parser.parse_args(args)
     if opts.check_no_torch:
         return check_no_torch(opts.json)
@@ -209,8 +233,9 @@ def main(args=None) -> int:
     if opts.warmup < 0:
         parser.error("--warmup must be non-negative")
     if opts.inherit_bytecode_env:
-        bytecode = "inherited" + (" (PYTHONDONTWRITEBYTECODE set)"
-                                  if os.environ.get("PYTHONDONTWRITEBYTECODE") else "")
+        bytecode = "inherited" + (
+            " (PYTHONDONTWRITEBYTECODE set)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else ""
+        )
         times = measure(opts.runs, opts.warmup, child_env())
     else:
         bytecode = "private cache (PYTHONPYCACHEPREFIX)"

@@ -7,8 +7,6 @@ activations, pooling and normalisation are not MACs; weight bytes are at ``dtype
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cnnstat.errors import CnnstatError
 from cnnstat.graph import Graph, Layer
 from cnnstat.units import DTYPE_BITS, tensor_bytes
@@ -17,13 +15,9 @@ KINDS = ("conv", "fc", "other")
 COUNT_KEYS = ("params", "weights", "biases", "buffers", "macs", "activations", "weight_bytes", "param_bytes")
 
 
-@dataclass
 class Analysis:
-    graph: Graph
-    dtype: str = "fp32"
-    batch: int = 1
-
-    def __post_init__(self):
+    def __init__(self, graph: Graph, dtype: str = "fp32", batch: int = 1):
+        self.graph, self.dtype, self.batch = graph, dtype, batch
         if self.dtype not in DTYPE_BITS:
             raise CnnstatError(f"unknown dtype '{self.dtype}' (one of {', '.join(DTYPE_BITS)})")
         if self.batch < 1:

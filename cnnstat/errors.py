@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -42,6 +41,8 @@ class OpError(Exception):
 
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
     """`` (did you mean 'x'?)`` or ``''`` when nothing is close."""
+    import difflib
+
     close = difflib.get_close_matches(str(word), sorted(set(candidates)), n=n, cutoff=0.6)
     if not close:
         return ""

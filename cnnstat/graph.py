@@ -2,26 +2,61 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from cnnstat.errors import Location
 from cnnstat.ops.base import RF, prod
 
 
-@dataclass(slots=True)
 class Layer:
-    name: str
-    op: str
-    kind: str  # conv | fc | other
-    args: dict
-    inputs: tuple  # names of the tensors it reads ("input" is the network's input)
-    output: tuple  # shape without batch
-    weights: int
-    biases: int
-    buffers: int
-    macs: int  # per image
-    rf: RF
-    loc: Location | None = None
+    """One layer: what it reads, its output shape, its cost and its receptive field.
+
+    (A plain class with slots rather than a dataclass: defining dataclasses costs start-up.)
+    """
+
+    __slots__ = (
+        "name",
+        "op",
+        "kind",
+        "args",
+        "inputs",
+        "output",
+        "weights",
+        "biases",
+        "buffers",
+        "macs",
+        "rf",
+        "loc",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        op: str,
+        kind: str,
+        args: dict,
+        inputs: tuple,
+        output: tuple,
+        weights: int,
+        biases: int,
+        buffers: int,
+        macs: int,
+        rf: RF,
+        loc: Location | None = None,
+    ):
+        self.name = name
+        self.op = op
+        self.kind = kind  # conv | fc | other
+        self.args = args
+        self.inputs = inputs  # names of the tensors it reads ("input" is the network's input)
+        self.output = output  # shape without batch
+        self.weights = weights
+        self.biases = biases
+        self.buffers = buffers
+        self.macs = macs  # per image
+        self.rf = rf
+        self.loc = loc
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name!r}, {self.op}, output={list(self.output)})"
 
     @property
     def params(self) -> int:
@@ -37,12 +72,23 @@ class Layer:
         return len(self.output) > 1 and not self.rf.collapsed
 
 
-@dataclass(slots=True)
 class Graph:
-    name: str
-    input: tuple  # (C, H, W), (C, L) or (D,)
-    layers: list = field(default_factory=list)
-    description: str = ""
-    source: str = ""
-    nominal: tuple | None = None  # (H, W) the network is meant to see, used for tiling
-    file: str = ""
+    __slots__ = ("name", "input", "layers", "description", "source", "nominal", "file")
+
+    def __init__(
+        self,
+        name: str,
+        input: tuple,
+        layers: list | None = None,
+        description: str = "",
+        source: str = "",
+        nominal: tuple | None = None,
+        file: str = "",
+    ):
+        self.name = name
+        self.input = input  # (C, H, W), (C, L) or (D,)
+        self.layers = layers if layers is not None else []
+        self.description = description
+        self.source = source
+        self.nominal = nominal  # (H, W) the network is meant to see, used for tiling
+        self.file = file

@@ -6,29 +6,24 @@ format. rich is imported only when a terminal table is printed.
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 
-@dataclass
 class Column:
-    header: str
-    key: str
-    fmt: Callable = str  # raw value -> text for table/markdown; CSV keeps the raw value
-    numeric: bool = True
-    wrap: bool = False  # long text (descriptions) wraps; everything else stays on one line
+    def __init__(self, header: str, key: str, fmt: Callable = str, numeric: bool = True, wrap: bool = False):
+        self.header, self.key = header, key
+        self.fmt = fmt  # raw value -> text for table/markdown; CSV keeps the raw value
+        self.numeric = numeric
+        self.wrap = wrap  # long text (descriptions) wraps; everything else stays on one line
 
 
-@dataclass
 class Table:
-    title: str
-    columns: list
-    rows: list = field(default_factory=list)  # dicts of raw values
-    notes: list = field(default_factory=list)  # lines printed under the table
-    total: dict | None = None  # an optional closing row
+    def __init__(self, title: str, columns: list, rows: list | None = None):
+        self.title, self.columns = title, columns
+        self.rows = rows if rows is not None else []  # dicts of raw values
+        self.notes: list = []  # lines printed under the table
+        self.total: dict | None = None  # an optional closing row
 
 
 def _cells(table: Table, row: dict) -> list:
@@ -38,6 +33,8 @@ def _cells(table: Table, row: dict) -> list:
 def render(table: Table, fmt: str, out=None) -> None:
     out = out or sys.stdout
     if fmt == "csv":
+        import csv
+
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([c.key for c in table.columns])
         for row in table.rows + ([table.total] if table.total else []):
@@ -59,7 +56,9 @@ def render(table: Table, fmt: str, out=None) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    console = Console(file=out, width=None if out.isatty() else 160, highlight=False)
+    console = Console(
+        file=out, width=None if out.isatty() else 160, highlight=False, emoji=False, markup=False
+    )
     t = RichTable(title=table.title or None, title_justify="left", show_footer=False)
     for c in table.columns:
         t.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=not c.wrap)
@@ -80,4 +79,6 @@ def _csv(value):
 
 
 def print_json(obj, out=None) -> None:
+    import json
+
     (out or sys.stdout).write(json.dumps(obj, indent=2) + "\n")

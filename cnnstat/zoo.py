@@ -7,38 +7,37 @@ an unknown name is answered with the closest matches.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
-from pathlib import Path
+import os
 
 from cnnstat.errors import CnnstatError
 from cnnstat.spec.model import Spec, load_spec_file
 
-_PKG = Path(__file__).resolve().parent
+_PKG = os.path.dirname(os.path.abspath(__file__))
 
 
-def zoo_dir() -> Path:
+def zoo_dir() -> str:
     """``cnnstat/specs`` in an installed package, ``specs/`` beside it in a source tree."""
-    packaged = _PKG / "specs"
-    return packaged if packaged.is_dir() else _PKG.parent / "specs"
+    packaged = os.path.join(_PKG, "specs")
+    return packaged if os.path.isdir(packaged) else os.path.join(os.path.dirname(_PKG), "specs")
 
 
-def _files() -> list:
-    return sorted(zoo_dir().glob("*.yaml"))
+def _stems() -> list:
+    return sorted(f[:-5] for f in os.listdir(zoo_dir()) if f.endswith(".yaml"))
 
 
-def _load_file(path: Path) -> Spec:
-    return load_spec_file(path, display=f"zoo:{path.name}")
+def _load_file(stem: str) -> Spec:
+    return load_spec_file(os.path.join(zoo_dir(), stem + ".yaml"), display=f"zoo:{stem}.yaml")
 
 
 def index() -> dict:
     """Every zoo model name -> the spec that defines it (a variant resolved lazily)."""
     out = {}
-    for path in _files():
-        spec = _load_file(path)
+    for stem in _stems():
+        spec = _load_file(stem)
         for name in spec.models:
             if name in out:
-                raise CnnstatError(f"zoo model '{name}' is defined twice ({path.name})")
+                raise CnnstatError(f"zoo model '{name}' is defined twice ({stem}.yaml)")
             out[name] = spec
     return out
 
@@ -58,15 +57,16 @@ def list_models(pattern: str = "*") -> list:
 def get(name: str) -> Spec:
     """A zoo model by exact name; unknown names raise with the closest matches."""
     # Fast path: the file named after the model, or after a prefix of it (vgg16 -> vgg.yaml).
-    d = zoo_dir()
-    stems = sorted((p.stem for p in _files()), key=len, reverse=True)
+    stems = sorted(_stems(), key=len, reverse=True)
     for stem in [s for s in stems if s == name] + [s for s in stems if name.startswith(s) and s != name]:
-        spec = _load_file(d / f"{stem}.yaml")
+        spec = _load_file(stem)
         if name in spec.models:
             return spec.variant(name)
     known = index()
     if name in known:
         return known[name].variant(name)
+    import difflib
+
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
     raise CnnstatError(
@@ -75,7 +75,7 @@ def get(name: str) -> Spec:
 
 
 def is_path(model: str) -> bool:
-    return model.endswith((".yaml", ".yml")) or "/" in model or "\\" in model or Path(model).is_file()
+    return model.endswith((".yaml", ".yml")) or "/" in model or "\\" in model or os.path.isfile(model)
 
 
 def load(model: str) -> Spec:

@@ -7,7 +7,6 @@ cost (weights, biases, buffers, MACs) and its receptive-field step. Shapes exclu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
 from cnnstat.errors import OpError
@@ -17,8 +16,7 @@ REQUIRED = object()
 Shape = tuple  # tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(NamedTuple):
     name: str
     type: str  # int | float | bool | str | axes (int per spatial axis) | padding | any
     default: object = REQUIRED

@@ -6,8 +6,8 @@ Only structure is checked here; layers are expanded (and their arguments checked
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from cnnstat.errors import OpError, SpecError, did_you_mean
 from cnnstat.ops import REGISTRY
@@ -167,7 +167,7 @@ def parse_spec(data, filename: str) -> Spec:
             raise SpecError(f"the spec has no '{key}'", data.loc)
     if not isinstance(data["layers"], LList) or not data["layers"]:
         raise SpecError("'layers' must be a non-empty list", data.loc_of("layers"))
-    name = data.get("name", Path(filename).stem)
+    name = data.get("name", os.path.splitext(os.path.basename(filename))[0])
     for key in ("name", "description", "source"):
         if key in data and not isinstance(data[key], str):
             raise SpecError(f"'{key}' must be a string", data.loc_of(key))
@@ -229,14 +229,14 @@ def _top_loc(data, filename):
     return getattr(data, "loc", Location(filename, 1, 1))
 
 
-def load_spec_file(path: str | Path, display: str | None = None) -> Spec:
-    path = Path(path)
+def load_spec_file(path, display: str | None = None) -> Spec:
     shown = display or str(path)
     try:
-        size = path.stat().st_size
+        size = os.stat(path).st_size
         if size > MAX_FILE_BYTES:
             raise SpecError(f"spec file is {size} bytes; the limit is {MAX_FILE_BYTES}")
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except FileNotFoundError:
         raise SpecError(f"no such spec file: {shown}") from None
     except (OSError, UnicodeDecodeError) as exc:
