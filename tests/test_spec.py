@@ -167,3 +167,22 @@ def test_yaml_anchors_and_merge_keys_work():
         """
     )
     assert [la.output[0] for la in a.layers] == [4, 8]
+
+
+def test_fc_weights_are_fixed_by_the_spec_input(run):
+    # VGG as in the paper flattens pool5 straight into fc6: at 448x448 fc6 would need
+    # 4x the weights, a different network; cnnstat refuses and says where.
+    res = run("params", "vgg16", "--input", "3x448x448")
+    assert res.exit_code == 2
+    assert "zoo:vgg.yaml:" in res.stderr
+    assert "fc 'fc1' gets input [100352] at input 3x448x448, but [25088]" in res.stderr
+    # torchvision's AlexNet pools adaptively to 6x6 first: any input keeps fc6's weights.
+    res = run("params", "alexnet-owt", "--input", "3x448x448", "--format", "json")
+    assert res.exit_code == 0
+
+
+def test_locally_connected_weights_are_fixed_by_the_spec_input():
+    text = "input: [1, 8, 8]\nlayers:\n  - local: {out: 2, k: 3}\n"
+    with pytest.raises(SpecError, match=r"local 'local1' gets input \[1, 16, 16\]"):
+        analyze_text(text, input=(1, 16, 16))
+    assert analyze_text(text, input=(1, 8, 8)).totals()["weights"] == 36 * 2 * 9

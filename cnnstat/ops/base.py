@@ -83,6 +83,9 @@ class Op:
     kind: ClassVar[str] = "other"  # conv | fc | other
     args: ClassVar[tuple] = ()
     merge: ClassVar[bool] = False  # takes named branches instead of arguments
+    # Weights sized by the input's shape (fc, locally connected): at an input other than the
+    # spec's own, the builder checks the op still sees the shape the spec was written for.
+    fixed_input: ClassVar[bool] = False
     help: ClassVar[str] = ""
 
     def shape(self, a: dict, shapes: list) -> Shape:

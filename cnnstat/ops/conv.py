@@ -83,6 +83,7 @@ class LocallyConnected(Op):
 
     name = "local"
     kind = "conv"
+    fixed_input = True
     args = (
         Arg("out", "int", aliases=("channels", "out_channels"), min=1, help="output channels"),
         *_WINDOW_ARGS,

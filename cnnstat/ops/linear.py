@@ -12,6 +12,7 @@ class FullyConnected(Op):
 
     name = "fc"
     kind = "fc"
+    fixed_input = True
     args = (
         Arg("out", "int", aliases=("units", "out_features"), min=1, help="output units"),
         Arg("bias", "bool", True, help="learnable bias per unit"),

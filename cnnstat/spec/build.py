@@ -39,17 +39,30 @@ class _Scope:
 
 
 def build(spec: Spec, input_shape: tuple | None = None) -> Graph:
-    """The spec's layer graph at ``input_shape`` (default: the spec's own input)."""
-    return _Builder(spec).run(tuple(input_shape) if input_shape else spec.input)
+    """The spec's layer graph at ``input_shape`` (default: the spec's own input).
+
+    At another input, layers whose weights are sized by their input (fc, locally connected)
+    must see the same input shape as at the spec's own input; otherwise the weights would
+    silently change and the result would describe a different network.
+    """
+    shape = tuple(input_shape) if input_shape else spec.input
+    if shape == spec.input:
+        return _Builder(spec).run(shape)
+    native = _Builder(spec)
+    native.run(spec.input)
+    return _Builder(spec, native.fixed).run(shape)
 
 
 class _Builder:
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, expected: dict | None = None):
         self.spec = spec
         self.layers: list = []
         self.tensors: dict = {}
+        self.fixed: dict = {}  # name -> input shapes of fixed-input layers
+        self.expected = expected  # the same at the spec's own input, when building at another
 
     def run(self, shape: tuple) -> Graph:
+        self.input = shape
         rf = RF.input(shape[1:] if len(shape) > 1 else ())
         start = _Tensor(INPUT, shape, rf)
         self.tensors[INPUT] = start
@@ -253,6 +266,17 @@ class _Builder:
             where = f" (first at {first.loc})" if first.loc else ""
             raise SpecError(f"duplicate layer name '{name}'{where}", loc, scope.notes)
         shapes = [t.shape for t in inputs]
+        if op.fixed_input:
+            self.fixed[name] = shapes
+            if self.expected is not None and self.expected.get(name, shapes) != shapes:
+                got, want = shapes[0], self.expected[name][0]
+                raise SpecError(
+                    f"{op.name} '{name}' gets input {list(got)} at input {_dims(self.input)}, but "
+                    f"{list(want)} at the spec's input {_dims(self.spec.input)}: its weights are "
+                    "sized for the spec's input (pool adaptively before it to accept any size)",
+                    loc,
+                    scope.notes,
+                )
         try:
             out = op.shape(a, shapes)
             cost = op.cost(a, shapes, out)
@@ -291,6 +315,10 @@ class _Builder:
         raise SpecError(
             f"'from': no earlier layer named '{ref}'" + did_you_mean(ref, self.tensors), loc, scope.notes
         )
+
+
+def _dims(shape) -> str:
+    return "x".join(str(v) for v in shape)
 
 
 def _with_first(args: LMap, first: LMap) -> LMap:
