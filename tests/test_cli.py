@@ -54,8 +54,9 @@ def test_dtype_batch_binary(run):
 
 
 def test_input_and_resolution_overrides(run):
-    doc = json.loads(run("summary", "lenet5", "--input", "1x64x64", "--format", "json").stdout)
-    assert doc["input"] == [1, 64, 64]
+    doc = json.loads(run("summary", "alexnet-owt", "--input", "3x300x300", "--format", "json").stdout)
+    assert doc["input"] == [3, 300, 300]
+    assert run("summary", "lenet5", "--input", "1x64x64").exit_code == 2  # f6 is sized for 32x32
     doc = json.loads(run("summary", "alexnet-owt", "--resolution", "320x240", "--format", "json").stdout)
     assert doc["input"] == [3, 240, 320]
     assert doc["totals"]["params"] == 61_100_840  # the adaptive pool keeps fc6's input at 6x6
