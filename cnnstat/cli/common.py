@@ -32,39 +32,44 @@ def format_option(f):
     )(f)
 
 
-def shape_options(f):
-    f = click.option(
+def input_option(f):
+    return click.option(
         "--input",
         "input_",
         metavar="CxHxW",
         help="Override the spec's input shape, e.g. 3x512x512 (1-D: CxL).",
     )(f)
-    return f
 
 
-def resolution_option(f):
-    return click.option(
-        "--resolution", metavar="WxH", help="Override the input's width and height, e.g. 1920x1080."
-    )(f)
+def model_options(analysis: bool = True):
+    """MODEL, --input/--resolution, (--batch/--dtype/--binary,) --format: the options of every
+    command that analyzes one model."""
 
+    def decorate(f):
+        f = format_option(f)
+        if analysis:
+            f = click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")(f)
+            f = click.option(
+                "--dtype",
+                type=click.Choice(list(DTYPE_BITS)),
+                default="fp32",
+                show_default=True,
+                help="Storage type of the weights.",
+            )(f)
+            f = click.option(
+                "--batch",
+                type=click.IntRange(min=1),
+                default=1,
+                show_default=True,
+                help="Batch size (scales MACs and activations).",
+            )(f)
+        f = click.option(
+            "--resolution", metavar="WxH", help="Override the input's width and height, e.g. 1920x1080."
+        )(f)
+        f = input_option(f)
+        return click.argument("model")(f)
 
-def analysis_options(f):
-    f = click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")(f)
-    f = click.option(
-        "--dtype",
-        type=click.Choice(list(DTYPE_BITS)),
-        default="fp32",
-        show_default=True,
-        help="Storage type of the weights.",
-    )(f)
-    f = click.option(
-        "--batch",
-        type=click.IntRange(min=1),
-        default=1,
-        show_default=True,
-        help="Batch size (scales MACs and activations).",
-    )(f)
-    return f
+    return decorate
 
 
 def input_shape(spec, input_: str | None, resolution: str | None):

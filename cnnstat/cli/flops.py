@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import format_option, input_shape, shape_options, shape_text
+from cnnstat.cli.common import format_option, input_option, input_shape, shape_text
 
 
 @click.command("flops")
@@ -43,7 +43,7 @@ from cnnstat.cli.common import format_option, input_shape, shape_options, shape_
     show_default=True,
     help="How the network covers the frame.",
 )
-@shape_options
+@input_option
 @format_option
 def command(models, resolution, fps, tile, tiling, flops_per_mac, mode, input_, fmt):
     """Compute needed to run MODELs over --resolution frames at --fps.

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import (
-    analysis_options,
-    conventions_note,
-    format_option,
-    load_analysis,
-    resolution_option,
-    shape_options,
-    shape_text,
-)
+from cnnstat.cli.common import conventions_note, load_analysis, model_options, shape_text
 
 KIND_LABELS = {"conv": "Convolution", "fc": "Fully connected", "other": "Other"}
 
@@ -51,11 +43,7 @@ def params_table(a, binary: bool):
 
 
 @click.command("params")
-@click.argument("model")
-@shape_options
-@resolution_option
-@analysis_options
-@format_option
+@model_options(analysis=True)
 def command(model, input_, resolution, batch, dtype, binary, fmt):
     """Parameters of MODEL by kind: weights, biases, bytes at --dtype, and MACs.
 

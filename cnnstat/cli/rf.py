@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import format_option, load_analysis, resolution_option, shape_options, shape_text
+from cnnstat.cli.common import load_analysis, model_options, shape_text
 
 
 def _start(rf):
@@ -12,10 +12,7 @@ def _start(rf):
 
 
 @click.command("rf")
-@click.argument("model")
-@shape_options
-@resolution_option
-@format_option
+@model_options(analysis=False)
 def command(model, input_, resolution, fmt):
     """Receptive field per layer: size, jump (effective stride) and start offset.
 

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import (
-    analysis_options,
-    conventions_note,
-    format_option,
-    load_analysis,
-    resolution_option,
-    shape_options,
-    shape_text,
-)
+from cnnstat.cli.common import conventions_note, load_analysis, model_options, shape_text
 
 
 def rf_text(rf) -> str:
@@ -24,11 +16,7 @@ def rf_text(rf) -> str:
 
 
 @click.command("summary")
-@click.argument("model")
-@shape_options
-@resolution_option
-@analysis_options
-@format_option
+@model_options(analysis=True)
 def command(model, input_, resolution, batch, dtype, binary, fmt):
     """Per-layer table of MODEL: op, output shape, params, MACs, receptive field.
 
