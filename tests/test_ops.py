@@ -161,3 +161,26 @@ def test_merges():
     assert by_name["mul1"].output == (12, 16, 16)
     # the add's receptive field is the largest over its branches (3, from the conv branch)
     assert by_name["add1"].rf.size == (3, 3)
+
+
+def test_channel_slice_and_shuffle():
+    assert one("slice: {stop: 2}").output == (2, 32, 32)
+    assert one("slice: {start: 1}").output == (2, 32, 32)
+    shuffle = one("shuffle: {groups: 3}", "[6, 4, 4]")
+    assert shuffle.output == (6, 4, 4) and shuffle.params == 0
+
+
+def test_more_activations_are_free():
+    for name in ("relu6", "hardswish", "hardsigmoid", "silu"):
+        layer = one(name)
+        assert layer.output == (3, 32, 32) and (layer.params, layer.macs) == (0, 0)
+
+
+def test_divisible_rounds_like_make_divisible():
+    from cnnstat.spec.expr import divisible
+
+    # torchvision's _make_divisible: round to the nearest multiple, at least the divisor,
+    # and never more than 10% below the value
+    assert [divisible(v) for v in (16, 24, 37.5, 15, 4)] == [16, 24, 40, 16, 8]
+    assert divisible(10) == 16  # 8 would be more than 10% below 10
+    assert divisible(3, 1, 1) == 3

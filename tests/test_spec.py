@@ -186,3 +186,24 @@ def test_locally_connected_weights_are_fixed_by_the_spec_input():
     with pytest.raises(SpecError, match=r"local 'local1' gets input \[1, 16, 16\]"):
         analyze_text(text, input=(1, 16, 16))
     assert analyze_text(text, input=(1, 8, 8)).totals()["weights"] == 36 * 2 * 9
+
+
+def test_in_channels_is_the_block_input():
+    a = analyze_text(
+        """
+        input: [3, 8, 8]
+        blocks:
+          transition:
+            body:
+              - conv: {out: $(in_channels // 2), k: 1}
+        layers:
+          - conv: {out: 64, k: 1}
+          - transition
+          - transition
+        """
+    )
+    assert [la.output[0] for la in a.layers] == [64, 32, 16]
+    with pytest.raises(SpecError, match="in_channels is built in"):
+        spec_from_text(
+            "input: [1, 4]\nblocks:\n  b:\n    params: {in_channels: 1}\n    body: [relu]\nlayers: [relu]\n"
+        )

@@ -11,6 +11,10 @@ def _elementwise(name: str, doc: str, args=()):
 
 
 _elementwise("relu", "max(0, x)")
+_elementwise("relu6", "min(max(0, x), 6) (MobileNet v2)")
+_elementwise("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)")
+_elementwise("hardsigmoid", "relu6(x + 3) / 6 (MobileNet v3)")
+_elementwise("silu", "x * sigmoid(x), a.k.a. swish (EfficientNet)")
 _elementwise("sigmoid", "1 / (1 + exp(-x))")
 _elementwise("tanh", "hyperbolic tangent")
 _elementwise("softmax", "softmax over channels", [Arg("dim", "int", 0)])

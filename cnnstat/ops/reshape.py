@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cnnstat.ops.base import Op, prod, register
+from cnnstat.errors import OpError
+from cnnstat.ops.base import Arg, Op, prod, register
 
 
 @register
@@ -13,3 +14,32 @@ class Flatten(Op):
 
     def shape(self, a, shapes):
         return (prod(shapes[0]),)
+
+
+@register
+class ChannelSlice(Op):
+    """Channels [start, stop) of the input (ShuffleNet v2's channel split); ``stop`` defaults
+    to all remaining channels."""
+
+    name = "slice"
+    args = (Arg("start", "int", 0, min=0), Arg("stop", "int", None, aliases=("end",)))
+
+    def shape(self, a, shapes):
+        c = shapes[0][0]
+        stop = c if a["stop"] is None else a["stop"]
+        if not 0 <= a["start"] < stop <= c:
+            raise OpError(f"channels [{a['start']}, {stop}) are not within the input's {c}")
+        return (stop - a["start"], *shapes[0][1:])
+
+
+@register
+class ChannelShuffle(Op):
+    """Channel shuffle (ShuffleNet): a permutation of the channels in ``groups`` groups."""
+
+    name = "shuffle"
+    args = (Arg("groups", "int", aliases=("g",), min=1),)
+
+    def shape(self, a, shapes):
+        if shapes[0][0] % a["groups"]:
+            raise OpError(f"groups={a['groups']} must divide the input's {shapes[0][0]} channels")
+        return shapes[0]

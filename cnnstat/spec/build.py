@@ -17,6 +17,7 @@ from cnnstat.spec.yamlload import LList, LMap
 
 RESERVED = ("name", "repeat", "first", "from", "if")
 INPUT = "input"
+IN_CHANNELS = "in_channels"  # inside a block: the channels of the block's input
 
 
 class _Tensor:
@@ -66,7 +67,7 @@ class _Builder:
         rf = RF.input(shape[1:] if len(shape) > 1 else ())
         start = _Tensor(INPUT, shape, rf)
         self.tensors[INPUT] = start
-        self.seq(self.spec.layers, start, _Scope("", dict(self.spec.params), []))
+        self.seq(self.spec.layers, start, _Scope("", {**self.spec.params, IN_CHANNELS: shape[0]}, []))
         return Graph(
             name=self.spec.name,
             input=shape,
@@ -184,6 +185,7 @@ class _Builder:
             v = evaluate_at(value, scope.vars, vloc, scope.notes)
             values[key] = _typed(v, block.params[key][0], key, vloc, scope.notes)
         inner = dict(self.spec.params)
+        inner[IN_CHANNELS] = cur.shape[0]
         inner.update(values)
         for key, (type_name, default) in block.params.items():
             if key in values:

@@ -15,7 +15,18 @@ import operator
 
 from cnnstat.errors import OpError, did_you_mean
 
+
+def divisible(value, divisor=8, min_value=None):
+    """Round ``value`` to a multiple of ``divisor``, never below ``min_value`` (default:
+    ``divisor``) nor more than 10% below ``value``: the channel rounding of MobileNet v2/v3,
+    MnasNet and EfficientNet (``_make_divisible`` in their reference code)."""
+    floor = divisor if min_value is None else min_value
+    rounded = max(floor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
 FUNCTIONS = {
+    "divisible": divisible,
     "min": min,
     "max": max,
     "abs": abs,

@@ -141,8 +141,12 @@ def parse_params(m, loc) -> dict:
     _check_map(m, "params", loc)
     out = {}
     for key, value in m.items():
-        if not key.isidentifier():
-            raise SpecError(f"parameter name '{key}' is not an identifier", m.key_locs[key])
+        if not key.isidentifier() or key == "in_channels":
+            raise SpecError(
+                f"'{key}' cannot name a parameter"
+                + (" (in_channels is built in)" if key == "in_channels" else " (not an identifier)"),
+                m.key_locs[key],
+            )
         if isinstance(value, str) and value in PARAM_TYPES:
             out[key] = (value, REQUIRED)
         elif isinstance(value, (bool, int, float, str)):
