@@ -56,14 +56,18 @@ def list_models(pattern: str = "*") -> list:
 
 def get(name: str) -> Spec:
     """A zoo model by exact name; unknown names raise with the closest matches."""
-    # Fast path: the file named after the model, or after a prefix of it (vgg16 -> vgg.yaml).
-    stems = sorted(_stems(), key=len, reverse=True)
-    for stem in [s for s in stems if s == name] + [s for s in stems if name.startswith(s) and s != name]:
+    # Fast path: parse only files whose text mentions the name, those named after it (or
+    # after a prefix of it: vgg16 -> vgg.yaml) first. The full index is for unknown names.
+    stems = sorted(_stems(), key=lambda s: (not name.startswith(s), -len(s)))
+    for stem in stems:
+        with open(os.path.join(zoo_dir(), stem + ".yaml"), encoding="utf-8") as f:
+            if name not in f.read():
+                continue
         spec = _load_file(stem)
         if name in spec.models:
             return spec.variant(name)
     known = index()
-    if name in known:
+    if name in known:  # spelled differently in the file (YAML escapes): still found
         return known[name].variant(name)
     import difflib
 
