@@ -207,3 +207,43 @@ def test_in_channels_is_the_block_input():
         spec_from_text(
             "input: [1, 4]\nblocks:\n  b:\n    params: {in_channels: 1}\n    body: [relu]\nlayers: [relu]\n"
         )
+
+
+def test_include_shares_blocks_between_files(tmp_path):
+    from cnnstat.spec.model import load_spec_file
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "common.yaml").write_text(
+        "description: shared blocks\nblocks:\n  cbr:\n    params: {out: int}\n"
+        "    body: [conv: {out: $out, k: 3, p: 1, bias: false}, bn, relu]\n"
+    )
+    (tmp_path / "net.yaml").write_text(
+        "input: [3, 8, 8]\ninclude: [lib/common.yaml]\nlayers:\n  - cbr: {out: 4}\n  - cbr: {out: 8}\n"
+    )
+    spec = load_spec_file(tmp_path / "net.yaml", display="net.yaml")
+    from cnnstat.analysis import Analysis
+    from cnnstat.spec.build import build
+
+    a = Analysis(build(spec))
+    assert [la.name for la in a.layers][:3] == ["cbr1.conv1", "cbr1.bn1", "cbr1.relu1"]
+    assert a.totals()["weights"] == 4 * 27 + 4 + 8 * 36 + 8  # conv weights + bn gammas
+
+
+def test_include_errors(tmp_path):
+    from cnnstat.spec.model import load_spec_file
+
+    (tmp_path / "a.yaml").write_text("include: b.yaml\nblocks:\n  x:\n    body: [relu]\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\nblocks:\n  y:\n    body: [relu]\n")
+    (tmp_path / "net.yaml").write_text("input: [1, 4]\ninclude: [a.yaml]\nlayers: [relu]\n")
+    with pytest.raises(SpecError, match=r"include cycle: net.yaml -> a.yaml -> b.yaml -> a.yaml"):
+        load_spec_file(tmp_path / "net.yaml", display="net.yaml")
+    (tmp_path / "dup.yaml").write_text(
+        "input: [1, 4]\ninclude: [b2.yaml]\nblocks:\n  y:\n    body: [relu]\nlayers: [relu]\n"
+    )
+    (tmp_path / "b2.yaml").write_text("blocks:\n  y:\n    body: [relu]\n")
+    with pytest.raises(SpecError, match=r"block 'y' is defined here and at b2.yaml:2:3"):
+        load_spec_file(tmp_path / "dup.yaml", display="dup.yaml")
+    (tmp_path / "missing.yaml").write_text("input: [1, 4]\ninclude: [nope.yaml]\nlayers: [relu]\n")
+    with pytest.raises(SpecError, match=r"no such spec file: nope.yaml") as info:
+        load_spec_file(tmp_path / "missing.yaml", display="missing.yaml")
+    assert str(info.value.loc) == "missing.yaml:2:11"

@@ -28,7 +28,9 @@ TOP_KEYS = (
     "blocks",
     "layers",
     "variants",
+    "include",
 )
+LIBRARY_KEYS = ("cnnstat", "description", "source", "blocks", "include")
 VARIANT_KEYS = ("description", "source", "params", "input", "nominal")
 BLOCK_KEYS = ("params", "body", "description")
 PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "any": object}
@@ -156,7 +158,51 @@ def parse_params(m, loc) -> dict:
     return out
 
 
-def parse_spec(data, filename: str) -> Spec:
+def _parse_blocks(data: LMap) -> dict:
+    blocks = {}
+    raw_blocks = data.get("blocks") or {}
+    _check_map(raw_blocks, "blocks", data.loc_of("blocks"))
+    for bname, b in raw_blocks.items():
+        loc = raw_blocks.key_locs[bname]
+        if bname in REGISTRY:
+            raise SpecError(f"block '{bname}' has the name of a built-in op", loc)
+        _check_map(b, f"block '{bname}'", raw_blocks.locs[bname])
+        _check_keys(b, BLOCK_KEYS, f"block '{bname}'")
+        if not isinstance(b.get("body"), LList) or not b["body"]:
+            raise SpecError(f"block '{bname}' needs a non-empty 'body' list", raw_blocks.locs[bname])
+        blocks[bname] = Block(bname, parse_params(b.get("params"), b.loc_of("params")), b["body"], loc)
+    return blocks
+
+
+def _includes(data: LMap, filename: str, base_dir: str | None, seen: tuple):
+    """Blocks of every file in ``include:`` (paths relative to the including file), each a
+    library: a mapping with ``blocks`` (and optionally its own ``include``), no layers."""
+    paths = data.get("include") or []
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise SpecError("'include' must be a file name or a list of file names", data.loc_of("include"))
+    for i, rel in enumerate(paths):
+        loc = data["include"].loc_of(i) if isinstance(data["include"], LList) else data.loc_of("include")
+        path = os.path.normpath(os.path.join(base_dir or os.getcwd(), rel))
+        shown = os.path.normpath(os.path.join(os.path.dirname(filename), rel))
+        if shown in seen:
+            raise SpecError(f"include cycle: {' -> '.join((*seen, shown))}", loc)
+        try:
+            lib = load_yaml(_read(path, shown), shown)
+        except SpecError as exc:
+            if exc.loc is None:
+                exc.loc = loc
+            raise
+        if not isinstance(lib, LMap):
+            raise SpecError("an included file must be a mapping with 'blocks'", loc)
+        _check_keys(lib, LIBRARY_KEYS, f"included file {shown}")
+        yield _parse_blocks(lib)
+        yield from _includes(lib, shown, os.path.dirname(path), (*seen, shown))
+
+
+def parse_spec(data, filename: str, base_dir: str | None = None) -> Spec:
+    """A spec from parsed YAML; ``base_dir`` resolves ``include:`` (default: the cwd)."""
     if not isinstance(data, LMap):
         raise SpecError("a spec must be a mapping with 'input' and 'layers'", _top_loc(data, filename))
     _check_keys(data, TOP_KEYS, "the spec")
@@ -192,18 +238,12 @@ def parse_spec(data, filename: str) -> Spec:
             )
         _check_map(args, f"defaults for '{op_name}'", defaults.locs[op_name])
 
-    blocks = {}
-    raw_blocks = data.get("blocks") or {}
-    _check_map(raw_blocks, "blocks", data.loc_of("blocks"))
-    for bname, b in raw_blocks.items():
-        loc = raw_blocks.key_locs[bname]
-        if bname in REGISTRY:
-            raise SpecError(f"block '{bname}' has the name of a built-in op", loc)
-        _check_map(b, f"block '{bname}'", raw_blocks.locs[bname])
-        _check_keys(b, BLOCK_KEYS, f"block '{bname}'")
-        if not isinstance(b.get("body"), LList) or not b["body"]:
-            raise SpecError(f"block '{bname}' needs a non-empty 'body' list", raw_blocks.locs[bname])
-        blocks[bname] = Block(bname, parse_params(b.get("params"), b.loc_of("params")), b["body"], loc)
+    blocks = _parse_blocks(data)
+    for other in _includes(data, filename, base_dir, (filename,)):
+        for bname, block in other.items():
+            if bname in blocks:
+                raise SpecError(f"block '{bname}' is defined here and at {block.loc}", blocks[bname].loc)
+            blocks[bname] = block
 
     variants = data.get("variants") or {}
     _check_map(variants, "variants", data.loc_of("variants"))
@@ -233,19 +273,23 @@ def _top_loc(data, filename):
     return getattr(data, "loc", Location(filename, 1, 1))
 
 
-def load_spec_file(path, display: str | None = None) -> Spec:
-    shown = display or str(path)
+def _read(path, shown: str) -> str:
     try:
         size = os.stat(path).st_size
         if size > MAX_FILE_BYTES:
-            raise SpecError(f"spec file is {size} bytes; the limit is {MAX_FILE_BYTES}")
+            raise SpecError(f"spec file {shown} is {size} bytes; the limit is {MAX_FILE_BYTES}")
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            return f.read()
     except FileNotFoundError:
         raise SpecError(f"no such spec file: {shown}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file {shown}: {exc}") from None
-    return parse_spec(load_yaml(text, shown), shown)
+
+
+def load_spec_file(path, display: str | None = None) -> Spec:
+    shown = display or str(path)
+    text = _read(path, shown)
+    return parse_spec(load_yaml(text, shown), shown, os.path.dirname(os.path.abspath(path)))
 
 
 def evaluate_at(value, scope: dict, loc, notes=()):
