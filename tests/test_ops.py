@@ -184,3 +184,18 @@ def test_divisible_rounds_like_make_divisible():
     assert [divisible(v) for v in (16, 24, 37.5, 15, 4)] == [16, 24, 40, 16, 8]
     assert divisible(10) == 16  # 8 would be more than 10% below 10
     assert divisible(3, 1, 1) == 3
+
+
+def test_squeeze_excitation_gate_leaves_the_receptive_field_alone():
+    a = analyze_text(
+        """
+        input: [8, 16, 16]
+        layers:
+          - conv: {out: 8, k: 3, p: 1}
+          - mul: {x: identity, gate: [gap, conv: {out: 8, k: 1}, sigmoid]}
+        """
+    )
+    conv, gate_pool, gate_conv, gate_act, mul = a.layers
+    assert gate_pool.rf.collapsed
+    assert mul.rf == conv.rf._replace(extent=(16, 16))
+    assert mul.rf.size == (3, 3) and mul.rf.jump == (1, 1)

@@ -23,7 +23,10 @@ class _Merge(Op):
     merge = True
 
     def rf(self, a, rfs, shapes, out):
-        return _merge_rf([r for r in rfs if len(r.size) == len(rfs[0].size)])
+        # A globally pooled branch (a squeeze-excitation gate) gives each unit global context
+        # but no window: the field is that of the spatial branches.
+        spatial = [r for r in rfs if not r.collapsed] or rfs
+        return _merge_rf(spatial)
 
     @staticmethod
     def _describe(names, shapes):
