@@ -12,7 +12,17 @@ from cnnstat.graph import Graph, Layer
 from cnnstat.units import DTYPE_BITS, tensor_bytes
 
 KINDS = ("conv", "fc", "other")
-COUNT_KEYS = ("params", "weights", "biases", "buffers", "macs", "activations", "weight_bytes", "param_bytes")
+COUNT_KEYS = (
+    "params",
+    "weights",
+    "biases",
+    "buffers",
+    "macs",
+    "activations",
+    "weight_bytes",
+    "param_bytes",
+    "activation_bytes",
+)
 
 
 class Analysis:
@@ -46,6 +56,7 @@ class Analysis:
             "activations": layer.activations * self.batch,
             "weight_bytes": tensor_bytes(layer.weights, self.dtype),
             "param_bytes": tensor_bytes(layer.weights, self.dtype) + tensor_bytes(layer.biases, self.dtype),
+            "activation_bytes": tensor_bytes(layer.activations * self.batch, self.dtype),
         }
 
     def _sum(self):
@@ -77,6 +88,19 @@ class Analysis:
                 return layer
         return None
 
+    def memory(self, optimizer: str = "adam") -> dict:
+        """Weights, peak activation memory in inference (and where), and a training estimate."""
+        from cnnstat.memory import activation_memory, training_memory
+
+        act = activation_memory(self.graph, self.dtype, self.batch)
+        t = self.totals()
+        return {
+            "weight_bytes": t["weight_bytes"],
+            "param_bytes": t["param_bytes"],
+            **act,
+            "training": training_memory(t["params"], act["stored_activation_bytes"], self.dtype, optimizer),
+        }
+
     def max_receptive_field(self) -> Layer | None:
         """The spatial layer with the largest receptive field (for DAGs where it differs)."""
         spatial = [layer for layer in self.graph.layers if layer.spatial]
@@ -95,6 +119,7 @@ class Analysis:
             "by_kind": self.by_kind(),
             "layers": [self._layer_dict(la) for la in self.graph.layers],
             "receptive_field": ({**rf_dict(rf_layer.rf), "layer": rf_layer.name} if rf_layer else None),
+            "memory": self.memory(),
             "conventions": CONVENTIONS,
         }
 
@@ -116,7 +141,10 @@ CONVENTIONS = {
     "normalisation and merges count 0",
     "params": "learnable weights + biases; buffers (batch-norm running statistics) are separate",
     "weight_bytes": "weights (biases excluded) at dtype; param_bytes includes biases",
-    "activations": "sum of every layer's output elements, times batch",
+    "activations": "sum of every layer's output elements, times batch; activation_bytes at dtype",
+    "memory": "peak_activation_bytes: most activation bytes alive at once in inference (each "
+    "tensor freed after its last reader, in-place ops and views share storage); training: "
+    "weights + gradients + optimizer state + every activation stored in the forward pass",
     "rf": "per spatial axis: size and jump (effective stride) in input pixels; start = centre "
     "of the first unit's field, pixel 0 being the first input pixel",
 }

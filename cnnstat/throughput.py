@@ -1,7 +1,17 @@
-"""Throughput needs: MACs per frame and per second when a frame is covered by tiles.
+"""Throughput needs: MACs and activation traffic per frame and per second.
 
-Tile mode (the lecture's "no overlap"): the network sees tile-sized crops; ``exact`` counts
-frame area / tile area (fractional), ``whole`` rounds each axis up to whole tiles.
+Two ways to cover a frame:
+
+- tile (the lecture's "no overlap"): the network sees tile-sized crops. ``exact`` counts
+  frame area / tile area (fractional); ``whole`` rounds each axis up to whole tiles. With
+  ``overlap`` pixels, crops advance by tile - overlap: (frame - overlap) / (tile - overlap)
+  per axis, fractional or rounded up.
+- frame: the network runs fully convolutionally on the whole frame (the VGG paper's dense
+  evaluation, OverFeat): convolutions and pooling at the frame's size, an fc over spatial
+  features as the convolution over its window at every position (see ``build(frame=True)``).
+
+Activation traffic: every layer reads its inputs and writes its output at ``dtype`` (views
+move nothing), as in :func:`cnnstat.hardware.roofline`.
 """
 
 from __future__ import annotations
@@ -9,15 +19,21 @@ from __future__ import annotations
 from fractions import Fraction
 
 from cnnstat.errors import CnnstatError
+from cnnstat.ops import REGISTRY
+from cnnstat.units import tensor_bytes
 
 
-def tile_count(frame: tuple, tile: tuple, tiling: str = "exact"):
+def tile_count(frame: tuple, tile: tuple, tiling: str = "exact", overlap: int = 0):
     """Tiles covering a (W, H) frame with (W, H) tiles: a Fraction for exact, int for whole."""
-    if tiling == "exact":
-        return Fraction(frame[0] * frame[1], tile[0] * tile[1])
-    if tiling == "whole":
-        return -(-frame[0] // tile[0]) * -(-frame[1] // tile[1])
-    raise CnnstatError(f"unknown tiling '{tiling}' (exact or whole)")
+    if tiling not in ("exact", "whole"):
+        raise CnnstatError(f"unknown tiling '{tiling}' (exact or whole)")
+    if overlap < 0 or overlap >= min(tile):
+        raise CnnstatError(f"overlap {overlap} must be at least 0 and less than the tile {list(tile)}")
+    count = 1
+    for f, t in zip(frame, tile):
+        per_axis = Fraction(max(f - overlap, 1), t - overlap)
+        count *= per_axis if tiling == "exact" else max(1, -(-per_axis.numerator // per_axis.denominator))
+    return count
 
 
 def default_tile(graph, input_override: bool) -> tuple:
@@ -37,23 +53,60 @@ def number(x):
     return x
 
 
-def flops_row(analysis, frame: tuple, fps, tile: tuple, tiling: str, flops_per_mac: int) -> dict:
-    """The ``flops`` JSON object for one model."""
+def activation_traffic(graph, dtype: str) -> int:
+    """Bytes of activations read and written by one pass of ``graph`` (batch 1)."""
+    sizes = {"input": _numel(graph.input)}
+    elems = 0
+    for layer in graph.layers:
+        sizes[layer.name] = _numel(layer.output)
+        if not REGISTRY[layer.op].view:
+            elems += sum(sizes[n] for n in layer.inputs) + sizes[layer.name]
+    return tensor_bytes(elems, dtype)
+
+
+def _numel(shape) -> int:
+    n = 1
+    for v in shape:
+        n *= v
+    return n
+
+
+def throughput_row(
+    analysis,
+    frame: tuple,
+    fps,
+    flops_per_mac: int,
+    *,
+    mode: str = "tile",
+    tile: tuple | None = None,
+    tiling: str = "exact",
+    overlap: int = 0,
+) -> dict:
+    """The ``flops`` JSON object for one model. In frame mode ``analysis`` is the graph built
+    at the frame's size; in tile mode, at the tile's."""
+    graph = analysis.graph
     macs = analysis.totals()["macs"] // analysis.batch
-    tiles = tile_count(frame, tile, tiling)
-    per_frame = macs * tiles
-    per_second = per_frame * Fraction(str(fps))
-    return {
-        "model": analysis.name,
-        "resolution": list(frame),
-        "fps": number(Fraction(str(fps))),
-        "mode": "tile",
-        "tiling": tiling,
-        "tile": list(tile),
-        "tiles": number(tiles),
-        "macs_per_image": macs,
-        "macs_per_frame": number(per_frame),
-        "macs_per_second": number(per_second),
-        "flops_per_mac": flops_per_mac,
-        "flops_per_second": number(per_second * flops_per_mac),
-    }
+    traffic = activation_traffic(graph, analysis.dtype)
+    fps_q = Fraction(str(fps))
+    row = {"model": analysis.name, "resolution": list(frame), "fps": number(fps_q), "mode": mode}
+    if mode == "tile":
+        passes = tile_count(frame, tile, tiling, overlap)
+        row.update(tiling=tiling, tile=list(tile), overlap=overlap, tiles=number(passes))
+        row["macs_per_image"] = macs
+    else:
+        passes = 1
+        last = graph.layers[-1].output
+        row["positions"] = _numel(last[1:]) if len(last) > 1 else 1
+        row["output"] = list(last)
+    per_frame = macs * passes
+    per_second = per_frame * fps_q
+    row.update(
+        macs_per_frame=number(per_frame),
+        macs_per_second=number(per_second),
+        flops_per_mac=flops_per_mac,
+        flops_per_second=number(per_second * flops_per_mac),
+        dtype=analysis.dtype,
+        activation_bytes_per_frame=number(traffic * passes),
+        activation_bytes_per_second=number(traffic * passes * fps_q),
+    )
+    return row

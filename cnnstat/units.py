@@ -57,3 +57,30 @@ def parse_input(text: str) -> tuple:
     if not 1 <= len(parts) <= 3:
         raise CnnstatError(f"malformed input '{text}': expected CxHxW such as 3x224x224")
     return _ints(text, len(parts), "input", "CxHxW such as 3x224x224")
+
+
+_SI = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+_QUANTITY = re.compile(
+    r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(Ki|Mi|Gi|Ti|Pi|[kKMGTP]?)\s*([A-Za-z/]*)\s*$"
+)
+
+
+def parse_quantity(value, units: tuple = ()) -> float:
+    """``"25M"`` -> 25e6, ``"3.35 TB/s"`` -> 3.35e12, ``"30 MiB"`` -> 31457280; numbers pass.
+
+    SI prefixes are decimal; Ki/Mi/Gi/Ti are binary. ``units`` lists the unit words allowed
+    after the prefix (e.g. ``("B", "B/s")``); an empty unit is always allowed.
+    """
+    if isinstance(value, bool):
+        raise CnnstatError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return value
+    m = _QUANTITY.match(str(value))
+    if not m or (m.group(3) and m.group(3) not in units):
+        allowed = f" (units: {', '.join(units)})" if units else ""
+        raise CnnstatError(f"cannot read '{value}' as a quantity such as 25M, 4.1G or 30 MiB{allowed}")
+    number, prefix = m.group(1), m.group(2)
+    factor = _BINARY[prefix] if prefix in _BINARY else _SI[prefix]
+    result = float(number) * factor
+    return int(result) if result.is_integer() else result

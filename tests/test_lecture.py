@@ -10,7 +10,7 @@ import json
 import pytest
 
 from cnnstat.analysis import analyze
-from cnnstat.throughput import flops_row, tile_count
+from cnnstat.throughput import throughput_row, tile_count
 from helpers import analyze_text
 
 FULL_HD = (1920, 1080)
@@ -28,7 +28,7 @@ def test_alexnet_grouped_reproduces_the_lecture():
 
 def test_alexnet_grouped_full_hd_30fps():
     a = analyze("alexnet-grouped")
-    row = flops_row(a, FULL_HD, 30, (224, 224), "exact", 1)
+    row = throughput_row(a, FULL_HD, 30, 1, tile=(224, 224))
     # 1920*1080 / 224^2 = 2025/49 tiles of 649,646,624 MACs, 30 times a second: "805 GFLOPS"
     assert row["tiles"] == pytest.approx(2025 / 49)
     assert row["macs_per_second"] == pytest.approx(649_646_624 * 2025 / 49 * 30)
@@ -58,7 +58,7 @@ def test_vgg16_by_kind():
 
 
 def test_vgg16_full_hd_30fps():
-    row = flops_row(analyze("vgg16"), FULL_HD, 30, (224, 224), "exact", 1)
+    row = throughput_row(analyze("vgg16"), FULL_HD, 30, 1, tile=(224, 224))
     # 15,470,264,320 MACs x 2025/49 tiles x 30 = 19.18 T (the lecture prints 19.3 T).
     assert row["macs_per_second"] == 19_179_970_560_000
 

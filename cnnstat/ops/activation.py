@@ -5,21 +5,23 @@ from __future__ import annotations
 from cnnstat.ops.base import Arg, Cost, Op, register
 
 
-def _elementwise(name: str, doc: str, args=()):
-    cls = type(name.capitalize(), (Op,), {"name": name, "args": tuple(args), "__doc__": doc})
-    return register(cls)
+def _elementwise(name: str, doc: str, args=(), inplace=True, view=False):
+    attrs = {"name": name, "args": tuple(args), "__doc__": doc, "inplace": inplace, "view": view}
+    return register(type(name.capitalize(), (Op,), attrs))
 
 
+# In place as PyTorch's reference models run them (ReLU(inplace=True), ...); sigmoid, tanh
+# and softmax allocate their output; dropout (at inference) and identity return their input.
 _elementwise("relu", "max(0, x)")
 _elementwise("relu6", "min(max(0, x), 6) (MobileNet v2)")
 _elementwise("hardswish", "x * relu6(x + 3) / 6 (MobileNet v3)")
 _elementwise("hardsigmoid", "relu6(x + 3) / 6 (MobileNet v3)")
 _elementwise("silu", "x * sigmoid(x), a.k.a. swish (EfficientNet)")
-_elementwise("sigmoid", "1 / (1 + exp(-x))")
-_elementwise("tanh", "hyperbolic tangent")
-_elementwise("softmax", "softmax over channels", [Arg("dim", "int", 0)])
-_elementwise("dropout", "dropout (identity at inference)", [Arg("p", "float", 0.5)])
-_elementwise("identity", "passes its input through")
+_elementwise("sigmoid", "1 / (1 + exp(-x))", inplace=False)
+_elementwise("tanh", "hyperbolic tangent", inplace=False)
+_elementwise("softmax", "softmax over channels", [Arg("dim", "int", 0)], inplace=False)
+_elementwise("dropout", "dropout (identity at inference)", [Arg("p", "float", 0.5)], view=True)
+_elementwise("identity", "passes its input through", view=True)
 
 
 @register

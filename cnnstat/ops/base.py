@@ -86,6 +86,11 @@ class Op:
     # Weights sized by the input's shape (fc, locally connected): at an input other than the
     # spec's own, the builder checks the op still sees the shape the spec was written for.
     fixed_input: ClassVar[bool] = False
+    # Memory: ``inplace`` ops may write their output over their (first) input when they are
+    # its last reader (PyTorch's ReLU(inplace=True), ``out += identity``); ``view`` ops never
+    # allocate (flatten, channel slice): their output aliases the input's storage.
+    inplace: ClassVar[bool] = False
+    view: ClassVar[bool] = False
     help: ClassVar[str] = ""
 
     def shape(self, a: dict, shapes: list) -> Shape:
@@ -96,6 +101,14 @@ class Op:
 
     def rf(self, a: dict, rfs: list, shapes: list, out: Shape) -> RF:
         return rfs[0]
+
+    def frame_args(self, a: dict, native: list | None) -> dict:
+        """Arguments when the network runs fully convolutionally over a whole frame.
+
+        ``native``: for fixed-input ops, ``[(shape, rf extent)]`` of each input at the spec's
+        own input. Most ops run unchanged.
+        """
+        return a
 
 
 REGISTRY: dict[str, Op] = {}

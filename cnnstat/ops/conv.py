@@ -84,6 +84,10 @@ class LocallyConnected(Op):
     name = "local"
     kind = "conv"
     fixed_input = True
+
+    def frame_args(self, a, native):
+        raise OpError("its weights differ at every position, so it cannot slide over a frame")
+
     args = (
         Arg("out", "int", aliases=("channels", "out_channels"), min=1, help="output channels"),
         *_WINDOW_ARGS,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cnnstat.errors import OpError
-from cnnstat.ops.base import Arg, Cost, Op, register
+from cnnstat.ops.base import Arg, Cost, Op, prod, register
 
 
 @register
@@ -19,13 +19,41 @@ class FullyConnected(Op):
     )
 
     def shape(self, a, shapes):
+        if "_window" in a:
+            return (a["out"], *self._positions(a, shapes[0]))
         if len(shapes[0]) != 1:
             raise OpError(f"fc needs a flat input, got {list(shapes[0])}: add 'flatten' before it")
         return (a["out"],)
 
     def cost(self, a, shapes, out):
-        n_in = shapes[0][0]
-        return Cost(weights=n_in * a["out"], biases=a["out"] if a["bias"] else 0, macs=n_in * a["out"])
+        if "_window" in a:
+            n_in = a["_channels"] * prod(a["_window"])
+            n = prod(out[1:])
+        else:
+            n_in, n = shapes[0][0], 1
+        return Cost(weights=n_in * a["out"], biases=a["out"] if a["bias"] else 0, macs=n * n_in * a["out"])
 
     def rf(self, a, rfs, shapes, out):
+        if "_window" in a:
+            w = a["_window"]
+            return rfs[0].window(w, (1,) * len(w), (0,) * len(w), (1,) * len(w), out[1:])
         return rfs[0].collapse()
+
+    def frame_args(self, a, native):
+        """Over a whole frame an fc after spatial features is the convolution over the window
+        it saw at the spec's input, slid over every position the frame allows."""
+        (shape, extent), *_ = native
+        if not extent:  # a flat network (an MLP): nothing to slide
+            return a
+        return {**a, "_window": extent, "_channels": shape[0] // prod(extent)}
+
+    @staticmethod
+    def _positions(a, shape):
+        if len(shape) - 1 != len(a["_window"]) or shape[0] != a["_channels"]:
+            raise OpError(f"expected [{a['_channels']}, ...] features, got {list(shape)}")
+        pos = tuple(s - w + 1 for s, w in zip(shape[1:], a["_window"]))
+        if any(p < 1 for p in pos):
+            raise OpError(
+                f"the frame's {list(shape[1:])} map is smaller than the window {list(a['_window'])}"
+            )
+        return pos

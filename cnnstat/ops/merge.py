@@ -38,6 +38,7 @@ class Add(_Merge):
     """Element-wise sum; every branch must have the same shape."""
 
     name = "add"
+    inplace = True  # out += identity
 
     def shape(self, a, shapes):
         if any(s != shapes[0] for s in shapes):

@@ -11,9 +11,15 @@ class Flatten(Op):
     """[C, H, W] -> [C*H*W]; each unit keeps its receptive field."""
 
     name = "flatten"
+    view = True
 
     def shape(self, a, shapes):
+        if a.get("_frame"):
+            return shapes[0]  # frame mode: the following fc slides over the positions
         return (prod(shapes[0]),)
+
+    def frame_args(self, a, native):
+        return {**a, "_frame": True}
 
 
 @register
@@ -22,6 +28,7 @@ class ChannelSlice(Op):
     to all remaining channels."""
 
     name = "slice"
+    view = True
     args = (Arg("start", "int", 0, min=0), Arg("stop", "int", None, aliases=("end",)))
 
     def shape(self, a, shapes):

@@ -39,28 +39,32 @@ class _Scope:
         return f"{base}{n}"
 
 
-def build(spec: Spec, input_shape: tuple | None = None) -> Graph:
+def build(spec: Spec, input_shape: tuple | None = None, frame: bool = False) -> Graph:
     """The spec's layer graph at ``input_shape`` (default: the spec's own input).
 
     At another input, layers whose weights are sized by their input (fc, locally connected)
     must see the same input shape as at the spec's own input; otherwise the weights would
-    silently change and the result would describe a different network.
+    silently change and the result would describe a different network. With ``frame``, the
+    network runs fully convolutionally instead (the VGG paper's dense evaluation): each op's
+    ``frame_args`` says how, e.g. an fc over spatial features becomes the convolution over the
+    window it saw at the spec's input.
     """
     shape = tuple(input_shape) if input_shape else spec.input
-    if shape == spec.input:
+    if shape == spec.input and not frame:
         return _Builder(spec).run(shape)
     native = _Builder(spec)
     native.run(spec.input)
-    return _Builder(spec, native.fixed).run(shape)
+    return _Builder(spec, native.fixed, frame).run(shape)
 
 
 class _Builder:
-    def __init__(self, spec: Spec, expected: dict | None = None):
+    def __init__(self, spec: Spec, expected: dict | None = None, frame: bool = False):
         self.spec = spec
         self.layers: list = []
         self.tensors: dict = {}
-        self.fixed: dict = {}  # name -> input shapes of fixed-input layers
+        self.fixed: dict = {}  # name -> [(shape, rf extent)] of each input, fixed-input layers
         self.expected = expected  # the same at the spec's own input, when building at another
+        self.frame = frame
 
     def run(self, shape: tuple) -> Graph:
         self.input = shape
@@ -268,17 +272,23 @@ class _Builder:
             where = f" (first at {first.loc})" if first.loc else ""
             raise SpecError(f"duplicate layer name '{name}'{where}", loc, scope.notes)
         shapes = [t.shape for t in inputs]
+        native = self.expected.get(name) if self.expected else None
         if op.fixed_input:
-            self.fixed[name] = shapes
-            if self.expected is not None and self.expected.get(name, shapes) != shapes:
-                got, want = shapes[0], self.expected[name][0]
+            self.fixed[name] = [(t.shape, t.rf.extent) for t in inputs]
+            if native is not None and not self.frame and [n[0] for n in native] != shapes:
                 raise SpecError(
-                    f"{op.name} '{name}' gets input {list(got)} at input {_dims(self.input)}, but "
-                    f"{list(want)} at the spec's input {_dims(self.spec.input)}: its weights are "
-                    "sized for the spec's input (pool adaptively before it to accept any size)",
+                    f"{op.name} '{name}' gets input {list(shapes[0])} at input {_dims(self.input)}, "
+                    f"but {list(native[0][0])} at the spec's input {_dims(self.spec.input)}: its "
+                    "weights are sized for the spec's input (pool adaptively before it to accept "
+                    "any size, or run it over the whole input with 'flops --mode frame')",
                     loc,
                     scope.notes,
                 )
+        if self.frame:
+            try:
+                a = op.frame_args(a, native)
+            except OpError as exc:
+                raise SpecError(f"{op.name} in frame mode: {exc}", loc, scope.notes) from None
         try:
             out = op.shape(a, shapes)
             cost = op.cost(a, shapes, out)
