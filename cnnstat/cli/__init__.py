@@ -14,6 +14,9 @@ COMMANDS = {
     "summary": "cnnstat.cli.summary",
     "rf": "cnnstat.cli.rf",
     "list": "cnnstat.cli.list_",
+    "memory": "cnnstat.cli.memory",
+    "compare": "cnnstat.cli.compare",
+    "devices": "cnnstat.cli.devices",
 }
 
 

@@ -1,10 +1,11 @@
-"""``cnnstat flops [MODEL...]``: MACs per image, per frame and per second (tile mode)."""
+"""``cnnstat flops [MODEL...]``: MACs, activation traffic and device bounds per frame."""
 
 from __future__ import annotations
 
 import click
 
 from cnnstat.cli.common import format_option, input_option, input_shape, shape_text
+from cnnstat.units import DTYPE_BITS
 
 
 @click.command("flops")
@@ -19,6 +20,13 @@ from cnnstat.cli.common import format_option, input_option, input_shape, shape_t
     show_default=True,
     help="Frames per second.",
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["tile", "frame"]),
+    default="tile",
+    show_default=True,
+    help="tile: crops of the network's size; frame: the network fully convolutional on the frame.",
+)
 @click.option("--tile", metavar="WxH", help="Tile size (default: the spec's nominal size, else its input).")
 @click.option(
     "--tiles",
@@ -30,6 +38,14 @@ from cnnstat.cli.common import format_option, input_option, input_shape, shape_t
     "to whole tiles per axis.",
 )
 @click.option(
+    "--overlap",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="PX",
+    help="Pixels shared by neighbouring tiles (crops advance by tile - overlap).",
+)
+@click.option(
     "--flops-per-mac",
     type=click.IntRange(min=1),
     default=1,
@@ -37,69 +53,128 @@ from cnnstat.cli.common import format_option, input_option, input_shape, shape_t
     help="FLOPs counted per MAC: 1 (the lecture's 'GFLOPS') or 2 (multiply + add).",
 )
 @click.option(
-    "--mode",
-    type=click.Choice(["tile"]),
-    default="tile",
+    "--dtype",
+    type=click.Choice(list(DTYPE_BITS)),
+    default="fp32",
     show_default=True,
-    help="How the network covers the frame.",
+    help="Activation and weight type (traffic, device rate).",
 )
+@click.option("--device", help="Bound latency and fps on a device (cnnstat devices lists them).")
 @input_option
 @format_option
-def command(models, resolution, fps, tile, tiling, flops_per_mac, mode, input_, fmt):
+def command(models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac, dtype, device, input_, fmt):
     """Compute needed to run MODELs over --resolution frames at --fps.
 
-    With no MODEL, every zoo model, sorted by compute. The frame is covered by tiles the
-    size of the network's input; MACs/frame = MACs/image x tiles.
+    With no MODEL, every zoo model, sorted by compute. In tile mode the frame is covered by
+    crops of the network's input size (MACs/frame = MACs/image x tiles); in frame mode the
+    network runs fully convolutionally on the whole frame.
 
     \b
     Example:
       cnnstat flops alexnet-grouped vgg16 --resolution 1920x1080 --fps 30
-      cnnstat flops --tiles whole --format json
+      cnnstat flops vgg16 --mode frame
+      cnnstat flops mobilenet_v2 --device jetson-orin-nano --dtype fp16
     """
     from cnnstat import zoo
     from cnnstat.analysis import Analysis
-    from cnnstat.render import Column, Table, print_json, render
+    from cnnstat.errors import CnnstatError
+    from cnnstat.hardware import bound, get_device
+    from cnnstat.render import print_json
     from cnnstat.spec.build import build
-    from cnnstat.throughput import default_tile, flops_row
-    from cnnstat.units import parse_resolution, si
+    from cnnstat.throughput import default_tile, throughput_row
+    from cnnstat.units import parse_resolution
 
     frame = parse_resolution(resolution)
     fixed_tile = parse_resolution(tile, "tile") if tile else None
+    if mode == "frame" and (tile or overlap or tiling != "exact"):
+        raise CnnstatError("--tile, --tiles and --overlap apply to --mode tile")
+    dev = get_device(device) if device else None
     specs = [zoo.load(m) for m in models] if models else zoo.models()
     rows = []
     for spec in specs:
-        shape = input_shape(spec, input_, None)
-        graph = build(spec, shape)
-        if not models and len(graph.input) != 3:
-            continue  # 1-D models have no frame to tile
-        t = fixed_tile or default_tile(graph, shape is not None)
-        rows.append(flops_row(Analysis(graph), frame, fps, t, tiling, flops_per_mac))
+        if not models and len(spec.input) != 3:
+            continue  # 1-D models have no frame to cover
+        if mode == "frame":
+            if len(spec.input) != 3:
+                raise CnnstatError(f"{spec.name}: frame mode needs a [C, H, W] input")
+            graph = build(spec, (spec.input[0], frame[1], frame[0]), frame=True)
+            passes = 1
+        else:
+            shape = input_shape(spec, input_, None)
+            graph = build(spec, shape)
+            t = fixed_tile or default_tile(graph, shape is not None)
+        analysis = Analysis(graph, dtype=dtype)
+        if mode == "frame":
+            row = throughput_row(analysis, frame, fps, flops_per_mac, mode="frame")
+        else:
+            row = throughput_row(analysis, frame, fps, flops_per_mac, tile=t, tiling=tiling, overlap=overlap)
+            passes = row["macs_per_frame"] / row["macs_per_image"] if row["macs_per_image"] else 1
+        if dev:
+            row["bound"] = bound(graph, dev, dtype, fps, passes)
+        rows.append(row)
     if not models:
         rows.sort(key=lambda r: r["macs_per_second"], reverse=True)
     if fmt == "json":
         print_json(rows)
         return
+    _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, fmt)
+
+
+def _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, fmt):
+    from cnnstat.render import Column, Table, render
+    from cnnstat.units import human_bytes, si
+
     unit = "FLOP/s" if flops_per_mac > 1 else "FLOP/s (=MAC/s)"
-    table = Table(
-        title=f"{shape_text(frame)} at {fps:g} fps, tile mode ({tiling})",
-        columns=[
-            Column("model", "model", numeric=False),
+    how = (
+        f"tile mode ({tiling}{f', overlap {overlap} px' if overlap else ''})"
+        if mode == "tile"
+        else "frame mode"
+    )
+    columns = [Column("model", "model", numeric=False)]
+    if mode == "tile":
+        columns += [
             Column("tile", "tile", shape_text),
             Column("tiles", "tiles", lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)),
             Column("MACs/image", "macs_per_image", si),
-            Column("MACs/frame", "macs_per_frame", si),
-            Column("MAC/s", "macs_per_second", si),
-            Column(unit, "flops_per_second", si),
-        ],
-        rows=rows,
-    )
+        ]
+    else:
+        columns += [Column("output", "output", shape_text), Column("positions", "positions", str)]
+    columns += [
+        Column("MACs/frame", "macs_per_frame", si),
+        Column("MAC/s", "macs_per_second", si),
+        Column(unit, "flops_per_second", si),
+        Column(f"act. {dtype}/s", "activation_bytes_per_second", lambda v: human_bytes(v) + "/s"),
+    ]
+    if dev:
+        for row in rows:
+            b = row["bound"]
+            row.update(latency=b["latency_s"], max_fps=b["max_fps"], verdict=b["verdict"])
+        columns += [
+            Column("bound ms/frame", "latency", lambda v: f"{v * 1e3:.2f}"),
+            Column("max fps", "max_fps", lambda v: f"{v:.1f}"),
+            Column("verdict", "verdict", numeric=False, wrap=True),
+        ]
+    table = Table(title=f"{shape_text(frame)} at {fps:g} fps, {how}", columns=columns, rows=rows)
     table.notes.append(
         f"1 MAC = one multiply-accumulate (bias adds are not MACs); FLOP/s = MAC/s x "
         f"{flops_per_mac} (--flops-per-mac; the lecture's 'GFLOPS' use 1)."
     )
-    table.notes.append(
-        "tiles = frame area / tile area, no overlap (as in the lecture)"
-        if tiling == "exact"
-        else "tiles = ceil(W / tile W) x ceil(H / tile H), no overlap"
-    )
+    if mode == "tile":
+        table.notes.append(
+            "tiles = frame area / tile area, no overlap (as in the lecture)"
+            if tiling == "exact" and not overlap
+            else "tiles per axis = (frame - overlap) / (tile - overlap)"
+            + (", rounded up" if tiling == "whole" else "")
+        )
+    else:
+        table.notes.append(
+            "frame mode: convolutions and pooling at the frame's size; an fc after spatial features "
+            "is the convolution over its window, at every position (positions = output map size)."
+        )
+    table.notes.append(f"act./s: activation bytes read and written per second at {dtype} (no cache reuse).")
+    if dev:
+        table.notes.append(
+            f"bound: roofline lower bound on {dev.name} ({dev.description}) at {dtype}: per layer "
+            "max(MACs / peak, bytes moved / bandwidth), summed; a bound, not a measurement."
+        )
     render(table, fmt)

@@ -1,0 +1,92 @@
+"""``cnnstat compare MODEL MODEL...``: models side by side."""
+
+from __future__ import annotations
+
+import click
+
+from cnnstat.cli.common import format_option, input_option, shape_text
+from cnnstat.units import DTYPE_BITS
+
+
+@click.command("compare")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option(
+    "--resolution",
+    default="1920x1080",
+    show_default=True,
+    metavar="WxH",
+    help="Frame for the throughput need (tile mode).",
+)
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True)
+@click.option("--dtype", type=click.Choice(list(DTYPE_BITS)), default="fp32", show_default=True)
+@click.option("--device", help="Also bound the fps on this device (cnnstat devices).")
+@click.option("--binary", is_flag=True, help="Bytes in MiB instead of MB.")
+@input_option
+@format_option
+def command(models, resolution, fps, dtype, device, binary, input_, fmt):
+    """Compare MODELs: params, weights, MACs, peak memory, receptive field, frame need.
+
+    \b
+    Example:
+      cnnstat compare resnet50 mobilenet_v2 efficientnet_b0 --device jetson-orin-nano --dtype fp16
+    """
+    from cnnstat import zoo
+    from cnnstat.analysis import Analysis
+    from cnnstat.cli.common import input_shape
+    from cnnstat.hardware import bound, get_device
+    from cnnstat.render import Column, Table, print_json, render
+    from cnnstat.spec.build import build
+    from cnnstat.throughput import default_tile, throughput_row
+    from cnnstat.units import human_bytes, parse_resolution, si
+
+    frame = parse_resolution(resolution)
+    dev = get_device(device) if device else None
+    rows = []
+    for model in models:
+        spec = zoo.load(model)
+        shape = input_shape(spec, input_, None)
+        a = Analysis(build(spec, shape), dtype=dtype)
+        t, mem, rf = a.totals(), a.memory(), a.receptive_field()
+        need = throughput_row(a, frame, fps, 1, tile=default_tile(a.graph, shape is not None))
+        row = {
+            "model": a.name,
+            "input": list(a.graph.input),
+            "params": t["params"],
+            "weight_bytes": t["param_bytes"],
+            "macs": t["macs"],
+            "peak_activation_bytes": mem["peak_activation_bytes"],
+            "rf_size": list(rf.rf.size) if rf else None,
+            "rf_jump": list(rf.rf.jump) if rf else None,
+            "macs_per_second": need["macs_per_second"],
+        }
+        if dev:
+            passes = need["macs_per_frame"] / need["macs_per_image"] if need["macs_per_image"] else 1
+            row["bound"] = bound(a.graph, dev, dtype, fps, passes)
+            row["max_fps"] = row["bound"]["max_fps"]
+        rows.append(row)
+    if fmt == "json":
+        print_json(rows)
+        return
+    b = lambda v: human_bytes(v, binary)  # noqa: E731
+    columns = [
+        Column("model", "model", numeric=False),
+        Column("input", "input", shape_text),
+        Column("params", "params", si),
+        Column(f"weights {dtype}", "weight_bytes", b),
+        Column("MACs", "macs", si),
+        Column(f"peak act. {dtype}", "peak_activation_bytes", b),
+        Column("RF /jump", "rf_size", shape_text),
+        Column(f"{shape_text(frame)}@{fps:g} MAC/s", "macs_per_second", si),
+    ]
+    for row in rows:
+        row["rf_size"] = f"{shape_text(row['rf_size'])} /{row['rf_jump'][0]}" if row["rf_size"] else ""
+    columns[6] = Column("RF /jump", "rf_size", str)
+    if dev:
+        columns.append(Column(f"max fps on {dev.name}", "max_fps", lambda v: f"{v:.1f}"))
+    table = Table(title=f"{len(rows)} models, {dtype}", columns=columns, rows=rows)
+    table.notes.append(
+        "MACs per image at the model's input; MAC/s to cover the frame with tiles (no overlap)."
+    )
+    if dev:
+        table.notes.append(f"max fps: roofline bound on {dev.name} (a bound, not a measurement).")
+    render(table, fmt)
