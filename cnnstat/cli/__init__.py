@@ -17,6 +17,8 @@ COMMANDS = {
     "memory": "cnnstat.cli.memory",
     "compare": "cnnstat.cli.compare",
     "devices": "cnnstat.cli.devices",
+    "check": "cnnstat.cli.check",
+    "snapshot": "cnnstat.cli.snapshot",
 }
 
 

@@ -1,0 +1,288 @@
+"""Model budgets: limits on a model's figures, checked in CI.
+
+A budget file is TOML: ``[[budget]]`` tables in ``cnnstat.toml``, or ``[[tool.cnnstat.budget]]``
+in ``pyproject.toml``. Each names a ``model`` and the settings it is measured at, then limits
+(``max_*`` / ``min_*``). Values are numbers or strings with SI suffixes ("25M", "4.1G",
+"30 MB"; "MiB"/"GiB" are binary). Every mistake is an error with the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from cnnstat.errors import CnnstatError, Location, SpecError, did_you_mean
+from cnnstat.units import DTYPE_BITS, parse_input, parse_quantity, parse_resolution
+
+# limit key -> (metric, "max"/"min", units allowed after the number)
+LIMITS = {
+    "max_params": ("params", "max", ()),
+    "max_weights": ("weights", "max", ()),
+    "max_macs": ("macs", "max", ("MAC", "MACs")),
+    "max_macs_per_frame": ("macs_per_frame", "max", ("MAC", "MACs")),
+    "max_macs_per_second": ("macs_per_second", "max", ("MAC/s",)),
+    "max_weight_bytes": ("weight_bytes", "max", ("B",)),
+    "max_param_bytes": ("param_bytes", "max", ("B",)),
+    "max_activations": ("activations", "max", ()),
+    "max_peak_activation_bytes": ("peak_activation_bytes", "max", ("B",)),
+    "min_receptive_field": ("receptive_field", "min", ("px",)),
+    "max_receptive_field": ("receptive_field", "max", ("px",)),
+}
+METRICS = (
+    "params",
+    "weights",
+    "macs",
+    "macs_per_frame",
+    "macs_per_second",
+    "weight_bytes",
+    "param_bytes",
+    "activations",
+    "peak_activation_bytes",
+    "receptive_field",
+)
+SETTINGS = ("model", "name", "input", "resolution", "fps", "dtype", "batch", "mode")
+DEFAULT_FILES = ("cnnstat.toml", "pyproject.toml")
+
+
+class Budget:
+    __slots__ = (
+        "file",
+        "line",
+        "key_lines",
+        "model",
+        "name",
+        "input",
+        "resolution",
+        "fps",
+        "dtype",
+        "batch",
+        "mode",
+        "limits",
+        "base_dir",
+    )
+
+    def loc(self, key: str | None = None) -> Location:
+        return Location(self.file, self.key_lines.get(key, self.line) if key else self.line, 1)
+
+    def settings(self) -> dict:
+        return {
+            "input": list(self.input) if self.input else None,
+            "resolution": list(self.resolution),
+            "fps": self.fps,
+            "dtype": self.dtype,
+            "batch": self.batch,
+            "mode": self.mode,
+        }
+
+
+def find_file(path: str | None = None) -> tuple:
+    """(path, tables' dotted location) of the budget file to read."""
+    if path:
+        if not os.path.isfile(path):
+            raise CnnstatError(f"no such budget file: {path}")
+        prefix = ("tool", "cnnstat") if os.path.basename(path) == "pyproject.toml" else ()
+        return path, prefix
+    if os.path.isfile("cnnstat.toml"):
+        return "cnnstat.toml", ()
+    if os.path.isfile("pyproject.toml"):
+        return "pyproject.toml", ("tool", "cnnstat")
+    raise CnnstatError(
+        "no budget file: write [[budget]] tables in cnnstat.toml, "
+        "[[tool.cnnstat.budget]] in pyproject.toml, or give a PATH"
+    )
+
+
+def load(path: str | None = None) -> list:
+    """The budgets of a file, each checked: known keys, readable values, at least one limit."""
+    import tomllib
+
+    path, prefix = find_file(path)
+    with open(path, "rb") as f:
+        raw = f.read()
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+), column (\d+)", str(exc))
+        if m:
+            loc = Location(path, int(m.group(1)), int(m.group(2)))
+        else:  # "at end of document"
+            lines = text.splitlines() or [""]
+            loc = Location(path, len(lines), len(lines[-1]) + 1)
+        raise SpecError(f"TOML: {exc}", loc) from None
+    table = doc
+    for key in prefix:
+        table = table.get(key, {}) if isinstance(table, dict) else {}
+    entries = table.get("budget", []) if isinstance(table, dict) else []
+    header = r"\[\[\s*" + r"\s*\.\s*".join((*prefix, "budget")) + r"\s*\]\]"
+    starts = [i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"\s*" + header, line)]
+    if not isinstance(entries, list) or not entries:
+        where = "[[" + ".".join((*prefix, "budget")) + "]]"
+        raise SpecError(f"no {where} tables in {path}", Location(path, 1, 1))
+    lines = text.splitlines()
+    budgets = []
+    for i, entry in enumerate(entries):
+        start = starts[i] if i < len(starts) else 1
+        end = starts[i + 1] - 1 if i + 1 < len(starts) else len(lines)
+        budgets.append(_budget(entry, path, start, lines[start - 1 : end]))
+    return budgets
+
+
+def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
+    b = Budget()
+    b.file, b.line, b.base_dir = path, line, os.path.dirname(os.path.abspath(path))
+    b.key_lines = {}
+    for key in entry:
+        for j, text in enumerate(body):
+            if re.match(rf'\s*"?{re.escape(key)}"?\s*=', text):
+                b.key_lines[key] = line + j
+                break
+
+    def fail(message, key=None):
+        raise SpecError(message, b.loc(key))
+
+    for key in entry:
+        if key not in SETTINGS and key not in LIMITS:
+            fail(f"unknown key '{key}' in a budget" + did_you_mean(key, (*SETTINGS, *LIMITS)), key)
+    if not isinstance(entry.get("model"), str) or not entry["model"]:
+        fail('a budget needs model = "NAME" (a zoo name, a spec path or module:attr)', "model")
+    b.model = entry["model"]
+    b.name = str(entry.get("name", b.model))
+    try:
+        b.input = parse_input(str(entry["input"])) if "input" in entry else None
+    except CnnstatError as exc:
+        fail(str(exc), "input")
+    try:
+        b.resolution = parse_resolution(str(entry.get("resolution", "1920x1080")))
+    except CnnstatError as exc:
+        fail(str(exc), "resolution")
+    b.fps = entry.get("fps", 30)
+    if isinstance(b.fps, bool) or not isinstance(b.fps, (int, float)) or b.fps <= 0:
+        fail(f"fps must be a positive number, got {b.fps!r}", "fps")
+    b.dtype = entry.get("dtype", "fp32")
+    if b.dtype not in DTYPE_BITS:
+        fail(f"unknown dtype '{b.dtype}'" + did_you_mean(b.dtype, DTYPE_BITS), "dtype")
+    b.batch = entry.get("batch", 1)
+    if isinstance(b.batch, bool) or not isinstance(b.batch, int) or b.batch < 1:
+        fail(f"batch must be a positive integer, got {b.batch!r}", "batch")
+    b.mode = entry.get("mode", "tile")
+    if b.mode not in ("tile", "frame"):
+        fail(f"mode must be 'tile' or 'frame', got {b.mode!r}", "mode")
+    b.limits = {}
+    for key, value in entry.items():
+        if key in LIMITS:
+            try:
+                b.limits[key] = parse_quantity(value, LIMITS[key][2])
+            except CnnstatError as exc:
+                fail(f"{key}: {exc}", key)
+    if not b.limits:
+        fail(f"budget for '{b.model}' sets no limit (one of {', '.join(LIMITS)})")
+    return b
+
+
+def measure(b: Budget) -> dict:
+    """Every metric of a budget's model at its settings."""
+    from cnnstat.analysis import Analysis
+    from cnnstat.spec.build import build
+    from cnnstat.throughput import default_tile, throughput_row
+    from cnnstat.zoo import is_path, load
+
+    model = b.model
+    if is_path(model) and not os.path.isabs(model):
+        model = os.path.join(b.base_dir, model)
+    spec = load(model)
+    shape = b.input
+    if shape is not None and len(shape) != len(spec.input):
+        raise CnnstatError(
+            f"input {list(shape)} has {len(shape)} dimensions; {spec.name} takes {len(spec.input)}"
+        )
+    a = Analysis(build(spec, shape), dtype=b.dtype, batch=b.batch)
+    t, mem, rf = a.totals(), a.memory(), a.receptive_field()
+    if b.mode == "frame":
+        frame_graph = build(spec, (spec.input[0], b.resolution[1], b.resolution[0]), frame=True)
+        need = throughput_row(Analysis(frame_graph, dtype=b.dtype), b.resolution, b.fps, 1, mode="frame")
+    else:
+        tile = default_tile(a.graph, shape is not None)
+        need = throughput_row(Analysis(a.graph, dtype=b.dtype), b.resolution, b.fps, 1, tile=tile)
+    return {
+        "params": t["params"],
+        "weights": t["weights"],
+        "macs": t["macs"] // b.batch,
+        "macs_per_frame": need["macs_per_frame"],
+        "macs_per_second": need["macs_per_second"],
+        "weight_bytes": t["weight_bytes"],
+        "param_bytes": t["param_bytes"],
+        "activations": t["activations"],
+        "peak_activation_bytes": mem["peak_activation_bytes"],
+        "receptive_field": list(rf.rf.size) if rf else None,
+    }
+
+
+def check(b: Budget, values: dict) -> list:
+    """One result per limit: value, limit, pass, and headroom (+) or overshoot (-) in %."""
+    results = []
+    for key, limit in b.limits.items():
+        metric, sense, _ = LIMITS[key]
+        value = values[metric]
+        if metric == "receptive_field":
+            if value is None:
+                raise SpecError(f"{b.name} has no spatial receptive field to limit", b.loc(key))
+            value = min(value) if sense == "min" else max(value)
+        ok = value <= limit if sense == "max" else value >= limit
+        margin = (limit - value) / limit * 100 if sense == "max" else (value - limit) / limit * 100
+        results.append(
+            {
+                "limit_key": key,
+                "metric": metric,
+                "limit": limit,
+                "value": value,
+                "ok": ok,
+                "headroom_pct": margin if limit else None,
+                "line": b.loc(key).line,
+            }
+        )
+    return results
+
+
+def compare_baseline(name: str, values: dict, baseline: dict, max_growth: float) -> list:
+    """Metrics that grew more than ``max_growth`` % over the baseline fail; shrinkage is noted."""
+    base = baseline.get(name)
+    if base is None:
+        return []
+    out = []
+    for metric in METRICS:
+        old, new = base.get(metric), values.get(metric)
+        if old is None or new is None:
+            continue
+        if isinstance(old, list):
+            old, new = max(old), max(new)
+        growth = (new - old) / old * 100 if old else (0.0 if new == old else float("inf"))
+        out.append(
+            {
+                "metric": metric,
+                "baseline": old,
+                "value": new,
+                "growth_pct": growth,
+                "ok": growth <= max_growth,
+            }
+        )
+    return out
+
+
+def load_baseline(path: str) -> dict:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise CnnstatError(f"no such baseline file: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise CnnstatError(f"cannot read baseline {path}: {exc}") from None
+    if (
+        not isinstance(doc, dict)
+        or doc.get("cnnstat_baseline") != 1
+        or not isinstance(doc.get("models"), dict)
+    ):
+        raise CnnstatError(f"{path} is not a cnnstat baseline (write one with 'cnnstat snapshot')")
+    return doc["models"]

@@ -1,0 +1,200 @@
+"""``cnnstat check [PATH]``: evaluate model budgets; exit 1 when a limit is exceeded."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+FORMATS = ("table", "json", "junit", "github")
+
+
+@click.command("check")
+@click.argument("path", required=False)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--baseline", metavar="FILE", help="Fail when a metric grew over this snapshot.")
+@click.option(
+    "--max-growth",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="PCT",
+    help="Growth over the baseline allowed, in percent.",
+)
+def command(path, fmt, baseline, max_growth):
+    """Check every model in the budget file against its limits.
+
+    PATH defaults to ./cnnstat.toml ([[budget]]), else ./pyproject.toml
+    ([[tool.cnnstat.budget]]). Exit 0: all pass; 1: a limit (or the baseline) is exceeded;
+    2: the budget file, a spec or an option is wrong.
+
+    \b
+    Example:
+      cnnstat check
+      cnnstat check budgets.toml --format github --baseline cnnstat-baseline.json
+    """
+    from cnnstat import budget as B
+
+    budgets = B.load(path)
+    base = B.load_baseline(baseline) if baseline else None
+    report = []
+    for i, b in enumerate(budgets):
+        _progress(i, len(budgets), b)
+        try:
+            values = B.measure(b)
+        except Exception as exc:  # a model that does not load: located at its model line
+            from cnnstat.errors import CnnstatError, SpecError
+
+            if not isinstance(exc, CnnstatError):
+                raise
+            raise SpecError(f"budget model '{b.model}': {exc}", b.loc("model")) from None
+        entry = {
+            "name": b.name,
+            "model": b.model,
+            "line": b.line,
+            "settings": b.settings(),
+            "values": values,
+            "checks": B.check(b, values),
+        }
+        if base is not None:
+            entry["baseline"] = B.compare_baseline(b.name, values, base, max_growth)
+        report.append(entry)
+    failed = [e for e in report if not all(c["ok"] for c in e["checks"] + e.get("baseline", []))]
+    doc = {"file": budgets[0].file, "passed": not failed, "budgets": report}
+    {"json": _json, "junit": _junit, "github": _github, "table": _table}[fmt](doc)
+    if failed:
+        sys.exit(1)
+
+
+def _progress(i, n, b):
+    if n > 1 or ":" in b.model:
+        click.echo(f"cnnstat check: [{i + 1}/{n}] {b.name}", err=True)
+
+
+def _fmt(metric: str, value) -> str:
+    from cnnstat.units import human_bytes, si
+
+    if metric.endswith("bytes"):
+        return human_bytes(value)
+    if metric == "receptive_field":
+        return f"{value:g} px"
+    return si(value)
+
+
+def _describe(c) -> str:
+    value, limit = _fmt(c["metric"], c["value"]), _fmt(c["metric"], c["limit"])
+    sense = "limit" if c["limit_key"].startswith("max_") else "minimum"
+    pct = c["headroom_pct"]
+    if c["ok"]:
+        margin = f" ({pct:.1f}% headroom)" if pct is not None else ""
+        return f"{c['metric']} {value} within the {sense} {limit}{margin}"
+    margin = f" by {abs(pct):.1f}%" if pct is not None else ""
+    verb = "exceeds" if sense == "limit" else "falls short of"
+    return f"{c['metric']} {value} {verb} the {sense} {limit}{margin}"
+
+
+def _json(doc):
+    from cnnstat.render import print_json
+
+    print_json(doc)
+
+
+def _github(doc):
+    """GitHub Actions workflow commands: one annotation per failed limit, at its line."""
+    for e in doc["budgets"]:
+        for c in e["checks"]:
+            if not c["ok"]:
+                click.echo(f"::error file={doc['file']},line={c['line']}::{e['name']}: {_describe(c)}")
+        for g in e.get("baseline", []):
+            if not g["ok"]:
+                click.echo(
+                    f"::error file={doc['file']},line={e['line']}::{e['name']}: {g['metric']} grew "
+                    f"{g['growth_pct']:.2f}% over the baseline ({g['baseline']} -> {g['value']})"
+                )
+    n = sum(len(e["checks"]) for e in doc["budgets"])
+    bad = sum(not c["ok"] for e in doc["budgets"] for c in e["checks"])
+    click.echo(f"cnnstat check: {n - bad} passed, {bad} failed")
+
+
+def _junit(doc):
+    """JUnit XML: a test suite per budget file, a test case per model and limit."""
+    from xml.etree import ElementTree as ET
+
+    cases = []
+    for e in doc["budgets"]:
+        for c in e["checks"]:
+            cases.append((e["name"], c["limit_key"], c["ok"], _describe(c)))
+        for g in e.get("baseline", []):
+            cases.append(
+                (
+                    e["name"],
+                    f"baseline.{g['metric']}",
+                    g["ok"],
+                    f"{g['metric']} grew {g['growth_pct']:.2f}% ({g['baseline']} -> {g['value']})",
+                )
+            )
+    failures = sum(not ok for *_, ok, _ in cases)
+    root = ET.Element("testsuites", tests=str(len(cases)), failures=str(failures))
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name=f"cnnstat budgets ({doc['file']})",
+        tests=str(len(cases)),
+        failures=str(failures),
+        errors="0",
+    )
+    for model, limit, ok, text in cases:
+        case = ET.SubElement(suite, "testcase", classname=model, name=limit)
+        if not ok:
+            ET.SubElement(case, "failure", message=text).text = text
+        else:
+            ET.SubElement(case, "system-out").text = text
+    click.echo(ET.tostring(root, encoding="unicode"))
+
+
+def _table(doc):
+    from cnnstat.render import Column, Table, render
+
+    rows = []
+    for e in doc["budgets"]:
+        for c in e["checks"]:
+            pct = c["headroom_pct"]
+            rows.append(
+                {
+                    "model": e["name"],
+                    "metric": c["limit_key"],
+                    "limit": _fmt(c["metric"], c["limit"]),
+                    "value": _fmt(c["metric"], c["value"]),
+                    "margin": ""
+                    if pct is None
+                    else (f"{pct:.1f}% headroom" if c["ok"] else f"{-pct:.1f}% over"),
+                    "status": "pass" if c["ok"] else "FAIL",
+                }
+            )
+        for g in e.get("baseline", []):
+            if not g["ok"] or g["growth_pct"] < 0:
+                rows.append(
+                    {
+                        "model": e["name"],
+                        "metric": f"baseline {g['metric']}",
+                        "limit": _fmt(g["metric"], g["baseline"]),
+                        "value": _fmt(g["metric"], g["value"]),
+                        "margin": f"{g['growth_pct']:+.2f}%",
+                        "status": "FAIL" if not g["ok"] else "shrank",
+                    }
+                )
+    table = Table(
+        title=f"cnnstat check: {doc['file']}",
+        columns=[
+            Column("model", "model", numeric=False),
+            Column("limit", "metric", numeric=False),
+            Column("limit value", "limit"),
+            Column("value", "value"),
+            Column("margin", "margin", numeric=False),
+            Column("", "status", numeric=False),
+        ],
+        rows=rows,
+    )
+    bad = sum(r["status"] == "FAIL" for r in rows)
+    table.notes.append("all budgets pass" if not bad else f"{bad} limit(s) exceeded")
+    render(table, "table")
