@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from cnnstat.errors import CnnstatError, Location, SpecError, did_you_mean
+from cnnstat.errors import CnnstatError, Location, SpecError, brief, did_you_mean
 from cnnstat.units import DTYPE_BITS, parse_input, parse_quantity, parse_resolution
 
 # limit key -> (metric, "max"/"min", units allowed after the number)
@@ -158,16 +158,16 @@ def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
         fail(str(exc), "resolution")
     b.fps = entry.get("fps", 30)
     if isinstance(b.fps, bool) or not isinstance(b.fps, (int, float)) or b.fps <= 0:
-        fail(f"fps must be a positive number, got {b.fps!r}", "fps")
+        fail(f"fps must be a positive number, got {brief(b.fps)}", "fps")
     b.dtype = entry.get("dtype", "fp32")
     if b.dtype not in DTYPE_BITS:
         fail(f"unknown dtype '{b.dtype}'" + did_you_mean(b.dtype, DTYPE_BITS), "dtype")
     b.batch = entry.get("batch", 1)
     if isinstance(b.batch, bool) or not isinstance(b.batch, int) or b.batch < 1:
-        fail(f"batch must be a positive integer, got {b.batch!r}", "batch")
+        fail(f"batch must be a positive integer, got {brief(b.batch)}", "batch")
     b.mode = entry.get("mode", "tile")
     if b.mode not in ("tile", "frame"):
-        fail(f"mode must be 'tile' or 'frame', got {b.mode!r}", "mode")
+        fail(f"mode must be 'tile' or 'frame', got {brief(b.mode)}", "mode")
     b.limits = {}
     for key, value in entry.items():
         if key in LIMITS:

@@ -39,6 +39,27 @@ class OpError(Exception):
     """Raised by an op's handler (bad shape, bad argument); the builder adds the location."""
 
 
+def brief(value, depth: int = 2) -> str:
+    """A short repr for messages: user input can be huge (YAML aliases expand)."""
+    text = _brief(value, depth)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _brief(value, depth: int) -> str:
+    if isinstance(value, (list, tuple)):
+        if depth == 0:
+            return "[...]"
+        items = [_brief(v, depth - 1) for v in value[:6]]
+        return "[" + ", ".join(items + (["..."] if len(value) > 6 else [])) + "]"
+    if isinstance(value, dict):
+        if depth == 0:
+            return "{...}"
+        items = [f"{_brief(k, 0)}: {_brief(v, depth - 1)}" for k, v in list(value.items())[:6]]
+        return "{" + ", ".join(items + (["..."] if len(value) > 6 else [])) + "}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str:
     """`` (did you mean 'x'?)`` or ``''`` when nothing is close."""
     import difflib

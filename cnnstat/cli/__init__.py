@@ -50,6 +50,10 @@ class LazyGroup(click.Group):
             from cnnstat.cli.common import abort
 
             abort(exc)
+        except RecursionError:
+            from cnnstat.cli.common import abort
+
+            abort("the input is nested too deeply to analyze (YAML or blocks nested thousands deep)")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

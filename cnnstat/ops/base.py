@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, NamedTuple
 
-from cnnstat.errors import OpError
+from cnnstat.errors import OpError, brief
 
 REQUIRED = object()
 
@@ -149,7 +149,7 @@ def per_axis(value, n: int, name: str) -> tuple:
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         return tuple(value)
-    raise OpError(f"'{name}' must be an integer or a list of {n} integers, got {value!r}")
+    raise OpError(f"'{name}' must be an integer or a list of {n} integers, got {brief(value)}")
 
 
 def prod(values) -> int:

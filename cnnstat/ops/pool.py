@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnstat.errors import OpError
+from cnnstat.errors import OpError, brief
 from cnnstat.ops.base import Arg, Op, per_axis, register, spatial_rank
 from cnnstat.ops.window import window
 
@@ -19,7 +19,7 @@ class _Pool(Op):
         spatial_rank(shape, self.name)
         k, s, d, pads, out = window(a, shape, self.name, a["ceil"])
         if any(2 * p[0] > kk for p, kk in zip(pads, k)):
-            raise OpError(f"padding {a['p']!r} must be at most half the window {list(k)}")
+            raise OpError(f"padding {brief(a['p'])} must be at most half the window {list(k)}")
         return k, s, d, pads, out
 
     def shape(self, a, shapes):

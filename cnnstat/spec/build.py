@@ -7,7 +7,9 @@ receptive field. Cost is linear in the number of expanded layers.
 
 from __future__ import annotations
 
-from cnnstat.errors import OpError, SpecError, did_you_mean
+import os
+
+from cnnstat.errors import OpError, SpecError, brief, did_you_mean
 from cnnstat.graph import Graph, Layer
 from cnnstat.ops import REGISTRY
 from cnnstat.ops.base import REQUIRED, RF
@@ -18,6 +20,10 @@ from cnnstat.spec.yamlload import LList, LMap
 RESERVED = ("name", "repeat", "first", "from", "if")
 INPUT = "input"
 IN_CHANNELS = "in_channels"  # inside a block: the channels of the block's input
+# Expanded layers per graph: a guard against specs that would hang (huge repeats, YAML
+# aliases nested to expand exponentially). Raise it with CNNSTAT_MAX_LAYERS.
+MAX_LAYERS = int(os.environ.get("CNNSTAT_MAX_LAYERS", "1000000"))
+LIMIT_HINT = "set CNNSTAT_MAX_LAYERS to allow more"
 
 
 class _Tensor:
@@ -28,10 +34,11 @@ class _Tensor:
 
 
 class _Scope:
-    __slots__ = ("prefix", "vars", "counters", "notes")
+    __slots__ = ("prefix", "vars", "counters", "notes", "blocks")
 
-    def __init__(self, prefix, vars, notes):
+    def __init__(self, prefix, vars, notes, blocks=()):
         self.prefix, self.vars, self.counters, self.notes = prefix, vars, {}, notes
+        self.blocks = blocks  # the chain of blocks being instantiated, outermost first
 
     def auto_name(self, base: str) -> str:
         n = self.counters.get(base, 0) + 1
@@ -103,7 +110,7 @@ class _Builder:
                 args.loc, args.locs, args.key_locs = args_loc, {}, {}
             elif not isinstance(args, LMap):
                 raise SpecError(
-                    f"the arguments of '{op_name}' must be a mapping, got {args!r}",
+                    f"the arguments of '{op_name}' must be a mapping, got {brief(args)}",
                     args_loc,
                     scope.notes,
                 )
@@ -115,7 +122,7 @@ class _Builder:
                 scope.notes,
             )
         else:
-            raise SpecError(f"a layer must be an op name or a mapping, got {item!r}", loc, scope.notes)
+            raise SpecError(f"a layer must be an op name or a mapping, got {brief(item)}", loc, scope.notes)
 
         op = REGISTRY.get(op_name)
         block = self.spec.blocks.get(op_name)
@@ -133,14 +140,22 @@ class _Builder:
         if "if" in args:
             cond = arg("if")
             if not isinstance(cond, bool):
-                raise SpecError(f"'if' must be true or false, got {cond!r}", args.locs["if"], scope.notes)
+                raise SpecError(
+                    f"'if' must be true or false, got {brief(cond)}", args.locs["if"], scope.notes
+                )
             if not cond:
                 return cur
         repeat = arg("repeat", 1)
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
             raise SpecError(
-                f"'repeat' must be a non-negative integer, got {repeat!r}",
+                f"'repeat' must be a non-negative integer, got {brief(repeat)}",
                 args.locs.get("repeat", loc),
+                scope.notes,
+            )
+        if repeat > MAX_LAYERS:
+            raise SpecError(
+                f"repeat {repeat:,} exceeds the {MAX_LAYERS:,}-layer limit ({LIMIT_HINT})",
+                args.locs["repeat"],
                 scope.notes,
             )
         first = args.get("first")
@@ -149,7 +164,9 @@ class _Builder:
         name = arg("name")
         if name is not None and (not isinstance(name, str) or not name or "." in name):
             raise SpecError(
-                f"'name' must be a non-empty name without dots, got {name!r}", args.locs["name"], scope.notes
+                f"'name' must be a non-empty name without dots, got {brief(name)}",
+                args.locs["name"],
+                scope.notes,
             )
         if "from" in args:
             cur = self.lookup(arg("from"), args.locs["from"], scope)
@@ -199,7 +216,10 @@ class _Builder:
                     f"block '{block.name}' needs parameter '{key}' ({type_name})", args.loc, scope.notes
                 )
             inner[key] = evaluate_at(default, inner, block.loc, scope.notes) if is_expr(default) else default
-        child = _Scope(scope.prefix + local + ".", inner, scope.notes + [note])
+        if block.name in scope.blocks:
+            chain = " -> ".join((*scope.blocks, block.name))
+            raise SpecError(f"block '{block.name}' instantiates itself ({chain})", args.loc, scope.notes)
+        child = _Scope(scope.prefix + local + ".", inner, scope.notes + [note], (*scope.blocks, block.name))
         return self.seq(block.body, cur, child)
 
     def merge(self, op, args, cur, scope, local, loc):
@@ -218,7 +238,9 @@ class _Builder:
                 ref = evaluate_at(body["from"], scope.vars, body.locs["from"], scope.notes)
                 outs.append(self.lookup(ref, body.locs["from"], scope))
             elif isinstance(body, LList):
-                outs.append(self.seq(body, cur, _Scope(f"{prefix}.{b}.", scope.vars, scope.notes)))
+                outs.append(
+                    self.seq(body, cur, _Scope(f"{prefix}.{b}.", scope.vars, scope.notes, scope.blocks))
+                )
             else:
                 raise SpecError(
                     f"branch '{b}' must be a list of layers, 'identity' or {{from: NAME}}",
@@ -267,6 +289,10 @@ class _Builder:
         return a
 
     def emit(self, op, a, name, inputs, loc, scope):
+        if len(self.layers) >= MAX_LAYERS:
+            raise SpecError(
+                f"the spec expands to more than {MAX_LAYERS:,} layers ({LIMIT_HINT})", loc, scope.notes
+            )
         if name in self.tensors:
             first = self.tensors[name]
             where = f" (first at {first.loc})" if first.loc else ""
@@ -320,7 +346,7 @@ class _Builder:
 
     def lookup(self, ref, loc, scope):
         if not isinstance(ref, str):
-            raise SpecError(f"'from' must name a layer, got {ref!r}", loc, scope.notes)
+            raise SpecError(f"'from' must name a layer, got {brief(ref)}", loc, scope.notes)
         for candidate in (scope.prefix + ref, ref):
             if candidate in self.tensors:
                 return self.tensors[candidate]
@@ -370,7 +396,7 @@ def _coerce(arg, value, op, loc, notes):
             "padding": "an integer, a list of integers, 'same' or 'valid'",
             "str": "one of " + ", ".join(arg.choices) if arg.choices else "a string",
         }[t]
-        raise SpecError(f"{op}: '{arg.name}' must be {want}, got {value!r}", loc, notes)
+        raise SpecError(f"{op}: '{arg.name}' must be {want}, got {brief(value)}", loc, notes)
     if isinstance(value, list):
         return tuple(value)
     return value

@@ -13,7 +13,7 @@ import ast
 import math
 import operator
 
-from cnnstat.errors import OpError, did_you_mean
+from cnnstat.errors import OpError, brief, did_you_mean
 
 
 def divisible(value, divisor=8, min_value=None):
@@ -91,7 +91,7 @@ def _eval(node, scope, src):
             return node.value
         if isinstance(node.value, str):
             return node.value
-        raise OpError(f"in '{src}': constant {node.value!r} is not allowed")
+        raise OpError(f"in '{src}': constant {brief(node.value)} is not allowed")
     if isinstance(node, ast.Name):
         if node.id in scope:
             return scope[node.id]
@@ -125,7 +125,7 @@ def _eval(node, scope, src):
                 if not _CMP[type(op)](left, right):
                     return False
             except TypeError:
-                raise OpError(f"in '{src}': cannot compare {left!r} with {right!r}") from None
+                raise OpError(f"in '{src}': cannot compare {brief(left)} with {brief(right)}") from None
             left = right
         return True
     if isinstance(node, ast.BoolOp):
@@ -152,4 +152,4 @@ def _eval(node, scope, src):
 def _numbers(src, *values):
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise OpError(f"in '{src}': {v!r} is not a number")
+            raise OpError(f"in '{src}': {brief(v)} is not a number")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
-from cnnstat.errors import OpError, SpecError, did_you_mean
+from cnnstat.errors import OpError, SpecError, brief, did_you_mean
 from cnnstat.ops import REGISTRY
 from cnnstat.ops.base import REQUIRED
 from cnnstat.spec.expr import evaluate
@@ -108,7 +108,7 @@ def _shape(value, loc) -> tuple:
         or not 1 <= len(value) <= 3
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
-        raise SpecError(f"input must be [C, H, W], [C, L] or [D] (integers), got {value!r}", loc)
+        raise SpecError(f"input must be [C, H, W], [C, L] or [D] (integers), got {brief(value)}", loc)
     if any(v < 1 for v in value):
         raise SpecError(f"input sizes must be positive, got {list(value)}", loc)
     return tuple(value)
@@ -120,7 +120,7 @@ def _nominal(value, loc) -> tuple:
         or not 1 <= len(value) <= 2
         or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     ):
-        raise SpecError(f"nominal must be [H, W] (positive integers), got {value!r}", loc)
+        raise SpecError(f"nominal must be [H, W] (positive integers), got {brief(value)}", loc)
     return tuple(value)
 
 
@@ -132,7 +132,7 @@ def _typed(value, type_name, what, loc, notes=()):
         return float(value)
     expected = PARAM_TYPES.get(type_name, object)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise SpecError(f"parameter '{what}' must be {type_name}, got {value!r}", loc, notes)
+        raise SpecError(f"parameter '{what}' must be {type_name}, got {brief(value)}", loc, notes)
     return value
 
 
@@ -209,7 +209,7 @@ def parse_spec(data, filename: str, base_dir: str | None = None) -> Spec:
     version = data.get("cnnstat", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise SpecError(
-            f"unsupported spec version {version!r} (this cnnstat reads {FORMAT_VERSION})",
+            f"unsupported spec version {brief(version)} (this cnnstat reads {FORMAT_VERSION})",
             data.loc_of("cnnstat"),
         )
     for key in ("input", "layers"):

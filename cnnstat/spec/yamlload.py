@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import yaml
 
-from cnnstat.errors import Location, SpecError
+from cnnstat.errors import Location, SpecError, brief
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -61,7 +61,7 @@ def _construct_map(loader: _Loader, node):
     for knode, vnode in node.value:
         key = loader.construct_object(knode, deep=True)
         if not isinstance(key, str):
-            raise SpecError(f"keys must be names, not {key!r}", loader._loc(knode.start_mark))
+            raise SpecError(f"keys must be names, not {brief(key)}", loader._loc(knode.start_mark))
         m[key] = loader.construct_object(vnode, deep=True)
         m.locs[key] = loader._loc(vnode.start_mark)
         m.key_locs[key] = loader._loc(knode.start_mark)
