@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 
 from cnnstat.errors import OpError, brief, did_you_mean
 
@@ -69,7 +70,9 @@ def _parse(src: str) -> ast.AST:
         if not src.startswith("$(") and not text.isidentifier():
             raise OpError(f"'{src}' is not a parameter reference; write $(...) for arithmetic")
         try:
-            tree = ast.parse(text.strip(), mode="eval").body
+            with warnings.catch_warnings():  # e.g. "invalid decimal literal": the error says it all
+                warnings.simplefilter("ignore")
+                tree = ast.parse(text.strip(), mode="eval").body
         except SyntaxError as exc:
             raise OpError(f"cannot parse expression '{src}': {exc.msg}") from None
         _cache[src] = tree

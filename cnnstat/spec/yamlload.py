@@ -45,8 +45,10 @@ def _construct_map(loader: _Loader, node):
     for knode, _ in node.value:
         if knode.tag == "tag:yaml.org,2002:merge":
             continue
+        if not isinstance(knode, yaml.ScalarNode):
+            raise SpecError("keys must be names, not lists or mappings", loader._loc(knode.start_mark))
         key = knode.value
-        if isinstance(knode, yaml.ScalarNode) and key in seen:
+        if key in seen:
             first = seen[key]
             raise SpecError(
                 f"duplicate key '{key}' (first given at line {first.line + 1})",
