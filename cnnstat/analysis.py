@@ -34,6 +34,7 @@ class Analysis:
             raise CnnstatError(f"batch must be at least 1, got {self.batch}")
         self._totals = None
         self._by_kind = None
+        self._rows = None
 
     # --- queries --------------------------------------------------------------------------
 
@@ -47,23 +48,31 @@ class Analysis:
 
     def counts(self, layer: Layer) -> dict:
         """One layer's figures; MACs and activations are for the whole batch."""
+        dtype, batch = self.dtype, self.batch
+        weight_bytes = tensor_bytes(layer.weights, dtype)
+        activations = layer.activations * batch
         return {
             "params": layer.weights + layer.biases,
             "weights": layer.weights,
             "biases": layer.biases,
             "buffers": layer.buffers,
-            "macs": layer.macs * self.batch,
-            "activations": layer.activations * self.batch,
-            "weight_bytes": tensor_bytes(layer.weights, self.dtype),
-            "param_bytes": tensor_bytes(layer.weights, self.dtype) + tensor_bytes(layer.biases, self.dtype),
-            "activation_bytes": tensor_bytes(layer.activations * self.batch, self.dtype),
+            "macs": layer.macs * batch,
+            "activations": activations,
+            "weight_bytes": weight_bytes,
+            "param_bytes": weight_bytes + tensor_bytes(layer.biases, dtype),
+            "activation_bytes": tensor_bytes(activations, dtype),
         }
+
+    def _counts(self) -> list:
+        """``counts()`` of every layer, computed once."""
+        if self._rows is None:
+            self._rows = [self.counts(layer) for layer in self.graph.layers]
+        return self._rows
 
     def _sum(self):
         totals = dict.fromkeys(COUNT_KEYS, 0)
         by_kind = {k: dict.fromkeys(COUNT_KEYS, 0) for k in KINDS}
-        for layer in self.graph.layers:
-            c = self.counts(layer)
+        for layer, c in zip(self.graph.layers, self._counts()):
             bucket = by_kind[layer.kind]
             for key in COUNT_KEYS:
                 totals[key] += c[key]
@@ -117,14 +126,14 @@ class Analysis:
             "dtype": self.dtype,
             "totals": self.totals(),
             "by_kind": self.by_kind(),
-            "layers": [self._layer_dict(la) for la in self.graph.layers],
+            "layers": [self._layer_dict(la, c) for la, c in zip(self.graph.layers, self._counts())],
             "receptive_field": ({**rf_dict(rf_layer.rf), "layer": rf_layer.name} if rf_layer else None),
             "memory": self.memory(),
             "conventions": CONVENTIONS,
         }
 
-    def _layer_dict(self, layer: Layer) -> dict:
-        c = self.counts(layer)
+    @staticmethod
+    def _layer_dict(layer: Layer, c: dict) -> dict:
         return {
             "name": layer.name,
             "op": layer.op,
@@ -150,15 +159,11 @@ CONVENTIONS = {
 }
 
 
-def _num(x):
-    return int(x) if float(x).is_integer() else x
-
-
 def rf_dict(rf) -> dict:
     return {
         "size": list(rf.size),
         "jump": list(rf.jump),
-        "start": [_num(s) for s in rf.start],
+        "start": [s if s % 1 else int(s) for s in rf.start],  # 15.5 stays, 3.0 -> 3
     }
 
 

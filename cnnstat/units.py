@@ -10,9 +10,13 @@ from cnnstat.errors import CnnstatError
 DTYPE_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "int4": 4}
 
 
+_WHOLE_BYTES = {d: b // 8 for d, b in DTYPE_BITS.items() if b % 8 == 0}
+
+
 def tensor_bytes(count: int, dtype: str) -> int:
     """Bytes to store ``count`` values; int4 packs two per byte, rounded up per tensor."""
-    return -(-count * DTYPE_BITS[dtype] // 8)
+    whole = _WHOLE_BYTES.get(dtype)
+    return count * whole if whole else -(-count * DTYPE_BITS[dtype] // 8)
 
 
 def si(n, digits: int = 2) -> str:

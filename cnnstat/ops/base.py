@@ -93,6 +93,15 @@ class Op:
     view: ClassVar[bool] = False
     help: ClassVar[str] = ""
 
+    def infer(self, a: dict, shapes: list, rfs: list) -> tuple:
+        """(output shape, Cost, RF) for inputs of ``shapes`` with receptive fields ``rfs``.
+
+        Simple ops define ``shape``/``cost``/``rf``; ops whose three answers share work (a
+        sliding window) override ``infer`` itself.
+        """
+        out = self.shape(a, shapes)
+        return out, self.cost(a, shapes, out), self.rf(a, rfs, shapes, out)
+
     def shape(self, a: dict, shapes: list) -> Shape:
         return shapes[0]
 

@@ -15,9 +15,11 @@ _WINDOW_ARGS = (
 )
 
 
-def _rf(a, rfs, shapes, out):
-    k, s, d, pads, _ = window(a, shapes[0], "")
-    return rfs[0].window(k, s, [p[0] for p in pads], d, out[1:])
+def _windowed(a, shapes, rfs, op):
+    """The sliding window of ``a`` over ``shapes[0]``: (k, out spatial, RF)."""
+    spatial_rank(shapes[0], op)
+    k, s, d, pads, out = window(a, shapes[0], op)
+    return k, out, rfs[0].window(k, s, [p[0] for p in pads], d, out)
 
 
 @register
@@ -32,26 +34,14 @@ class Conv(Op):
         Arg("groups", "int", 1, aliases=("g",), min=1, help="channel groups"),
     )
 
-    def _groups(self, a, shape):
-        c, g = shape[0], a["groups"]
-        if c % g or a["out"] % g:
-            raise OpError(f"groups={g} must divide input channels {c} and output channels {a['out']}")
-        return c // g
-
-    def shape(self, a, shapes):
-        spatial_rank(shapes[0], self.name)
-        self._groups(a, shapes[0])
-        return (a["out"], *window(a, shapes[0], self.name)[4])
-
-    def cost(self, a, shapes, out):
-        per_out = self._groups(a, shapes[0]) * prod(window(a, shapes[0], self.name)[0])
-        return Cost(
-            weights=a["out"] * per_out,
-            biases=a["out"] if a["bias"] else 0,
-            macs=prod(out) * per_out,
-        )
-
-    rf = staticmethod(_rf)
+    def infer(self, a, shapes, rfs):
+        c, g, n = shapes[0][0], a["groups"], a["out"]
+        if c % g or n % g:
+            raise OpError(f"groups={g} must divide input channels {c} and output channels {n}")
+        k, spatial, rf = _windowed(a, shapes, rfs, self.name)
+        out = (n, *spatial)
+        per_out = c // g * prod(k)
+        return out, Cost(weights=n * per_out, biases=n if a["bias"] else 0, macs=prod(out) * per_out), rf
 
 
 @register
@@ -62,15 +52,11 @@ class DepthwiseConv(Op):
     kind = "conv"
     args = (Arg("mult", "int", 1, aliases=("multiplier",), min=1), *_WINDOW_ARGS)
 
-    def shape(self, a, shapes):
-        spatial_rank(shapes[0], self.name)
-        return (shapes[0][0] * a["mult"], *window(a, shapes[0], self.name)[4])
-
-    def cost(self, a, shapes, out):
-        k = prod(window(a, shapes[0], self.name)[0])
-        return Cost(weights=out[0] * k, biases=out[0] if a["bias"] else 0, macs=prod(out) * k)
-
-    rf = staticmethod(_rf)
+    def infer(self, a, shapes, rfs):
+        k, spatial, rf = _windowed(a, shapes, rfs, self.name)
+        out = (shapes[0][0] * a["mult"], *spatial)
+        kk = prod(k)
+        return out, Cost(weights=out[0] * kk, biases=out[0] if a["bias"] else 0, macs=prod(out) * kk), rf
 
 
 @register
@@ -84,22 +70,16 @@ class LocallyConnected(Op):
     name = "local"
     kind = "conv"
     fixed_input = True
-
-    def frame_args(self, a, native):
-        raise OpError("its weights differ at every position, so it cannot slide over a frame")
-
     args = (
         Arg("out", "int", aliases=("channels", "out_channels"), min=1, help="output channels"),
         *_WINDOW_ARGS,
     )
 
-    def shape(self, a, shapes):
-        spatial_rank(shapes[0], self.name)
-        return (a["out"], *window(a, shapes[0], self.name)[4])
+    def frame_args(self, a, native):
+        raise OpError("its weights differ at every position, so it cannot slide over a frame")
 
-    def cost(self, a, shapes, out):
-        per_out = shapes[0][0] * prod(window(a, shapes[0], self.name)[0])
-        n = prod(out)
-        return Cost(weights=n * per_out, biases=n if a["bias"] else 0, macs=n * per_out)
-
-    rf = staticmethod(_rf)
+    def infer(self, a, shapes, rfs):
+        k, spatial, rf = _windowed(a, shapes, rfs, self.name)
+        out = (a["out"], *spatial)
+        n, per_out = prod(out), shapes[0][0] * prod(k)
+        return out, Cost(weights=n * per_out, biases=n if a["bias"] else 0, macs=n * per_out), rf

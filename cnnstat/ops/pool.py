@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cnnstat.errors import OpError, brief
-from cnnstat.ops.base import Arg, Op, per_axis, register, spatial_rank
+from cnnstat.ops.base import ZERO, Arg, Op, per_axis, register, spatial_rank
 from cnnstat.ops.window import window
 
 
@@ -15,19 +15,12 @@ class _Pool(Op):
         Arg("ceil", "bool", False, aliases=("ceil_mode",), help="round the output size up"),
     )
 
-    def _window(self, a, shape):
-        spatial_rank(shape, self.name)
-        k, s, d, pads, out = window(a, shape, self.name, a["ceil"])
+    def infer(self, a, shapes, rfs):
+        spatial_rank(shapes[0], self.name)
+        k, s, d, pads, out = window(a, shapes[0], self.name, a["ceil"])
         if any(2 * p[0] > kk for p, kk in zip(pads, k)):
             raise OpError(f"padding {brief(a['p'])} must be at most half the window {list(k)}")
-        return k, s, d, pads, out
-
-    def shape(self, a, shapes):
-        return (shapes[0][0], *self._window(a, shapes[0])[4])
-
-    def rf(self, a, rfs, shapes, out):
-        k, s, d, pads, _ = self._window(a, shapes[0])
-        return rfs[0].window(k, s, [p[0] for p in pads], d, out[1:])
+        return (shapes[0][0], *out), ZERO, rfs[0].window(k, s, [p[0] for p in pads], d, out)
 
 
 @register

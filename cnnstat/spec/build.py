@@ -316,14 +316,12 @@ class _Builder:
             except OpError as exc:
                 raise SpecError(f"{op.name} in frame mode: {exc}", loc, scope.notes) from None
         try:
-            out = op.shape(a, shapes)
-            cost = op.cost(a, shapes, out)
-            rf = op.rf(a, [t.rf for t in inputs], shapes, out)
+            out, cost, rf = op.infer(a, shapes, [t.rf for t in inputs])
         except OpError as exc:
             raise SpecError(
                 f"{op.name}: {exc}" if not str(exc).startswith(op.name) else str(exc), loc, scope.notes
             ) from None
-        if any(v < 1 for v in out):
+        if min(out) < 1:
             raise SpecError(f"{op.name}: output size {list(out)} is empty", loc, scope.notes)
         layer = Layer(
             name=name,
