@@ -7,6 +7,7 @@ activations, pooling and normalisation are not MACs; weight bytes are at ``dtype
 
 from __future__ import annotations
 
+from cnnstat._gc import paused_gc
 from cnnstat.errors import CnnstatError
 from cnnstat.graph import Graph, Layer
 from cnnstat.units import DTYPE_BITS, tensor_bytes
@@ -66,7 +67,8 @@ class Analysis:
     def _counts(self) -> list:
         """``counts()`` of every layer, computed once."""
         if self._rows is None:
-            self._rows = [self.counts(layer) for layer in self.graph.layers]
+            with paused_gc():
+                self._rows = [self.counts(layer) for layer in self.graph.layers]
         return self._rows
 
     def _sum(self):
@@ -101,7 +103,8 @@ class Analysis:
         """Weights, peak activation memory in inference (and where), and a training estimate."""
         from cnnstat.memory import activation_memory, training_memory
 
-        act = activation_memory(self.graph, self.dtype, self.batch)
+        with paused_gc():
+            act = activation_memory(self.graph, self.dtype, self.batch)
         t = self.totals()
         return {
             "weight_bytes": t["weight_bytes"],
@@ -118,6 +121,10 @@ class Analysis:
     # --- the JSON contract ------------------------------------------------------------------
 
     def to_dict(self) -> dict:
+        with paused_gc():
+            return self._to_dict()
+
+    def _to_dict(self) -> dict:
         rf_layer = self.receptive_field()
         return {
             "model": self.graph.name,

@@ -18,12 +18,26 @@ class Column:
         self.wrap = wrap  # long text (descriptions) wraps; everything else stays on one line
 
 
+MAX_ROWS = 300  # terminal and Markdown tables show the first and last rows beyond this
+
+
 class Table:
     def __init__(self, title: str, columns: list, rows: list | None = None):
         self.title, self.columns = title, columns
         self.rows = rows if rows is not None else []  # dicts of raw values
         self.notes: list = []  # lines printed under the table
         self.total: dict | None = None  # an optional closing row
+        self.show_all = False  # --all: every row even past MAX_ROWS
+
+    def shown(self) -> list:
+        """The rows a terminal or Markdown table prints: all, or the first 200 and last 50
+        with a marker row between (CSV and JSON always carry every row)."""
+        if self.show_all or len(self.rows) <= MAX_ROWS:
+            return self.rows
+        hidden = len(self.rows) - 250
+        first = self.columns[0].key
+        marker = {first: f"... {hidden:,} more rows (--all shows them)"}
+        return self.rows[:200] + [marker] + self.rows[-50:]
 
 
 def _cells(table: Table, row: dict) -> list:
@@ -44,7 +58,7 @@ def render(table: Table, fmt: str, out=None) -> None:
         lines = [f"**{table.title}**", ""] if table.title else []
         lines.append("| " + " | ".join(c.header for c in table.columns) + " |")
         lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
-        for row in table.rows:
+        for row in table.shown():
             lines.append("| " + " | ".join(_cells(table, row)) + " |")
         if table.total:
             lines.append(
@@ -62,7 +76,7 @@ def render(table: Table, fmt: str, out=None) -> None:
     t = RichTable(title=table.title or None, title_justify="left", show_footer=False)
     for c in table.columns:
         t.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=not c.wrap)
-    for row in table.rows:
+    for row in table.shown():
         t.add_row(*_cells(table, row))
     if table.total:
         t.add_section()

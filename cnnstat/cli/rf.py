@@ -13,7 +13,8 @@ def _start(rf):
 
 @click.command("rf")
 @model_options(analysis=False)
-def command(model, input_, resolution, fmt):
+@click.option("--all", "show_all", is_flag=True, help="Every layer, even past 300 rows.")
+def command(model, input_, resolution, fmt, show_all):
     """Receptive field per layer: size, jump (effective stride) and start offset.
 
     The network's receptive field is that of the last layer whose units still cover part
@@ -61,4 +62,5 @@ def command(model, input_, resolution, fmt):
         "size: input pixels one unit sees (per axis H x W); jump: effective "
         "stride; start: centre of the first unit's field (pixel 0 = first pixel)."
     )
+    table.show_all = show_all
     render(table, fmt)

@@ -17,7 +17,8 @@ def rf_text(rf) -> str:
 
 @click.command("summary")
 @model_options(analysis=True)
-def command(model, input_, resolution, batch, dtype, binary, fmt):
+@click.option("--all", "show_all", is_flag=True, help="Every layer, even past 300 rows.")
+def command(model, input_, resolution, batch, dtype, binary, fmt, show_all):
     """Per-layer table of MODEL: op, output shape, params, MACs, receptive field.
 
     \b
@@ -61,4 +62,5 @@ def command(model, input_, resolution, batch, dtype, binary, fmt):
         for row in table.rows:
             row["rf"] = "x".join(map(str, row["rf"].size))
     table.notes.append(conventions_note(binary))
+    table.show_all = show_all
     render(table, fmt)

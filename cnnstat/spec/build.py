@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from cnnstat._gc import paused_gc
 from cnnstat.errors import OpError, SpecError, brief, did_you_mean
 from cnnstat.graph import Graph, Layer
 from cnnstat.ops import REGISTRY
@@ -57,11 +58,12 @@ def build(spec: Spec, input_shape: tuple | None = None, frame: bool = False) -> 
     window it saw at the spec's input.
     """
     shape = tuple(input_shape) if input_shape else spec.input
-    if shape == spec.input and not frame:
-        return _Builder(spec).run(shape)
-    native = _Builder(spec)
-    native.run(spec.input)
-    return _Builder(spec, native.fixed, frame).run(shape)
+    with paused_gc():
+        if shape == spec.input and not frame:
+            return _Builder(spec).run(shape)
+        native = _Builder(spec)
+        native.run(spec.input)
+        return _Builder(spec, native.fixed, frame).run(shape)
 
 
 class _Builder:
@@ -72,6 +74,7 @@ class _Builder:
         self.fixed: dict = {}  # name -> [(shape, rf extent)] of each input, fixed-input layers
         self.expected = expected  # the same at the spec's own input, when building at another
         self.frame = frame
+        self.resolved: dict = {}  # id(argument mapping) -> (mapping, resolved arguments)
 
     def run(self, shape: tuple) -> Graph:
         self.input = shape
@@ -250,8 +253,21 @@ class _Builder:
         return self.emit(op, {"branches": branches}, prefix, outs, loc, scope)
 
     def resolve(self, op, args, scope) -> dict:
-        """Arguments after per-op defaults, aliases, expressions and type checks."""
-        a = {}
+        """Arguments after per-op defaults, aliases, expressions and type checks.
+
+        Arguments without expressions resolve the same every time: they are resolved once
+        per argument mapping (a block repeated 10,000 times reuses its layers' mappings).
+        """
+        cached = self.resolved.get(id(args))
+        if cached is not None and cached[0] is args:
+            return cached[1]
+        a, constant = self._resolve(op, args, scope)
+        if constant:
+            self.resolved[id(args)] = (args, a)
+        return a
+
+    def _resolve(self, op, args, scope):
+        a, constant = {}, True
         for source in (self.spec.defaults.get(op.name), args):
             if not source:
                 continue
@@ -276,9 +292,10 @@ class _Builder:
                     )
                 given[spec_arg.name] = key
                 vloc = source.locs.get(key, source.loc)
-                a[spec_arg.name] = _coerce(
-                    spec_arg, evaluate_at(value, scope.vars, vloc, scope.notes), op.name, vloc, scope.notes
-                )
+                if is_expr(value) or isinstance(value, list):
+                    constant = False
+                    value = evaluate_at(value, scope.vars, vloc, scope.notes)
+                a[spec_arg.name] = _coerce(spec_arg, value, op.name, vloc, scope.notes)
         for spec_arg in op.args:
             if spec_arg.name not in a:
                 if spec_arg.default is REQUIRED:
@@ -286,7 +303,7 @@ class _Builder:
                         f"{op.name} needs argument '{spec_arg.name}' ({spec_arg.help})", args.loc, scope.notes
                     )
                 a[spec_arg.name] = spec_arg.default
-        return a
+        return a, constant
 
     def emit(self, op, a, name, inputs, loc, scope):
         if len(self.layers) >= MAX_LAYERS:

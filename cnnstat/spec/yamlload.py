@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import yaml
 
+from cnnstat._gc import paused_gc
 from cnnstat.errors import Location, SpecError, brief
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -86,7 +87,8 @@ def load_yaml(text: str, filename: str):
     loader = _Loader(text)
     loader.filename = filename
     try:
-        return loader.get_single_data()
+        with paused_gc():
+            return loader.get_single_data()
     except SpecError:
         raise
     except yaml.MarkedYAMLError as exc:
