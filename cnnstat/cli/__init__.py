@@ -19,6 +19,7 @@ COMMANDS = {
     "devices": "cnnstat.cli.devices",
     "check": "cnnstat.cli.check",
     "snapshot": "cnnstat.cli.snapshot",
+    "verify": "cnnstat.cli.verify",
 }
 
 

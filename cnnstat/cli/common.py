@@ -41,11 +41,34 @@ def input_option(f):
     )(f)
 
 
+def _keep(ctx, param, value):
+    """Options for PyTorch models (--kwargs, --strict) wait in ctx.meta for load_analysis."""
+    ctx.meta[f"cnnstat.{param.name}"] = value
+
+
+def torch_options(f):
+    f = click.option(
+        "--strict",
+        is_flag=True,
+        expose_value=False,
+        callback=_keep,
+        help="PyTorch models: unsupported calls are an error.",
+    )(f)
+    return click.option(
+        "--kwargs",
+        metavar="K=V,...",
+        expose_value=False,
+        callback=_keep,
+        help="PyTorch models: arguments for the class or factory, e.g. 'num_classes=10'.",
+    )(f)
+
+
 def model_options(analysis: bool = True):
     """MODEL, --input/--resolution, (--batch/--dtype/--binary,) --format: the options of every
     command that analyzes one model."""
 
     def decorate(f):
+        f = torch_options(f)
         f = format_option(f)
         if analysis:
             f = click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")(f)
@@ -97,6 +120,16 @@ def input_shape(spec, input_: str | None, resolution: str | None):
 
 
 def load_analysis(model: str, input_=None, resolution=None, dtype="fp32", batch=1):
+    from cnnstat.torch import is_reference
+
+    ctx = click.get_current_context(silent=True)
+    options = {k[8:]: v for k, v in ctx.meta.items() if k.startswith("cnnstat.")} if ctx else {}
+    if is_reference(model):  # module:attr, a PyTorch model (torch is imported from here on)
+        from cnnstat.torch.analysis import load_for_cli
+
+        return load_for_cli(model, input_, resolution, dtype, batch, options)
+    if options.get("kwargs"):
+        raise CnnstatError("--kwargs applies to PyTorch models (MODEL as module:attr)")
     from cnnstat.analysis import Analysis
     from cnnstat.spec.build import build
     from cnnstat.zoo import load

@@ -1,0 +1,133 @@
+"""Analysis of a PyTorch model: the same :class:`~cnnstat.analysis.Analysis` as for a spec,
+plus what the import saw (unsupported calls, parameters the forward never used)."""
+
+from __future__ import annotations
+
+from cnnstat.analysis import Analysis
+from cnnstat.errors import CnnstatError
+
+INSTALL = "pip install 'cnnstat[torch]'"
+
+
+def require_torch():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise CnnstatError(f"PyTorch models need torch: {INSTALL}") from None
+
+
+class TorchAnalysis(Analysis):
+    """JSON: the spec contract plus a ``torch`` object (tracer, unsupported, not_executed)."""
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        g = self.graph
+        d["torch"] = {
+            "tracer": g.tracer,
+            "module_params": g.module_params,
+            "unsupported": unsupported_summary(g),
+            "not_executed": dict(g.not_executed),
+        }
+        return d
+
+
+def unsupported_summary(graph) -> list:
+    """Unsupported calls grouped by what was called, in order of first appearance."""
+    groups = {}
+    for u in graph.unsupported:
+        g = groups.setdefault(
+            u["call"], {"call": u["call"], "calls": 0, "at": [], "params": 0, "detail": u["detail"]}
+        )
+        g["calls"] += 1
+        g["at"].append(u["at"])
+        g["params"] += u["params"]
+    return list(groups.values())
+
+
+def unsupported_text(graph) -> str:
+    """'3 calls of torch.roll (at blocks.0.roll, ...); 1 call of nn.LSTM (at rnn; 263,168 parameters)'."""
+    parts = []
+    for g in unsupported_summary(graph):
+        at = ", ".join(g["at"][:3]) + (", ..." if len(g["at"]) > 3 else "")
+        extra = f"; {g['params']:,} parameters" if g["params"] else ""
+        detail = f": {g['detail']}" if g["detail"] else ""
+        parts.append(
+            f"{g['calls']} call{'s' if g['calls'] > 1 else ''} of {g['call']} (at {at}{extra}){detail}"
+        )
+    return "; ".join(parts)
+
+
+def not_executed_text(graph) -> str:
+    total = sum(graph.not_executed.values())
+    listed = ", ".join(f"{k} ({v:,})" for k, v in list(graph.not_executed.items())[:5])
+    return f"{total:,} parameters of modules the forward does not run are not counted: {listed}"
+
+
+def input_for(model: str, module, input_=None, resolution=None) -> tuple:
+    """--input, or --resolution with the model's channels, or the model's default input."""
+    from cnnstat.torch.load import default_input
+    from cnnstat.units import parse_input, parse_resolution
+
+    if input_ and resolution:
+        raise CnnstatError("give --input or --resolution, not both")
+    if input_:
+        return parse_input(input_) if isinstance(input_, str) else tuple(input_)
+    if resolution:
+        w, h = parse_resolution(resolution)
+        default = default_input(model, module)
+        if len(default) != 3:
+            raise CnnstatError(
+                f"--resolution needs a model with image input; '{model}' takes {list(default)}"
+            )
+        return (default[0], h, w)
+    return default_input(model, module)
+
+
+def import_graph(model, input=None, resolution=None, kwargs=None, tracer="auto", module=None):
+    """(graph, module on meta) for a reference, or for ``module`` (an nn.Module) named ``model``."""
+    require_torch()
+    from torch import nn
+
+    from cnnstat.torch.load import instantiate, meta_copy
+    from cnnstat.torch.trace import trace_module
+
+    if isinstance(model, nn.Module):
+        module, model = model, type(model).__name__
+    if module is None:
+        module = instantiate(model, kwargs, device="meta")
+    module = meta_copy(module.eval())
+    shape = input_for(model, module, input, resolution)
+    return trace_module(module, shape, name=model, tracer=tracer), module
+
+
+def analyze(
+    model, input=None, dtype="fp32", batch=1, kwargs=None, tracer="auto", resolution=None, strict=False
+):
+    """Analyze a module reference or an ``nn.Module`` at ``input`` (C, H, W), traced on the
+    meta device. ``strict``: unsupported calls are an error instead of a listed omission."""
+    graph, _ = import_graph(model, input, resolution, kwargs, tracer)
+    if strict and graph.unsupported:
+        raise CnnstatError(f"unsupported (--strict): {unsupported_text(graph)}")
+    return TorchAnalysis(graph, dtype=dtype, batch=batch)
+
+
+def load_for_cli(model, input_, resolution, dtype, batch, options: dict):
+    """``load_analysis`` for a module reference: the analysis, with its omissions on stderr."""
+    import click
+
+    from cnnstat.torch.load import parse_kwargs
+
+    a = analyze(
+        model,
+        input=input_,
+        resolution=resolution,
+        dtype=dtype,
+        batch=batch,
+        kwargs=parse_kwargs(options.get("kwargs")),
+        strict=bool(options.get("strict")),
+    )
+    if a.graph.unsupported:
+        click.echo(f"warning: unsupported, not counted: {unsupported_text(a.graph)}", err=True)
+    if a.graph.not_executed:
+        click.echo(f"note: {not_executed_text(a.graph)}", err=True)
+    return a

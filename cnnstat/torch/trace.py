@@ -1,0 +1,192 @@
+"""nn.Module -> cnnstat Graph, on the meta device (shapes only, no activations).
+
+First torch.fx: symbolic tracing (leaves: mapped modules and torch.nn's own), then an fx
+Interpreter runs the graph on meta tensors and reports every node to the recorder. A forward
+that fx cannot trace (Python control flow on tensor shapes, ...) runs instead under module hooks
+and a torch-function mode, which report the same calls as they happen.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.fx as fx
+from torch.overrides import TorchFunctionMode
+
+from cnnstat.errors import CnnstatError
+from cnnstat.graph import Graph
+from cnnstat.torch.mapping import function_label, is_leaf
+from cnnstat.torch.recorder import Recorder
+
+TRACE_BATCH = 2  # not 1: squeeze() must not drop the batch axis
+
+
+class TorchGraph(Graph):
+    """A :class:`~cnnstat.graph.Graph` imported from a module, with what the import saw:
+    ``unsupported`` calls (listed, not counted), parameters the forward never used
+    (``not_executed``: module path -> count), the ``tracer`` used and, when fx failed, why."""
+
+    __slots__ = ("unsupported", "not_executed", "tracer", "fx_error", "owners", "module_params")
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, m, qualname):
+        return is_leaf(m)
+
+
+class _Interpreter(fx.Interpreter):
+    def __init__(self, gm, rec):
+        super().__init__(gm, garbage_collect_values=False)
+        self.rec = rec
+        self.seen_input = False
+
+    def run_node(self, n):
+        out = super().run_node(n)
+        rec = self.rec
+        if n.op == "placeholder":
+            if not self.seen_input:
+                rec.input(out)
+                self.seen_input = True
+        elif n.op == "call_module":
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            rec.module_call(n.target, self.fetch_attr(n.target), args, kwargs, out)
+        elif n.op in ("call_function", "call_method"):
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            stack = n.meta.get("nn_module_stack") or {}
+            scope = _qualname(list(stack.values())[-1]) if stack else ""
+            name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+            rec.function_call(scope, name, function_label(n.target), args, kwargs, out)
+        return out
+
+
+def _qualname(entry) -> str:
+    return entry[0] if isinstance(entry, tuple) else str(entry)
+
+
+def run_fx(module, x, rec):
+    tracer = _Tracer()
+    graph = tracer.trace(module)
+    gm = fx.GraphModule(tracer.root, graph)
+    _Interpreter(gm, rec).run(x)
+
+
+class _State:
+    def __init__(self):
+        self.stack = []
+        self.leaf_depth = 0
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, rec, state):
+        super().__init__()
+        self.rec, self.state = rec, state
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.state.leaf_depth == 0:
+            name = getattr(func, "__name__", str(func))
+            scope = self.state.stack[-1] if self.state.stack else ""
+            self.rec.function_call(scope, name, function_label(func), args, kwargs, out)
+        return out
+
+
+def run_hooks(module, x, rec):
+    state = _State()
+    handles = []
+
+    def pre(path, leaf):
+        def hook(m, args, kwargs):
+            state.stack.append(path)
+            if leaf:
+                state.leaf_depth += 1
+
+        return hook
+
+    def post(path, leaf):
+        def hook(m, args, kwargs, out):
+            state.stack.pop()
+            if leaf:
+                state.leaf_depth -= 1
+                if state.leaf_depth == 0:
+                    rec.module_call(path, m, args, kwargs, out)
+
+        return hook
+
+    try:
+        for path, m in module.named_modules():
+            leaf = is_leaf(m)
+            handles.append(m.register_forward_pre_hook(pre(path, leaf), with_kwargs=True))
+            handles.append(m.register_forward_hook(post(path, leaf), with_kwargs=True))
+        rec.input(x)
+        with _Mode(rec, state):
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph:
+    """The cnnstat graph of ``module`` (which must be on the meta device) at ``input_shape``
+    (without batch). ``tracer``: 'auto' (fx, else hooks), 'fx' or 'hooks'."""
+    x = torch.empty(TRACE_BATCH, *input_shape, device="meta")
+    fx_error = None
+    rec = None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if tracer in ("auto", "fx"):
+            rec = Recorder(module)
+            try:
+                run_fx(module, x, rec)
+                used = "fx"
+            except Exception as exc:  # fx cannot trace it, or the forward fails: try hooks
+                fx_error = (
+                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                )
+                if tracer == "fx":
+                    raise CnnstatError(f"torch.fx cannot trace '{name}': {fx_error}") from None
+                rec = None
+        if rec is None:
+            rec = Recorder(module)
+            try:
+                run_hooks(module, x, rec)
+            except Exception as exc:
+                text = str(exc).strip().splitlines()
+                raise CnnstatError(
+                    f"the forward of '{name}' fails at input {'x'.join(map(str, input_shape))} "
+                    f"(on the meta device): {type(exc).__name__}: {text[0] if text else ''}"
+                ) from None
+            used = "hooks"
+    if not rec.layers:
+        raise CnnstatError(f"'{name}': the forward at this input made no layer cnnstat knows")
+    graph = TorchGraph(
+        name=name, input=tuple(input_shape), layers=rec.layers, description=type(module).__name__
+    )
+    graph.unsupported = rec.unsupported
+    graph.not_executed = _not_executed(module, rec.used)
+    graph.tracer = used
+    graph.fx_error = fx_error
+    graph.owners = rec.owners
+    graph.module_params = sum(p.numel() for p in module.parameters())
+    return graph
+
+
+def _not_executed(module, used: set) -> dict:
+    """Parameters the forward never touched, by the outermost module holding only such."""
+    unused = {n: p.numel() for n, p in module.named_parameters() if n not in used}
+    if not unused:
+        return {}
+    out = {}
+    for name, count in unused.items():
+        parts = name.split(".")[:-1]
+        owner = ""
+        for i in range(1, len(parts) + 1):
+            prefix = ".".join(parts[:i])
+            sub = module.get_submodule(prefix)
+            if all(f"{prefix}.{n}" in unused for n, _ in sub.named_parameters()):
+                owner = prefix
+                break
+        owner = owner or name
+        out[owner] = out.get(owner, 0) + count
+    return out
