@@ -12,7 +12,7 @@ from cnnstat.analysis import Analysis
 from cnnstat.errors import SpecError
 from cnnstat.spec.build import build as build_spec
 from cnnstat.torch import build
-from cnnstat.torch.build import build_graph
+from cnnstat.torch.builder import build_graph
 from cnnstat.torch.check import flop_counter_macs, fvcore_macs
 from cnnstat.torch.modules import LocallyConnected
 from cnnstat.torch.trace import trace_module
@@ -233,3 +233,10 @@ def test_build_api_names_and_device():
 def test_build_at_another_input():
     module = build("resnet18", input=(3, 96, 128), device="meta")
     assert module(torch.empty(1, 3, 96, 128, device="meta")).shape == (1, 1000)
+
+
+def test_build_stays_a_function_once_its_module_is_imported():
+    import cnnstat.torch
+    import cnnstat.torch.builder  # noqa: F401
+
+    assert callable(cnnstat.torch.build) and cnnstat.torch.build.__module__ == "cnnstat.torch"

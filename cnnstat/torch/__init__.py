@@ -34,8 +34,8 @@ def analyze(model, input=None, dtype="fp32", batch=1, kwargs=None, tracer="auto"
 
 
 def build(spec, input=None, device="cpu"):
-    """See :func:`cnnstat.torch.build.build`."""
-    from cnnstat.torch.build import build as _build
+    """See :func:`cnnstat.torch.builder.build`."""
+    from cnnstat.torch.builder import build as _build
 
     return _build(spec, input=input, device=device)
 

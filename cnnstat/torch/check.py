@@ -87,7 +87,7 @@ def verify(model, input=None, resolution=None, kwargs=None, device="cpu") -> dic
     else:
         from cnnstat.cli.common import input_shape
         from cnnstat.spec.build import build
-        from cnnstat.torch.build import build_graph
+        from cnnstat.torch.builder import build_graph
         from cnnstat.zoo import load
 
         if kwargs:
