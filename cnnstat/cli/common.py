@@ -145,3 +145,28 @@ def shape_text(shape) -> str:
 def conventions_note(binary: bool) -> str:
     mb = "MiB = 2^20 bytes" if binary else "MB = 10^6 bytes"
     return f"1 MAC = one multiply-accumulate (bias adds are not MACs); {mb}."
+
+
+def frame_graph(model, mode: str, frame: tuple, input_=None, dtype="fp32"):
+    """The graph one frame costs, and the tile (W, H) it covers in tile mode (None in frame
+    mode). ``model``: a zoo name, spec path, Spec, or PyTorch reference (``module:attr``),
+    which in frame mode is traced at the frame's size, as PyTorch would run it."""
+    from cnnstat.spec.build import build
+    from cnnstat.spec.model import Spec
+    from cnnstat.throughput import default_tile
+    from cnnstat.torch import is_reference
+    from cnnstat.zoo import load
+
+    if is_reference(model):
+        if mode == "frame":
+            return load_analysis(model, None, f"{frame[0]}x{frame[1]}", dtype).graph, None
+        graph = load_analysis(model, input_, None, dtype).graph
+        return graph, default_tile(graph, True)
+    spec = model if isinstance(model, Spec) else load(model)
+    if mode == "frame":
+        if len(spec.input) != 3:
+            raise CnnstatError(f"{spec.name}: frame mode needs a [C, H, W] input")
+        return build(spec, (spec.input[0], frame[1], frame[0]), frame=True), None
+    shape = input_shape(spec, input_, None)
+    graph = build(spec, shape)
+    return graph, default_tile(graph, shape is not None)

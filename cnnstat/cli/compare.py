@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import format_option, input_option, shape_text
+from cnnstat.cli.common import format_option, input_option, shape_text, torch_options
 from cnnstat.units import DTYPE_BITS
 
 
@@ -22,6 +22,7 @@ from cnnstat.units import DTYPE_BITS
 @click.option("--device", help="Also bound the fps on this device (cnnstat devices).")
 @click.option("--binary", is_flag=True, help="Bytes in MiB instead of MB.")
 @input_option
+@torch_options
 @format_option
 def command(models, resolution, fps, dtype, device, binary, input_, fmt):
     """Compare MODELs: params, weights, MACs, peak memory, receptive field, frame need.
@@ -30,24 +31,21 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
     Example:
       cnnstat compare resnet50 mobilenet_v2 efficientnet_b0 --device jetson-orin-nano --dtype fp16
     """
-    from cnnstat import zoo
     from cnnstat.analysis import Analysis
-    from cnnstat.cli.common import input_shape
+    from cnnstat.cli.common import frame_graph
     from cnnstat.hardware import bound, get_device
     from cnnstat.render import Column, Table, print_json, render
-    from cnnstat.spec.build import build
-    from cnnstat.throughput import default_tile, throughput_row
+    from cnnstat.throughput import throughput_row
     from cnnstat.units import human_bytes, parse_resolution, si
 
     frame = parse_resolution(resolution)
     dev = get_device(device) if device else None
     rows = []
     for model in models:
-        spec = zoo.load(model)
-        shape = input_shape(spec, input_, None)
-        a = Analysis(build(spec, shape), dtype=dtype)
+        graph, tile = frame_graph(model, "tile", frame, input_, dtype)
+        a = Analysis(graph, dtype=dtype)
         t, mem, rf = a.totals(), a.memory(), a.receptive_field()
-        need = throughput_row(a, frame, fps, 1, tile=default_tile(a.graph, shape is not None))
+        need = throughput_row(a, frame, fps, 1, tile=tile)
         row = {
             "model": a.name,
             "input": list(a.graph.input),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import format_option, input_option, input_shape, shape_text
+from cnnstat.cli.common import format_option, frame_graph, input_option, shape_text, torch_options
 from cnnstat.units import DTYPE_BITS
 
 
@@ -61,6 +61,7 @@ from cnnstat.units import DTYPE_BITS
 )
 @click.option("--device", help="Bound latency and fps on a device (cnnstat devices lists them).")
 @input_option
+@torch_options
 @format_option
 def command(models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac, dtype, device, input_, fmt):
     """Compute needed to run MODELs over --resolution frames at --fps.
@@ -80,8 +81,7 @@ def command(models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac,
     from cnnstat.errors import CnnstatError
     from cnnstat.hardware import bound, get_device
     from cnnstat.render import print_json
-    from cnnstat.spec.build import build
-    from cnnstat.throughput import default_tile, throughput_row
+    from cnnstat.throughput import throughput_row
     from cnnstat.units import parse_resolution
 
     frame = parse_resolution(resolution)
@@ -89,20 +89,11 @@ def command(models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac,
     if mode == "frame" and (tile or overlap or tiling != "exact"):
         raise CnnstatError("--tile, --tiles and --overlap apply to --mode tile")
     dev = get_device(device) if device else None
-    specs = [zoo.load(m) for m in models] if models else zoo.models()
+    targets = list(models) or [spec for spec in zoo.models() if len(spec.input) == 3]
     rows = []
-    for spec in specs:
-        if not models and len(spec.input) != 3:
-            continue  # 1-D models have no frame to cover
-        if mode == "frame":
-            if len(spec.input) != 3:
-                raise CnnstatError(f"{spec.name}: frame mode needs a [C, H, W] input")
-            graph = build(spec, (spec.input[0], frame[1], frame[0]), frame=True)
-            passes = 1
-        else:
-            shape = input_shape(spec, input_, None)
-            graph = build(spec, shape)
-            t = fixed_tile or default_tile(graph, shape is not None)
+    for target in targets:
+        graph, default = frame_graph(target, mode, frame, input_, dtype)
+        t, passes = fixed_tile or default, 1
         analysis = Analysis(graph, dtype=dtype)
         if mode == "frame":
             row = throughput_row(analysis, frame, fps, flops_per_mac, mode="frame")
