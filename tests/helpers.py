@@ -14,3 +14,17 @@ def spec_from_text(text: str, filename: str = "test.yaml"):
 
 def analyze_text(text: str, input=None, **kw) -> Analysis:
     return Analysis(build(spec_from_text(text), input), **kw)
+
+
+def gmac_digits(macs: int, published: float) -> float:
+    """MACs in G, rounded to as many decimals as the published figure prints."""
+    return round(macs / 1e9, len(str(published).split(".")[1]))
+
+
+def assert_published(name: str, params: int, gmacs: float) -> None:
+    """A zoo model's parameters equal a published count and its GMAC the printed digits."""
+    from cnnstat.analysis import analyze
+
+    t = analyze(name).totals()
+    assert t["params"] == params
+    assert gmac_digits(t["macs"], gmacs) == gmacs

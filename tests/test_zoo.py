@@ -8,6 +8,7 @@ import pytest
 
 from cnnstat.analysis import COUNT_KEYS, KINDS, analyze
 from cnnstat.zoo import get, list_models, models
+from helpers import assert_published
 
 ZOO = list_models()
 
@@ -93,11 +94,7 @@ TORCHVISION = {
 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_published_figures(name):
-    params, gmacs = TORCHVISION[name]
-    t = analyze(name).totals()
-    assert t["params"] == params
-    digits = len(str(gmacs).split(".")[1])
-    assert round(t["macs"] / 1e9, digits) == gmacs
+    assert_published(name, *TORCHVISION[name])
 
 
 def test_vgg_bn_buffers():

@@ -9,6 +9,7 @@ import pytest
 
 from cnnstat.analysis import analyze
 from cnnstat.zoo import get, list_models
+from helpers import assert_published, gmac_digits
 
 NEW_MODELS = [
     "densenet121",
@@ -21,12 +22,6 @@ NEW_MODELS = [
     "bn_inception",
     "inception_resnet_v2",
 ]
-
-
-def gmac_digits(macs: int, published: float) -> float:
-    """MACs in G, rounded to as many decimals as the published figure prints."""
-    digits = len(str(published).split(".")[1])
-    return round(macs / 1e9, digits)
 
 
 def test_models_are_in_the_zoo():
@@ -55,10 +50,7 @@ TORCHVISION = {
 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_published_figures(name):
-    params, gmacs = TORCHVISION[name]
-    t = analyze(name).totals()
-    assert t["params"] == params
-    assert gmac_digits(t["macs"], gmacs) == gmacs
+    assert_published(name, *TORCHVISION[name])
 
 
 # Exact counts, so that a change to the specs or the ops shows up here first.

@@ -4,6 +4,7 @@ import pytest
 
 from cnnstat.analysis import analyze
 from cnnstat.zoo import get
+from helpers import assert_published
 
 # torchvision's weights metadata (torchvision/models/{mobilenetv2,mobilenetv3,squeezenet,
 # shufflenetv2,mnasnet,efficientnet}.py, IMAGENET1K_V1 `meta`): "num_params", exact, and
@@ -25,11 +26,7 @@ TORCHVISION = {
 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_published_figures(name):
-    params, gmacs = TORCHVISION[name]
-    t = analyze(name).totals()
-    assert t["params"] == params
-    digits = len(str(gmacs).split(".")[1])
-    assert round(t["macs"] / 1e9, digits) == gmacs
+    assert_published(name, *TORCHVISION[name])
 
 
 def test_mobilenet_v1_paper():

@@ -10,6 +10,7 @@ import pytest
 
 from cnnstat.analysis import analyze
 from cnnstat.zoo import get, list_models
+from helpers import assert_published
 
 RESNETS = [
     "resnet18",
@@ -62,11 +63,7 @@ TORCHVISION = {
 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_published_figures(name):
-    params, gmacs = TORCHVISION[name]
-    t = analyze(name).totals()
-    assert t["params"] == params
-    digits = len(str(gmacs).split(".")[1])
-    assert round(t["macs"] / 1e9, digits) == gmacs
+    assert_published(name, *TORCHVISION[name])
 
 
 # SE models: parameter counts of the SENet authors' released models as converted from Cadene's
