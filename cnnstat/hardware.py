@@ -177,7 +177,7 @@ def roofline(graph, device: Device, dtype: str = "fp32", batch: int = 1) -> list
                 "compute_s": compute_s,
                 "memory_s": memory_s,
                 "time_s": max(compute_s, memory_s),
-                "bound": "compute" if compute_s >= memory_s else "memory",
+                "bound": "compute" if compute_s >= memory_s and compute_s else "memory" if memory_s else "-",
             }
         )
     return rows

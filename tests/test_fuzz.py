@@ -272,3 +272,22 @@ def test_the_api_raises_only_user_errors():
             analyze_text(text)
         except CnnstatError:
             pass
+
+
+@FUZZ
+@given(
+    module=st.text(alphabet=string.ascii_letters + string.digits + "._/-", min_size=1, max_size=20),
+    attr=st.text(alphabet=string.ascii_letters + string.digits + "._()", max_size=12),
+    kwargs=st.one_of(st.none(), st.text(max_size=20)),
+)
+def test_generated_module_references(module, attr, kwargs):
+    """PyTorch model references that name nothing importable: exit 2 with a message. (The
+    prefix keeps the fuzzer away from real modules: importing one runs its code.)"""
+    args = ["params", f"zz_cnnstat_fuzz_{module}:{attr}", "--format", "json"] + (
+        ["--kwargs", kwargs] if kwargs is not None else []
+    )
+    result = CliRunner().invoke(cli, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"{type(result.exception).__name__}: {result.exception} for {args}"
+    )
+    assert result.exit_code in (0, 2)

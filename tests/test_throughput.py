@@ -131,3 +131,21 @@ def test_pyproject_devices(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     edge = devices()["edge"]
     assert edge.bandwidth == 8 * 2**30 and edge.macs == {"fp32": 500e9}
+
+
+def test_per_layer_roofline_cli(run):
+    (row,) = json.loads(
+        run("flops", "lenet5", "--device", "jetson-orin-nano", "--per-layer", "--format", "json").stdout
+    )
+    layers = {r["name"]: r for r in row["roofline"]}
+    assert layers["c3"]["macs"] == 240_000 and layers["c3"]["bound"] == "compute"
+    assert layers["c5"]["bound"] == "memory"  # 48,000 MACs over 194,560 bytes of weights and maps
+    assert layers["flatten1"]["bound"] == "-" and layers["flatten1"]["bytes"] == 0
+    assert sum(r["time_s"] for r in row["roofline"]) == pytest.approx(
+        row["bound"]["latency_s"] / row["tiles"]
+    )
+    assert (
+        "memory-bound on jetson-orin-nano"
+        in run("flops", "lenet5", "--device", "jetson-orin-nano", "--per-layer").stdout
+    )
+    assert run("flops", "lenet5", "--per-layer").exit_code == 2

@@ -60,10 +60,13 @@ from cnnstat.units import DTYPE_BITS
     help="Activation and weight type (traffic, device rate).",
 )
 @click.option("--device", help="Bound latency and fps on a device (cnnstat devices lists them).")
+@click.option("--per-layer", is_flag=True, help="With --device: the roofline of every layer.")
 @input_option
 @torch_options
 @format_option
-def command(models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac, dtype, device, input_, fmt):
+def command(
+    models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac, dtype, device, per_layer, input_, fmt
+):
     """Compute needed to run MODELs over --resolution frames at --fps.
 
     With no MODEL, every zoo model, sorted by compute. In tile mode the frame is covered by
@@ -79,13 +82,15 @@ def command(models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac,
     from cnnstat import zoo
     from cnnstat.analysis import Analysis
     from cnnstat.errors import CnnstatError
-    from cnnstat.hardware import bound, get_device
+    from cnnstat.hardware import bound, get_device, roofline
     from cnnstat.render import print_json
     from cnnstat.throughput import throughput_row
     from cnnstat.units import parse_resolution
 
     frame = parse_resolution(resolution)
     fixed_tile = parse_resolution(tile, "tile") if tile else None
+    if per_layer and not device:
+        raise CnnstatError("--per-layer needs --device")
     if mode == "frame" and (tile or overlap or tiling != "exact"):
         raise CnnstatError("--tile, --tiles and --overlap apply to --mode tile")
     dev = get_device(device) if device else None
@@ -102,6 +107,8 @@ def command(models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac,
             passes = row["macs_per_frame"] / row["macs_per_image"] if row["macs_per_image"] else 1
         if dev:
             row["bound"] = bound(graph, dev, dtype, fps, passes)
+            if per_layer:
+                row["roofline"] = roofline(graph, dev, dtype)
         rows.append(row)
     if not models:
         rows.sort(key=lambda r: r["macs_per_second"], reverse=True)
@@ -109,6 +116,35 @@ def command(models, resolution, fps, mode, tile, tiling, overlap, flops_per_mac,
         print_json(rows)
         return
     _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, fmt)
+    for row in rows if per_layer else ():
+        _render_roofline(row, dev, dtype, fmt)
+
+
+def _render_roofline(row, dev, dtype, fmt):
+    from cnnstat.render import Column, Table, render
+    from cnnstat.units import human_bytes, si
+
+    ms = lambda v: f"{v * 1e3:.4f}"  # noqa: E731
+    table = Table(
+        title=f"{row['model']}: roofline per layer on {dev.name}, {dtype} (one pass)",
+        columns=[
+            Column("layer", "name", numeric=False),
+            Column("op", "op", numeric=False),
+            Column("MACs", "macs", si),
+            Column("bytes moved", "bytes", human_bytes),
+            Column("MAC/byte", "intensity", lambda v: f"{v:.1f}"),
+            Column("compute ms", "compute_s", ms),
+            Column("memory ms", "memory_s", ms),
+            Column("bound", "bound", numeric=False),
+        ],
+        rows=row["roofline"],
+    )
+    ridge = dev.peak(dtype) / dev.bandwidth
+    table.notes.append(
+        f"Layers below {ridge:.1f} MAC/byte (peak / bandwidth) are memory-bound on {dev.name}; "
+        "time = max(compute, memory) per layer, a lower bound."
+    )
+    render(table, fmt)
 
 
 def _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, fmt):

@@ -27,7 +27,7 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, show_all):
       cnnstat summary vgg16 --format csv > vgg16.csv
     """
     from cnnstat.render import Column, Table, print_json, render
-    from cnnstat.units import si
+    from cnnstat.units import human_bytes, si
 
     a = load_analysis(model, input_, resolution, dtype, batch)
     if fmt == "json":
@@ -43,6 +43,7 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, show_all):
             Column("params", "params", si),
             Column("MACs", "macs", si),
             Column("activations", "activations", si),
+            Column(f"act. {a.dtype}", "activation_bytes", lambda v: human_bytes(v, binary)),
             Column("RF size /jump", "rf", rf_text),
         ],
     )
