@@ -65,8 +65,13 @@ def command(models, resolution, device, input_, fmt):
 
 
 def _render(results, skipped, fmt, device, Column, Table, render):
-    import fvcore
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    def _version(package):
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "?"
 
     rows = []
     for r in results:
@@ -98,12 +103,11 @@ def _render(results, skipped, fmt, device, Column, Table, render):
         ],
         rows=rows,
     )
-    version = getattr(fvcore, "__version__", "?")
     table.notes.append(
-        f"params: cnnstat vs sum(p.numel()) of the torch module (torch {torch.__version__}), less parameters "
+        f"params: cnnstat vs sum(p.numel()) of the torch module (torch {_version('torch')}), less parameters "
         "of modules the forward does not run; MACs: cnnstat vs fvcore "
-        f"{version} FlopCountAnalysis (conv + linear + matmul ops, a real forward on {device}) and PyTorch's "
-        "FlopCounterMode / 2 (meta device)."
+        f"{_version('fvcore')} FlopCountAnalysis (conv + linear + matmul ops, a real forward on {device}) "
+        "and PyTorch's FlopCounterMode / 2 (meta device)."
     )
     if skipped:
         table.notes.append(
