@@ -91,10 +91,7 @@ def _user_devices(start: str | None = None) -> dict:
     """``[devices.NAME]`` in ./cnnstat.toml, else ``[tool.cnnstat.devices.NAME]`` in
     ./pyproject.toml: ``bandwidth`` and ``macs_per_second`` (or ``ops_per_second``, 2 per MAC)
     by dtype, with SI suffixes ("3.35 TB/s", {int8 = "20T"})."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        raise CnnstatError("reading devices from TOML files needs Python 3.11 or newer") from None
+    import tomllib
 
     here = start or os.getcwd()
     for fname, path in (("cnnstat.toml", ("devices",)), ("pyproject.toml", ("tool", "cnnstat", "devices"))):
