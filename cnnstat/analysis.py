@@ -113,11 +113,6 @@ class Analysis:
             "training": training_memory(t["params"], act["stored_activation_bytes"], self.dtype, optimizer),
         }
 
-    def max_receptive_field(self) -> Layer | None:
-        """The spatial layer with the largest receptive field (for DAGs where it differs)."""
-        spatial = [layer for layer in self.graph.layers if layer.spatial]
-        return max(spatial, key=lambda la: la.rf.size) if spatial else None
-
     # --- the JSON contract ------------------------------------------------------------------
 
     def to_dict(self) -> dict:

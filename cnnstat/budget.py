@@ -183,42 +183,27 @@ def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
 def measure(b: Budget) -> dict:
     """Every metric of a budget's model at its settings."""
     from cnnstat.analysis import Analysis
-    from cnnstat.spec.build import build
-    from cnnstat.throughput import default_tile, throughput_row
+    from cnnstat.throughput import frame_graph, throughput_row
     from cnnstat.torch import is_reference
-    from cnnstat.zoo import is_path, load
+    from cnnstat.zoo import is_path
 
     model = b.model
-    if is_reference(model):  # module:attr: traced on the meta device (imports torch)
-        from cnnstat.torch import analyze
+    if not is_reference(model) and is_path(model) and not os.path.isabs(model):
+        model = os.path.join(b.base_dir, model)
 
-        a = analyze(model, input=b.input, dtype=b.dtype, batch=b.batch)
-        frame_graph = (
-            analyze(model, input=(a.graph.input[0], b.resolution[1], b.resolution[0])).graph
-            if b.mode == "frame"
-            else None
-        )
+    def trace(m, input, resolution):  # module:attr, on the meta device (imports torch)
+        from cnnstat.torch.analysis import analyze
+
+        return analyze(m, input=input, resolution=resolution, dtype=b.dtype, batch=b.batch)
+
+    graph, tile = frame_graph(model, "tile", b.resolution, b.input, trace)
+    a = Analysis(graph, dtype=b.dtype, batch=b.batch)
+    if b.mode == "frame":
+        per_frame, _ = frame_graph(model, "frame", b.resolution, None, trace)
+        need = throughput_row(Analysis(per_frame, dtype=b.dtype), b.resolution, b.fps, 1, mode="frame")
     else:
-        if is_path(model) and not os.path.isabs(model):
-            model = os.path.join(b.base_dir, model)
-        spec = load(model)
-        shape = b.input
-        if shape is not None and len(shape) != len(spec.input):
-            raise CnnstatError(
-                f"input {list(shape)} has {len(shape)} dimensions; {spec.name} takes {len(spec.input)}"
-            )
-        a = Analysis(build(spec, shape), dtype=b.dtype, batch=b.batch)
-        frame_graph = (
-            build(spec, (spec.input[0], b.resolution[1], b.resolution[0]), frame=True)
-            if b.mode == "frame"
-            else None
-        )
+        need = throughput_row(Analysis(graph, dtype=b.dtype), b.resolution, b.fps, 1, tile=tile)
     t, mem, rf = a.totals(), a.memory(), a.receptive_field()
-    if frame_graph is not None:
-        need = throughput_row(Analysis(frame_graph, dtype=b.dtype), b.resolution, b.fps, 1, mode="frame")
-    else:
-        tile = default_tile(a.graph, b.input is not None or is_reference(model))
-        need = throughput_row(Analysis(a.graph, dtype=b.dtype), b.resolution, b.fps, 1, tile=tile)
     return {
         "params": t["params"],
         "weights": t["weights"],

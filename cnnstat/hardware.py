@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 from cnnstat.errors import CnnstatError, did_you_mean
-from cnnstat.ops import REGISTRY
 from cnnstat.units import DTYPE_BITS, parse_quantity, tensor_bytes
 
 
@@ -148,20 +147,15 @@ def get_device(name: str) -> Device:
 
 def roofline(graph, device: Device, dtype: str = "fp32", batch: int = 1) -> list:
     """Per layer: MACs, bytes moved, arithmetic intensity, and the time bound in seconds."""
+    from cnnstat.throughput import moved_elements
+
     peak, bw = device.peak(dtype), device.bandwidth
-    shapes = {"input": graph.input}
     rows = []
-    for layer in graph.layers:
-        shapes[layer.name] = layer.output
-        if REGISTRY[layer.op].view:
-            moved = 0
-        else:
-            elems = sum(_numel(shapes[n]) for n in layer.inputs) + _numel(layer.output)
-            moved = (
-                tensor_bytes(elems * batch, dtype)
-                + tensor_bytes(layer.weights, dtype)
-                + tensor_bytes(layer.biases, dtype)
-            )
+    for layer, elems in moved_elements(graph):
+        moved = 0
+        if elems:
+            moved = tensor_bytes(elems * batch, dtype) + tensor_bytes(layer.weights, dtype)
+            moved += tensor_bytes(layer.biases, dtype)
         macs = layer.macs * batch
         compute_s, memory_s = macs / peak, moved / bw
         rows.append(
@@ -178,13 +172,6 @@ def roofline(graph, device: Device, dtype: str = "fp32", batch: int = 1) -> list
             }
         )
     return rows
-
-
-def _numel(shape) -> int:
-    n = 1
-    for v in shape:
-        n *= v
-    return n
 
 
 def verdict(max_fps: float, fps: float) -> str:

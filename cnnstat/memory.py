@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from cnnstat.errors import CnnstatError
 from cnnstat.ops import REGISTRY
+from cnnstat.ops.base import prod
 from cnnstat.units import tensor_bytes
 
 INPUT = "input"
@@ -36,10 +37,7 @@ def activation_memory(graph, dtype: str = "fp32", batch: int = 1) -> dict:
         readers[graph.layers[-1].name] += 1  # the network's output outlives the walk
 
     def nbytes(shape):
-        n = batch
-        for v in shape:
-            n *= v
-        return tensor_bytes(n, dtype)
+        return tensor_bytes(batch * prod(shape), dtype)
 
     storage_of = {INPUT: _Storage(nbytes(graph.input))}
     storage_of[INPUT].tensors = 1

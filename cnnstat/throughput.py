@@ -20,6 +20,7 @@ from fractions import Fraction
 
 from cnnstat.errors import CnnstatError
 from cnnstat.ops import REGISTRY
+from cnnstat.ops.base import prod
 from cnnstat.units import tensor_bytes
 
 
@@ -46,6 +47,33 @@ def default_tile(graph, input_override: bool) -> tuple:
     return (graph.input[2], graph.input[1])
 
 
+def frame_graph(model, mode: str, frame: tuple, input=None, trace=None):
+    """The graph one frame costs, and the tile (W, H) it covers (None in frame mode).
+
+    ``model``: a zoo name, spec path, Spec, or PyTorch reference (``module:attr``), which
+    ``trace(model, input, resolution)`` turns into an Analysis; in frame mode it is traced at
+    the frame's size, as PyTorch would run it. ``input`` overrides the network's input.
+    """
+    from cnnstat.spec.build import build
+    from cnnstat.spec.model import Spec
+    from cnnstat.torch import is_reference
+    from cnnstat.zoo import load
+
+    if is_reference(model):
+        if mode == "frame":
+            return trace(model, None, f"{frame[0]}x{frame[1]}").graph, None
+        graph = trace(model, input, None).graph
+        return graph, default_tile(graph, True)
+    spec = model if isinstance(model, Spec) else load(model)
+    if mode == "frame":
+        if len(spec.input) != 3:
+            raise CnnstatError(f"{spec.name}: frame mode needs a [C, H, W] input")
+        return build(spec, (spec.input[0], frame[1], frame[0]), frame=True), None
+    shape = spec.input_at(input)
+    graph = build(spec, shape)
+    return graph, default_tile(graph, shape is not None)
+
+
 def number(x):
     """An int when whole, else a float (JSON-friendly)."""
     if isinstance(x, Fraction):
@@ -53,22 +81,18 @@ def number(x):
     return x
 
 
+def moved_elements(graph):
+    """(layer, activation elements it reads and writes) for every layer; views move none."""
+    sizes = {"input": prod(graph.input)}
+    for layer in graph.layers:
+        sizes[layer.name] = prod(layer.output)
+        view = REGISTRY[layer.op].view
+        yield layer, 0 if view else sum(sizes[n] for n in layer.inputs) + sizes[layer.name]
+
+
 def activation_traffic(graph, dtype: str) -> int:
     """Bytes of activations read and written by one pass of ``graph`` (batch 1)."""
-    sizes = {"input": _numel(graph.input)}
-    elems = 0
-    for layer in graph.layers:
-        sizes[layer.name] = _numel(layer.output)
-        if not REGISTRY[layer.op].view:
-            elems += sum(sizes[n] for n in layer.inputs) + sizes[layer.name]
-    return tensor_bytes(elems, dtype)
-
-
-def _numel(shape) -> int:
-    n = 1
-    for v in shape:
-        n *= v
-    return n
+    return tensor_bytes(sum(n for _, n in moved_elements(graph)), dtype)
 
 
 def throughput_row(
@@ -96,7 +120,7 @@ def throughput_row(
     else:
         passes = 1
         last = graph.layers[-1].output
-        row["positions"] = _numel(last[1:]) if len(last) > 1 else 1
+        row["positions"] = prod(last[1:])
         row["output"] = list(last)
     per_frame = macs * passes
     per_second = per_frame * fps_q

@@ -7,7 +7,7 @@ import sys
 import click
 
 from cnnstat.errors import CnnstatError
-from cnnstat.units import DTYPE_BITS, parse_input, parse_resolution
+from cnnstat.units import DTYPE_BITS
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -95,31 +95,7 @@ def model_options(analysis: bool = True):
     return decorate
 
 
-def input_shape(spec, input_: str | None, resolution: str | None):
-    """The shape to build at: --input, or --resolution with the spec's channels, or None."""
-    if input_ and resolution:
-        raise CnnstatError("give --input or --resolution, not both")
-    if input_:
-        shape = parse_input(input_)
-    elif resolution:
-        w, h = parse_resolution(resolution)
-        if len(spec.input) != 3:
-            raise CnnstatError(
-                f"--resolution needs a [C, H, W] model; {spec.name} has input "
-                f"{list(spec.input)} (use --input)"
-            )
-        shape = (spec.input[0], h, w)
-    else:
-        return None
-    if len(shape) != len(spec.input):
-        raise CnnstatError(
-            f"--input {input_} has {len(shape)} dimensions; {spec.name} takes "
-            f"{len(spec.input)} ({'x'.join(map(str, spec.input))})"
-        )
-    return shape
-
-
-def load_analysis(model: str, input_=None, resolution=None, dtype="fp32", batch=1):
+def load_analysis(model, input_=None, resolution=None, dtype="fp32", batch=1):
     from cnnstat.torch import is_reference
 
     ctx = click.get_current_context(silent=True)
@@ -135,7 +111,7 @@ def load_analysis(model: str, input_=None, resolution=None, dtype="fp32", batch=
     from cnnstat.zoo import load
 
     spec = load(model)
-    return Analysis(build(spec, input_shape(spec, input_, resolution)), dtype=dtype, batch=batch)
+    return Analysis(build(spec, spec.input_at(input_, resolution)), dtype=dtype, batch=batch)
 
 
 def shape_text(shape) -> str:
@@ -145,28 +121,3 @@ def shape_text(shape) -> str:
 def conventions_note(binary: bool) -> str:
     mb = "MiB = 2^20 bytes" if binary else "MB = 10^6 bytes"
     return f"1 MAC = one multiply-accumulate (bias adds are not MACs); {mb}."
-
-
-def frame_graph(model, mode: str, frame: tuple, input_=None, dtype="fp32"):
-    """The graph one frame costs, and the tile (W, H) it covers in tile mode (None in frame
-    mode). ``model``: a zoo name, spec path, Spec, or PyTorch reference (``module:attr``),
-    which in frame mode is traced at the frame's size, as PyTorch would run it."""
-    from cnnstat.spec.build import build
-    from cnnstat.spec.model import Spec
-    from cnnstat.throughput import default_tile
-    from cnnstat.torch import is_reference
-    from cnnstat.zoo import load
-
-    if is_reference(model):
-        if mode == "frame":
-            return load_analysis(model, None, f"{frame[0]}x{frame[1]}", dtype).graph, None
-        graph = load_analysis(model, input_, None, dtype).graph
-        return graph, default_tile(graph, True)
-    spec = model if isinstance(model, Spec) else load(model)
-    if mode == "frame":
-        if len(spec.input) != 3:
-            raise CnnstatError(f"{spec.name}: frame mode needs a [C, H, W] input")
-        return build(spec, (spec.input[0], frame[1], frame[0]), frame=True), None
-    shape = input_shape(spec, input_, None)
-    graph = build(spec, shape)
-    return graph, default_tile(graph, shape is not None)

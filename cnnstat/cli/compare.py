@@ -32,17 +32,18 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
       cnnstat compare resnet50 mobilenet_v2 efficientnet_b0 --device jetson-orin-nano --dtype fp16
     """
     from cnnstat.analysis import Analysis
-    from cnnstat.cli.common import frame_graph
+    from cnnstat.cli.common import load_analysis
     from cnnstat.hardware import bound, get_device
     from cnnstat.render import Column, Table, print_json, render
-    from cnnstat.throughput import throughput_row
+    from cnnstat.throughput import frame_graph, throughput_row
     from cnnstat.units import human_bytes, parse_resolution, si
 
     frame = parse_resolution(resolution)
     dev = get_device(device) if device else None
     rows = []
     for model in models:
-        graph, tile = frame_graph(model, "tile", frame, input_, dtype)
+        trace = lambda m, i, r: load_analysis(m, i, r, dtype)  # noqa: E731  (PyTorch models)
+        graph, tile = frame_graph(model, "tile", frame, input_, trace)
         a = Analysis(graph, dtype=dtype)
         t, mem, rf = a.totals(), a.memory(), a.receptive_field()
         need = throughput_row(a, frame, fps, 1, tile=tile)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import format_option, frame_graph, input_option, shape_text, torch_options
+from cnnstat.cli.common import format_option, input_option, load_analysis, shape_text, torch_options
 from cnnstat.units import DTYPE_BITS
 
 
@@ -84,7 +84,7 @@ def command(
     from cnnstat.errors import CnnstatError
     from cnnstat.hardware import bound, get_device, roofline
     from cnnstat.render import print_json
-    from cnnstat.throughput import throughput_row
+    from cnnstat.throughput import frame_graph, throughput_row
     from cnnstat.units import parse_resolution
 
     frame = parse_resolution(resolution)
@@ -97,7 +97,8 @@ def command(
     targets = list(models) or [spec for spec in zoo.models() if len(spec.input) == 3]
     rows = []
     for target in targets:
-        graph, default = frame_graph(target, mode, frame, input_, dtype)
+        trace = lambda m, i, r: load_analysis(m, i, r, dtype)  # noqa: E731  (PyTorch models)
+        graph, default = frame_graph(target, mode, frame, input_, trace)
         t, passes = fixed_tile or default, 1
         analysis = Analysis(graph, dtype=dtype)
         if mode == "frame":

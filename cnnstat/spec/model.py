@@ -65,6 +65,33 @@ class Spec:
         """Every model name this file defines: its own and its variants'."""
         return [self.name, *self.variants]
 
+    def input_at(self, input=None, resolution=None) -> tuple | None:
+        """The shape to build at: ``input`` ("3x512x512" or a tuple), or ``resolution``
+        ("WxH" or (W, H)) with the spec's channels; None for the spec's own input."""
+        from cnnstat.errors import CnnstatError
+        from cnnstat.units import parse_input, parse_resolution
+
+        if input and resolution:
+            raise CnnstatError("give --input or --resolution, not both")
+        if input:
+            shape = parse_input(input) if isinstance(input, str) else tuple(input)
+        elif resolution:
+            w, h = parse_resolution(resolution) if isinstance(resolution, str) else resolution
+            if len(self.input) != 3:
+                raise CnnstatError(
+                    f"--resolution needs a [C, H, W] model; {self.name} has input "
+                    f"{list(self.input)} (use --input)"
+                )
+            shape = (self.input[0], h, w)
+        else:
+            return None
+        if len(shape) != len(self.input):
+            raise CnnstatError(
+                f"--input {'x'.join(map(str, shape))} has {len(shape)} dimensions; {self.name} takes "
+                f"{len(self.input)} ({'x'.join(map(str, self.input))})"
+            )
+        return shape
+
     def variant(self, name: str) -> Spec:
         if name == self.name:
             return self

@@ -85,7 +85,6 @@ def verify(model, input=None, resolution=None, kwargs=None, device="cpu") -> dic
         not_executed = sum(graph.not_executed.values())
         owners = graph.owners
     else:
-        from cnnstat.cli.common import input_shape
         from cnnstat.spec.build import build
         from cnnstat.torch.builder import build_graph
         from cnnstat.zoo import load
@@ -93,9 +92,7 @@ def verify(model, input=None, resolution=None, kwargs=None, device="cpu") -> dic
         if kwargs:
             raise CnnstatError("--kwargs applies to PyTorch models (MODEL as module:attr)")
         spec = load(model)
-        if input is not None and not isinstance(input, str):
-            input = "x".join(map(str, input))
-        graph = build(spec, input_shape(spec, input, resolution))
+        graph = build(spec, spec.input_at(input, resolution))
         real, meta = build_graph(graph, device), build_graph(graph, "meta")
         not_executed = 0
         owners = {la.name: la.name for la in graph.layers}

@@ -48,10 +48,6 @@ def _elementwise(op):
     return handle
 
 
-def _passthrough(rec, call, src):
-    rec.bind(call.out, rec.ref(src))
-
-
 # --- modules ---------------------------------------------------------------------------------
 
 
