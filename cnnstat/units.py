@@ -56,9 +56,10 @@ def parse_resolution(text: str, what: str = "resolution") -> tuple:
 
 
 def parse_input(text: str) -> tuple:
-    """'3x224x224' -> (3, 224, 224); '1x7' -> (1, 7) for 1-D models."""
+    """'3x224x224' -> (3, 224, 224); '1x7' -> (1, 7) for 1-D models; '3x16x112x112' ->
+    (3, 16, 112, 112) for video and volumes."""
     parts = re.split(r"[x×,*]", text.strip().lower())
-    if not 1 <= len(parts) <= 3:
+    if not 1 <= len(parts) <= 4:
         raise CnnstatError(f"malformed input '{text}': expected CxHxW such as 3x224x224")
     return _ints(text, len(parts), "input", "CxHxW such as 3x224x224")
 

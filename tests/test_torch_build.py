@@ -14,7 +14,7 @@ from cnnstat.spec.build import build as build_spec
 from cnnstat.torch import build
 from cnnstat.torch.builder import build_graph
 from cnnstat.torch.check import flop_counter_macs, fvcore_macs
-from cnnstat.torch.modules import LocallyConnected
+from cnnstat.torch.ops.conv import LocallyConnected
 from cnnstat.torch.trace import trace_module
 from cnnstat.zoo import list_models, load
 from helpers import spec_from_text

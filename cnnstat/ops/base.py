@@ -2,7 +2,10 @@
 
 An op is one small class: its arguments (with aliases and defaults), its output shape, its
 cost (weights, biases, buffers, MACs) and its receptive-field step. Shapes exclude the batch:
-``(C, H, W)`` for images, ``(C, L)`` for 1-D signals, ``(D,)`` for flat vectors.
+``(C, H, W)`` for images, ``(C, L)`` for 1-D signals, ``(C, D, H, W)`` for volumes and video
+clips (D frames), ``(D,)`` for flat vectors. The torch side of each op family (its module for
+:func:`cnnstat.torch.build`, the torch calls that import as it) is the file of the same name
+in :mod:`cnnstat.torch.ops`.
 """
 
 from __future__ import annotations
@@ -140,9 +143,9 @@ def register(cls):
 
 
 def spatial_rank(shape: Shape, op: str) -> int:
-    if len(shape) not in (2, 3):
+    if len(shape) not in (2, 3, 4):
         raise OpError(
-            f"{op} needs a [C, H, W] or [C, L] input, got {list(shape)}"
+            f"{op} needs a [C, H, W], [C, L] or [C, D, H, W] input, got {list(shape)}"
             + (" (flat: use fc)" if len(shape) == 1 else "")
         )
     return len(shape) - 1

@@ -33,7 +33,19 @@ TOP_KEYS = (
 LIBRARY_KEYS = ("cnnstat", "description", "source", "blocks", "include")
 VARIANT_KEYS = ("description", "source", "params", "input", "nominal")
 BLOCK_KEYS = ("params", "body", "description")
-PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "any": object}
+PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "any": object}
+# Other spellings of the type names: in `params:` these (and the type names in another case,
+# `Int`) are errors rather than string defaults. Kept short, so that genuine string defaults
+# (`mode: bilinear`, `act: relu`) stay what they are.
+TYPE_ALIASES = {
+    "string": "str",
+    "integer": "int",
+    "boolean": "bool",
+    "bool_": "bool",
+    "number": "float",
+    "dict": "any",
+    "tuple": "list",
+}
 MAX_FILE_BYTES = 4_000_000
 
 
@@ -132,10 +144,12 @@ def _check_keys(m: LMap, allowed, what):
 def _shape(value, loc) -> tuple:
     if (
         not isinstance(value, list)
-        or not 1 <= len(value) <= 3
+        or not 1 <= len(value) <= 4
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
-        raise SpecError(f"input must be [C, H, W], [C, L] or [D] (integers), got {brief(value)}", loc)
+        raise SpecError(
+            f"input must be [C, H, W], [C, L], [C, D, H, W] or [D] (integers), got {brief(value)}", loc
+        )
     if any(v < 1 for v in value):
         raise SpecError(f"input sizes must be positive, got {list(value)}", loc)
     return tuple(value)
@@ -163,6 +177,12 @@ def _typed(value, type_name, what, loc, notes=()):
     return value
 
 
+def _near_type(value: str) -> str | None:
+    """The type name ``value`` misspells (``string`` -> ``str``, ``Int`` -> ``int``), if any."""
+    low = value.lower()
+    return low if low in PARAM_TYPES else TYPE_ALIASES.get(low)
+
+
 def parse_params(m, loc) -> dict:
     """``{name: type-or-default}`` -> ``{name: (type name, default or REQUIRED)}``."""
     if m is None:
@@ -178,6 +198,10 @@ def parse_params(m, loc) -> dict:
             )
         if isinstance(value, str) and value in PARAM_TYPES:
             out[key] = (value, REQUIRED)
+        elif isinstance(value, str) and _near_type(value):
+            raise SpecError(
+                f"unknown parameter type '{value}' (did you mean '{_near_type(value)}'?)", m.locs[key]
+            )
         elif isinstance(value, (bool, int, float, str)):
             out[key] = (type(value).__name__, value)
         else:

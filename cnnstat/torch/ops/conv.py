@@ -1,0 +1,160 @@
+"""The torch side of :mod:`cnnstat.ops.conv`: conv, dwconv, local."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnstat.errors import CnnstatError
+from cnnstat.ops.window import paddings
+from cnnstat.torch.ops.base import FUNCTIONS, MODULES, SamePad, builds, nd, pad_arg, t, window
+
+# --- modules beyond torch.nn ------------------------------------------------------------------
+
+
+class SamePadConv1d(SamePad, nn.Conv1d):
+    pass
+
+
+class SamePadConv2d(SamePad, nn.Conv2d):
+    pass
+
+
+class SamePadConv3d(SamePad, nn.Conv3d):
+    pass
+
+
+class LocallyConnected(nn.Module):
+    """A convolution whose filters are not shared across positions (cnnstat ``local``).
+
+    Arguments as cnnstat's: ``in_size`` is the input's spatial size (the weights depend on it),
+    ``kernel_size``, ``stride``, ``padding`` (int, per axis, ``'same'`` or ``'valid'``) and
+    ``dilation`` an int or one per axis. ``weight`` is [positions, C_in*k_h*k_w, C_out] and
+    ``bias`` [C_out, *out_size], so ``sum(p.numel())`` is cnnstat's count. The forward unfolds
+    the input into columns and multiplies each position's column by its own filters in one
+    ``torch.bmm``: fvcore and PyTorch's flop counter count positions x C_in*k_h*k_w x C_out
+    multiply-accumulates, the MACs of the equivalent convolution. 1-D inputs [N, C, L] run as
+    [N, C, 1, L].
+    """
+
+    def __init__(
+        self, in_channels, out_channels, in_size, kernel_size, stride=1, padding=0, dilation=1, bias=True
+    ):
+        super().__init__()
+        n = len(in_size)
+        axes = lambda v: tuple(v) if isinstance(v, (list, tuple)) else (v,) * n  # noqa: E731
+        self.in_channels, self.out_channels, self.in_size = in_channels, out_channels, tuple(in_size)
+        self.kernel_size, self.stride, self.dilation = axes(kernel_size), axes(stride), axes(dilation)
+        self.padding = padding
+        pads = paddings(padding, self.in_size, self.kernel_size, self.stride, self.dilation)
+        self.out_size = tuple(
+            (size + p[0] + p[1] - d * (k - 1) - 1) // s + 1
+            for size, p, k, s, d in zip(self.in_size, pads, self.kernel_size, self.stride, self.dilation)
+        )
+        lift = (lambda v: (1, *v)) if n == 1 else tuple  # noqa: E731
+        self._k, self._s, self._d = lift(self.kernel_size), lift(self.stride), lift(self.dilation)
+        self._pads = pad_arg(([(0, 0)] if n == 1 else []) + list(pads))
+        fan_in = in_channels * math.prod(self.kernel_size)
+        self.weight = nn.Parameter(torch.empty(math.prod(self.out_size), fan_in, out_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels, *self.out_size)) if bias else None
+        bound = 1 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x):
+        one_d = len(self.in_size) == 1
+        if one_d:
+            x = x.unsqueeze(2)
+        if any(self._pads):
+            x = F.pad(x, self._pads)
+        cols = F.unfold(x, self._k, dilation=self._d, stride=self._s)  # [N, C_in*k_h*k_w, L]
+        out = torch.bmm(cols.permute(2, 0, 1), self.weight)  # [L, N, C_out]
+        out = out.permute(1, 2, 0).reshape(x.shape[0], self.out_channels, *self.out_size)
+        return out if self.bias is None else out + self.bias
+
+    def extra_repr(self):
+        return (
+            f"{self.in_channels}, {self.out_channels}, in_size={self.in_size}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding!r}"
+        )
+
+
+# --- build ------------------------------------------------------------------------------------
+
+
+def _conv(a, shape, out, groups):
+    k, s, d, pads = window(a, shape)
+    kw = dict(kernel_size=k, stride=s, dilation=d, groups=groups, bias=a["bias"])
+    if all(b == e for b, e in pads):
+        cls = nd(shape, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+        return cls(shape[0], out, padding=tuple(b for b, _ in pads), **kw)
+    conv = nd(shape, SamePadConv1d, SamePadConv2d, SamePadConv3d)(shape[0], out, padding=0, **kw)
+    conv._set_pads(pads, a["p"])
+    return conv
+
+
+@builds("conv")
+def _build_conv(a, shapes):
+    return _conv(a, shapes[0], a["out"], a["groups"])
+
+
+@builds("dwconv")
+def _build_dwconv(a, shapes):
+    return _conv(a, shapes[0], shapes[0][0] * a["mult"], shapes[0][0])
+
+
+@builds("local")
+def _build_local(a, shapes):
+    shape = shapes[0]
+    if len(shape) > 3:
+        raise CnnstatError("a 3-D locally connected layer has no torch module")
+    return LocallyConnected(shape[0], a["out"], shape[1:], a["k"], a["s"], a["p"], a["d"], a["bias"])
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+def conv_op(in_channels, out, groups, k, s, p, d, bias):
+    """(cnnstat op, arguments) of a torch convolution: dwconv where groups = input channels."""
+    args = dict(k=t(k), s=t(s), p=t(p), d=t(d), bias=bias)
+    if groups > 1 and groups == in_channels and out % in_channels == 0:
+        return "dwconv", {**args, "mult": out // in_channels}
+    return "conv", {**args, "out": out, "groups": groups}
+
+
+def _m_conv(rec, call):
+    m = call.module
+    p = getattr(m, "cnnstat_padding", m.padding)
+    op, a = conv_op(
+        m.in_channels, m.out_channels, m.groups, m.kernel_size, m.stride, p, m.dilation, m.bias is not None
+    )
+    rec.emit(call, op, a, [rec.ref(call.args[0])])
+
+
+def _m_local(rec, call):
+    m = call.module
+    a = dict(out=m.out_channels, k=t(m.kernel_size), s=t(m.stride), p=t(m.padding), d=t(m.dilation))
+    rec.emit(call, "local", {**a, "bias": m.bias is not None}, [rec.ref(call.args[0])])
+
+
+def _f_conv(rec, call):
+    x, w, b = call.arg(0, "input"), call.arg(1, "weight"), call.arg(2, "bias")
+    s, p, d, g = (
+        call.arg(3, "stride", 1),
+        call.arg(4, "padding", 0),
+        call.arg(5, "dilation", 1),
+        call.arg(6, "groups", 1),
+    )
+    op, a = conv_op(x.shape[1], w.shape[0], g, tuple(w.shape[2:]), s, p, d, b is not None)
+    rec.emit(call, op, a, [rec.ref(x)], params=rec.param_names([w, b] if b is not None else [w]))
+
+
+for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, SamePadConv1d, SamePadConv2d, SamePadConv3d):
+    MODULES[_cls] = _m_conv
+MODULES[LocallyConnected] = _m_local
+for _name in ("conv1d", "conv2d", "conv3d"):
+    FUNCTIONS[_name] = _f_conv
