@@ -83,6 +83,7 @@ class Op:
     """Base class; subclasses set ``name``, ``args`` and override what differs."""
 
     name: ClassVar[str] = ""
+    aliases: ClassVar[tuple] = ()  # other names a spec may use (deconv for conv_transpose)
     kind: ClassVar[str] = "other"  # conv | fc | other
     args: ClassVar[tuple] = ()
     merge: ClassVar[bool] = False  # takes named branches instead of arguments
@@ -133,9 +134,10 @@ def register(cls):
     for arg in cls.args:
         for key in (arg.name, *arg.aliases):
             op.arg_index[key] = arg
-    if cls.name in REGISTRY:
-        raise RuntimeError(f"op {cls.name!r} registered twice")
-    REGISTRY[cls.name] = op
+    for name in (cls.name, *cls.aliases):
+        if name in REGISTRY:
+            raise RuntimeError(f"op {name!r} registered twice")
+        REGISTRY[name] = op
     return cls
 
 
