@@ -10,6 +10,7 @@ in :mod:`cnnstat.torch.ops`.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import ClassVar, NamedTuple
 
 from cnnstat.errors import OpError, brief
@@ -68,6 +69,23 @@ class RF(NamedTuple):
             size.append(self.size[i] + span * self.jump[i])
             start.append(self.start[i] + (span / 2 - pads[i]) * self.jump[i])
             jump.append(self.jump[i] * s[i])
+        return RF(tuple(size), tuple(jump), tuple(start), tuple(out_extent), self.collapsed)
+
+    def upsample(self, taps, factor, offset, out_extent) -> RF:
+        """Upsampling (transposed convolution, interpolation): ``factor[i]`` output units per
+        input unit along axis ``i`` (an int or a :class:`~fractions.Fraction`); each output
+        unit reads at most ``taps[i]`` consecutive input units; the first output unit's field
+        is centred ``offset[i]`` input units after the first input unit's centre.
+
+        The jump becomes fractional (``jump / factor``, kept exact as a Fraction) and how many
+        input units an output unit reads depends on its phase: ``size`` is that of the units
+        with the most taps, the largest field any output unit has.
+        """
+        size, jump, start = [], [], []
+        for i in range(len(self.size)):
+            size.append(self.size[i] + (taps[i] - 1) * self.jump[i])
+            start.append(self.start[i] + offset[i] * self.jump[i])
+            jump.append(exact(Fraction(self.jump[i]) / factor[i]))
         return RF(tuple(size), tuple(jump), tuple(start), tuple(out_extent), self.collapsed)
 
     def collapse(self) -> RF:
@@ -164,6 +182,13 @@ def per_axis(value, n: int, name: str) -> tuple:
     ):
         return tuple(value)
     raise OpError(f"'{name}' must be an integer or a list of {n} integers, got {brief(value)}")
+
+
+def exact(value):
+    """A Fraction that is a whole number as an int; other values unchanged."""
+    if isinstance(value, Fraction) and value.denominator == 1:
+        return value.numerator
+    return value
 
 
 def prod(values) -> int:
