@@ -122,7 +122,7 @@ SPEC_CASES = [
         'input: [3, "a"]\nlayers: [relu]\n',
         1,
         8,
-        "input must be [C, H, W], [C, L] or [D] (integers)",
+        "input must be [C, H, W], [C, L], [C, D, H, W] or [D] (integers)",
         "'a'",
     ),
     # ops and their arguments

@@ -7,6 +7,7 @@ receptive field. Cost is linear in the number of expanded layers.
 
 from __future__ import annotations
 
+import ast
 import os
 
 from cnnstat._gc import paused_gc
@@ -14,7 +15,8 @@ from cnnstat.errors import OpError, SpecError, brief, did_you_mean
 from cnnstat.graph import Graph, Layer
 from cnnstat.ops import REGISTRY
 from cnnstat.ops.base import REQUIRED, RF
-from cnnstat.spec.expr import is_expr
+from cnnstat.spec.expr import FUNCTIONS, is_expr
+from cnnstat.spec.expr import _parse as parse_expr
 from cnnstat.spec.model import Spec, _typed, evaluate_at
 from cnnstat.spec.yamlload import LList, LMap
 
@@ -75,6 +77,7 @@ class _Builder:
         self.expected = expected  # the same at the spec's own input, when building at another
         self.frame = frame
         self.resolved: dict = {}  # id(argument mapping) -> (mapping, resolved arguments)
+        self.checked: dict = {}  # (id(argument mapping), block) -> mapping, for skipped layers
 
     def run(self, shape: tuple) -> Graph:
         self.input = shape
@@ -101,9 +104,10 @@ class _Builder:
             cur = self.item(item, items.loc_of(i), cur, scope)
         return cur
 
-    def item(self, item, loc, cur, scope):
+    def parse_item(self, item, loc, scope):
+        """``(op name, argument mapping, op or None, block or None)`` of one layer entry."""
         if isinstance(item, str):
-            op_name, args, args_loc = item, LMap(), loc
+            op_name, args = item, LMap()
             args.loc, args.locs, args.key_locs = loc, {}, {}
         elif isinstance(item, LMap) and len(item) == 1:
             op_name = next(iter(item))
@@ -134,6 +138,10 @@ class _Builder:
             raise SpecError(
                 f"unknown op or block '{op_name}'" + did_you_mean(op_name, known), loc, scope.notes
             )
+        return op_name, args, op, block
+
+    def item(self, item, loc, cur, scope):
+        op_name, args, op, block = self.parse_item(item, loc, scope)
 
         def arg(key, default=None):
             if key not in args:
@@ -147,6 +155,7 @@ class _Builder:
                     f"'if' must be true or false, got {brief(cond)}", args.locs["if"], scope.notes
                 )
             if not cond:
+                self.skipped(op, block, args, scope)
                 return cur
         repeat = arg("repeat", 1)
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 0:
@@ -173,6 +182,8 @@ class _Builder:
             )
         if "from" in args:
             cur = self.lookup(arg("from"), args.locs["from"], scope)
+        if repeat == 0:
+            self.skipped(op, block, args, scope)
         numbered = name is not None and "repeat" in args
 
         for i in range(repeat):
@@ -182,7 +193,11 @@ class _Builder:
                 local = local or scope.auto_name(op_name)
                 note = f"in block '{op_name}' instantiated at {loc} ({local}"
                 note += f", repeat {i + 1} of {repeat})" if repeat > 1 else ")"
+                self.unique(scope.prefix + local, loc, scope)
                 cur = self.instantiate(block, these, cur, scope, local, note)
+                # The instance's name reads the block's output (`from: enc1`, U-Net skips):
+                # its last tensor, under the instance's location for duplicate-name errors.
+                self.tensors[scope.prefix + local] = _Tensor(cur.name, cur.shape, cur.rf, loc)
             elif op.merge:
                 cur = self.merge(op, these, cur, scope, local or scope.auto_name(op_name), loc)
             else:
@@ -199,25 +214,18 @@ class _Builder:
             if key in RESERVED:
                 continue
             if key not in block.params:
-                raise SpecError(
-                    f"block '{block.name}' has no parameter '{key}'"
-                    + did_you_mean(key, list(block.params) + list(RESERVED)),
-                    args.key_locs.get(key, args.loc),
-                    scope.notes,
-                )
+                raise _no_parameter(block, key, args, scope)
             vloc = args.locs.get(key, args.loc)
             v = evaluate_at(value, scope.vars, vloc, scope.notes)
             values[key] = _typed(v, block.params[key][0], key, vloc, scope.notes)
         inner = dict(self.spec.params)
         inner[IN_CHANNELS] = cur.shape[0]
         inner.update(values)
-        for key, (type_name, default) in block.params.items():
+        for key, (_type, default) in block.params.items():
             if key in values:
                 continue
             if default is REQUIRED:
-                raise SpecError(
-                    f"block '{block.name}' needs parameter '{key}' ({type_name})", args.loc, scope.notes
-                )
+                raise _needs_parameter(block, key, args, scope)
             inner[key] = evaluate_at(default, inner, block.loc, scope.notes) if is_expr(default) else default
         if block.name in scope.blocks:
             chain = " -> ".join((*scope.blocks, block.name))
@@ -226,11 +234,7 @@ class _Builder:
         return self.seq(block.body, cur, child)
 
     def merge(self, op, args, cur, scope, local, loc):
-        branches = [k for k in args if k not in RESERVED]
-        if len(branches) < 2:
-            raise SpecError(
-                f"{op.name} needs at least two named branches, got {len(branches)}", args.loc, scope.notes
-            )
+        branches = _branches(op, args, scope)
         prefix = scope.prefix + local
         outs = []
         for b in branches:
@@ -245,12 +249,96 @@ class _Builder:
                     self.seq(body, cur, _Scope(f"{prefix}.{b}.", scope.vars, scope.notes, scope.blocks))
                 )
             else:
-                raise SpecError(
-                    f"branch '{b}' must be a list of layers, 'identity' or {{from: NAME}}",
-                    bloc,
-                    scope.notes,
-                )
+                raise _bad_branch(b, bloc, scope)
         return self.emit(op, {"branches": branches}, prefix, outs, loc, scope)
+
+    # --- layers that are not built ---------------------------------------------------------
+
+    def skipped(self, op, block, args, scope):
+        """Check a layer that is not built (``if: false``, ``repeat: 0``), without shapes.
+
+        Its argument (or block parameter) names are checked and the required ones must be
+        given, as for a built layer; literal values are type-checked. Expressions are checked
+        for syntax and parameter names only: their values may be valid only where the layer
+        is built (``out: $head_fc`` under ``if: $(head_fc > 0)``). A skipped merge's branches
+        are checked the same way, layer by layer (not the bodies of blocks they name).
+        """
+        key = (id(args), scope.blocks[-1] if scope.blocks else None)  # the names in scope
+        done = self.checked.get(key)
+        if done is not None and done is args:
+            return
+        first = args.get("first")
+        if first is not None and not isinstance(first, LMap):
+            raise SpecError("'first' must be a mapping of arguments", args.locs["first"], scope.notes)
+        these = _with_first(args, first) if first else args
+        for k in RESERVED:
+            if k in args and k != "first":
+                self.literal(args[k], args.locs[k], scope)
+        if block is not None:
+            for k, value in these.items():
+                if k in RESERVED:
+                    continue
+                if k not in block.params:
+                    raise _no_parameter(block, k, these, scope)
+                vloc = these.locs.get(k, these.loc)
+                if self.literal(value, vloc, scope):
+                    _typed(value, block.params[k][0], k, vloc, scope.notes)
+            for k, (_type, default) in block.params.items():
+                if default is REQUIRED and k not in these:
+                    raise _needs_parameter(block, k, these, scope)
+        elif op.merge:
+            for b in _branches(op, these, scope):
+                body, bloc = these[b], these.locs[b]
+                if body == "identity" or body is None or body == []:
+                    continue
+                if isinstance(body, LMap) and list(body) == ["from"]:
+                    self.literal(body["from"], body.locs["from"], scope)
+                elif isinstance(body, LList):
+                    for i, item in enumerate(body):
+                        _, item_args, item_op, item_block = self.parse_item(item, body.loc_of(i), scope)
+                        self.skipped(item_op, item_block, item_args, scope)
+                else:
+                    raise _bad_branch(b, bloc, scope)
+        else:
+            named = set()
+            for source in (self.spec.defaults.get(op.name), these):
+                given = {}
+                for k, value in (source or {}).items():
+                    if k in RESERVED and source is these:
+                        continue
+                    spec_arg = _argument(op, k, given, source, scope)
+                    vloc = source.locs.get(k, source.loc)
+                    if self.literal(value, vloc, scope):
+                        _coerce(spec_arg, value, op.name, vloc, scope.notes)
+                named.update(given)
+            for spec_arg in op.args:
+                if spec_arg.default is REQUIRED and spec_arg.name not in named:
+                    raise _needs_argument(op, spec_arg, these, scope)
+        if args:  # not the fresh, empty mapping of a bare op name
+            self.checked[key] = args
+
+    def literal(self, value, loc, scope) -> bool:
+        """Whether ``value`` holds no expression; the expressions it holds are checked for
+        syntax and for names that are neither parameters nor functions."""
+        if is_expr(value):
+            try:
+                tree = parse_expr(value)
+            except OpError as exc:
+                raise SpecError(str(exc), loc, scope.notes) from None
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name) and node.id not in scope.vars and node.id not in FUNCTIONS:
+                    raise SpecError(
+                        f"in '{value}': unknown parameter '{node.id}'" + did_you_mean(node.id, scope.vars),
+                        loc,
+                        scope.notes,
+                    )
+            return False
+        if isinstance(value, list):
+            checked = [self.literal(v, loc, scope) for v in value]  # every item, not up to one
+            return all(checked)
+        return True
+
+    # --- arguments ----------------------------------------------------------------------
 
     def resolve(self, op, args, scope) -> dict:
         """Arguments after per-op defaults, aliases, expressions and type checks.
@@ -275,22 +363,7 @@ class _Builder:
             for key, value in source.items():
                 if key in RESERVED and source is args:
                     continue
-                spec_arg = op.arg_index.get(key)
-                kloc = source.key_locs.get(key, source.loc)
-                if spec_arg is None:
-                    raise SpecError(
-                        f"{op.name} has no argument '{key}'"
-                        + did_you_mean(key, list(op.arg_index) + list(RESERVED)),
-                        kloc,
-                        scope.notes,
-                    )
-                if spec_arg.name in given:
-                    raise SpecError(
-                        f"{op.name}: '{key}' and '{given[spec_arg.name]}' are the same argument",
-                        kloc,
-                        scope.notes,
-                    )
-                given[spec_arg.name] = key
+                spec_arg = _argument(op, key, given, source, scope)
                 vloc = source.locs.get(key, source.loc)
                 if is_expr(value) or isinstance(value, list):
                     constant = False
@@ -299,9 +372,7 @@ class _Builder:
         for spec_arg in op.args:
             if spec_arg.name not in a:
                 if spec_arg.default is REQUIRED:
-                    raise SpecError(
-                        f"{op.name} needs argument '{spec_arg.name}' ({spec_arg.help})", args.loc, scope.notes
-                    )
+                    raise _needs_argument(op, spec_arg, args, scope)
                 a[spec_arg.name] = spec_arg.default
         return a, constant
 
@@ -310,10 +381,7 @@ class _Builder:
             raise SpecError(
                 f"the spec expands to more than {MAX_LAYERS:,} layers ({LIMIT_HINT})", loc, scope.notes
             )
-        if name in self.tensors:
-            first = self.tensors[name]
-            where = f" (first at {first.loc})" if first.loc else ""
-            raise SpecError(f"duplicate layer name '{name}'{where}", loc, scope.notes)
+        self.unique(name, loc, scope)
         shapes = [t.shape for t in inputs]
         native = self.expected.get(name) if self.expected else None
         if op.fixed_input:
@@ -359,6 +427,12 @@ class _Builder:
         self.tensors[name] = tensor
         return tensor
 
+    def unique(self, name, loc, scope):
+        if name in self.tensors:
+            first = self.tensors[name]
+            where = f" (first at {first.loc})" if first.loc else ""
+            raise SpecError(f"duplicate layer name '{name}'{where}", loc, scope.notes)
+
     def lookup(self, ref, loc, scope):
         if not isinstance(ref, str):
             raise SpecError(f"'from' must name a layer, got {brief(ref)}", loc, scope.notes)
@@ -368,6 +442,57 @@ class _Builder:
         raise SpecError(
             f"'from': no earlier layer named '{ref}'" + did_you_mean(ref, self.tensors), loc, scope.notes
         )
+
+
+def _branches(op, args, scope) -> list:
+    branches = [k for k in args if k not in RESERVED]
+    if len(branches) < 2:
+        raise SpecError(
+            f"{op.name} needs at least two named branches, got {len(branches)}", args.loc, scope.notes
+        )
+    return branches
+
+
+def _bad_branch(b, bloc, scope):
+    return SpecError(
+        f"branch '{b}' must be a list of layers, 'identity' or {{from: NAME}}", bloc, scope.notes
+    )
+
+
+def _argument(op, key, given, source, scope):
+    """The op argument ``key`` names (an alias or its own name), recorded in ``given``."""
+    spec_arg = op.arg_index.get(key)
+    kloc = source.key_locs.get(key, source.loc)
+    if spec_arg is None:
+        raise SpecError(
+            f"{op.name} has no argument '{key}'" + did_you_mean(key, list(op.arg_index) + list(RESERVED)),
+            kloc,
+            scope.notes,
+        )
+    if spec_arg.name in given:
+        raise SpecError(
+            f"{op.name}: '{key}' and '{given[spec_arg.name]}' are the same argument", kloc, scope.notes
+        )
+    given[spec_arg.name] = key
+    return spec_arg
+
+
+def _needs_argument(op, spec_arg, args, scope):
+    return SpecError(f"{op.name} needs argument '{spec_arg.name}' ({spec_arg.help})", args.loc, scope.notes)
+
+
+def _no_parameter(block, key, args, scope):
+    return SpecError(
+        f"block '{block.name}' has no parameter '{key}'"
+        + did_you_mean(key, list(block.params) + list(RESERVED)),
+        args.key_locs.get(key, args.loc),
+        scope.notes,
+    )
+
+
+def _needs_parameter(block, key, args, scope):
+    type_name = block.params[key][0]
+    return SpecError(f"block '{block.name}' needs parameter '{key}' ({type_name})", args.loc, scope.notes)
 
 
 def _dims(shape) -> str:
