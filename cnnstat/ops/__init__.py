@@ -1,6 +1,6 @@
 """Op registry. Each module registers its ops on import; :data:`REGISTRY` maps name -> op."""
 
-from cnnstat.ops import activation, conv, linear, merge, norm, pool, reshape  # noqa: F401
+from cnnstat.ops import activation, attention, conv, linear, merge, norm, pool, reshape, tokens  # noqa: F401
 from cnnstat.ops.base import REGISTRY, RF, Arg, Cost, Op, register
 
 __all__ = ["REGISTRY", "RF", "Arg", "Cost", "Op", "register"]

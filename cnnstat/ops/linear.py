@@ -1,4 +1,4 @@
-"""Fully connected layer."""
+"""Fully connected layer, and the linear layer applied at every position (per token)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,36 @@ class FullyConnected(Op):
                 f"the frame's {list(shape[1:])} map is smaller than the window {list(a['_window'])}"
             )
         return pos
+
+
+@register
+class Linear(Op):
+    """The same ``out`` x C matrix applied at every position (ViT's and ConvNeXt's MLP layers,
+    the per-token linear layer): [C, *positions] -> [out, *positions]; a flat [D] input is one
+    position, [D] -> [out]. Weights = C x out, MACs = positions x C x out.
+
+    Unlike ``fc`` its weights depend only on the channels, so it runs at any input size (and
+    unchanged in frame mode); it does not mix positions, so the receptive field is unchanged.
+    A flat input made by ``flatten`` from a map of several positions is refused (its width
+    would change with the input size): that is an ``fc``.
+    """
+
+    name = "linear"
+    aliases = ("pwfc",)
+    kind = "fc"
+    args = (
+        Arg("out", "int", aliases=("units", "out_features"), min=1, help="output features"),
+        Arg("bias", "bool", True, help="learnable bias per output feature"),
+    )
+
+    def infer(self, a, shapes, rfs):
+        shape, rf = shapes[0], rfs[0]
+        if len(shape) == 1 and not rf.collapsed and prod(rf.extent) > 1:
+            raise OpError(
+                f"the flat input {list(shape)} is a flattened map of {'x'.join(map(str, rf.extent))} "
+                "positions: use fc (weights sized by the map) or apply linear to the map"
+            )
+        c, n = shape[0], a["out"]
+        out = (n, *shape[1:])
+        cost = Cost(weights=c * n, biases=n if a["bias"] else 0, macs=prod(shape[1:]) * c * n)
+        return out, cost, rf

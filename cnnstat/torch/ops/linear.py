@@ -1,4 +1,5 @@
-"""The torch side of :mod:`cnnstat.ops.linear`: fc."""
+"""The torch side of :mod:`cnnstat.ops.linear`: fc, and linear (the same matrix at every
+position, :class:`PointwiseLinear`)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,46 @@ from torch import nn
 
 from cnnstat.torch.ops.base import FUNCTIONS, MODULES, builds
 
+# --- modules beyond torch.nn ------------------------------------------------------------------
+
+
+class PointwiseLinear(nn.Module):
+    """cnnstat ``linear``: an ``nn.Linear(C, out)`` applied over the channels (dim 1) of a
+    channels-first tensor [B, C, *positions] -> [B, out, *positions]; a flat [B, D] input is
+    one position. Its weight is the Linear's [out, C], so ``sum(p.numel())`` is cnnstat's
+    count and PyTorch's flop counter sees one matrix product of positions x C x out MACs."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+
+    def forward(self, x):
+        if x.dim() == 2:
+            return self.linear(x)
+        return self.linear(x.movedim(1, -1)).movedim(-1, 1)
+
 
 @builds("fc")
 def _build_fc(a, shapes):
     return nn.Linear(shapes[0][0], a["out"], bias=a["bias"])
 
 
+@builds("linear")
+def _build_linear(a, shapes):
+    return PointwiseLinear(shapes[0][0], a["out"], bias=a["bias"])
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
 def _m_linear(rec, call):
     m = call.module
     rec.emit(call, "fc", {"out": m.out_features, "bias": m.bias is not None}, [rec.ref(call.args[0])])
+
+
+def _m_pointwise(rec, call):
+    m = call.module.linear
+    rec.emit(call, "linear", {"out": m.out_features, "bias": m.bias is not None}, [rec.ref(call.args[0])])
 
 
 def _f_linear(rec, call):
@@ -24,4 +56,5 @@ def _f_linear(rec, call):
 
 
 MODULES[nn.Linear] = _m_linear
+MODULES[PointwiseLinear] = _m_pointwise
 FUNCTIONS["linear"] = _f_linear

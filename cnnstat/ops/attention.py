@@ -1,0 +1,148 @@
+"""Multi-head self-attention (ViT, Swin, PVT) and the matrix product it is made of.
+
+Conventions: the projections are linear layers (MACs = tokens x inputs x outputs, biases not
+MACs); the attention itself is two matrix products, Q.K^T and A.V, of N_q x N_k x dim MACs
+each; the 1/sqrt(d) scaling, the softmax, masks and relative position biases count 0. These
+are the multiply-accumulates PyTorch's FlopCounterMode counts (FLOPs = 2 x MACs).
+"""
+
+from __future__ import annotations
+
+from cnnstat.errors import OpError
+from cnnstat.ops.base import RF, Arg, Cost, Op, per_axis, prod, register
+
+
+def _dims(values) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def global_rf(rf: RF) -> RF:
+    """Every unit sees the whole input: :meth:`RF.collapse` (already collapsed: unchanged)."""
+    return rf if rf.collapsed or not rf.size else rf.collapse()
+
+
+@register
+class Attention(Op):
+    """Multi-head self-attention over all positions of [D, N] tokens or a [C, *spatial] map;
+    the output has the input's shape. ``dim`` (default C) is the width of queries, keys and
+    values, split over ``heads``; the output projection maps it back to C.
+
+    Weights: qkv 3 x C x dim (+ 3 x dim biases with ``qkv_bias``), proj dim x C (+ C with
+    ``proj_bias``). MACs, N positions: N x C x 3dim + N x dim x C (projections)
+    + 2 x N x N_k x dim (Q.K^T and A.V; N_k = N globally).
+
+    - ``window`` (Swin): attention inside non-overlapping windows of a map. The map is padded
+      up to a multiple of the window (as torchvision's Swin does) and every MAC is counted at
+      the padded size N_p: N_p x C x 4dim + 2 x N_p x window area x dim. ``shift`` (shifted
+      windows: a cyclic roll and a mask) costs the same. ``rel_pos_bias``: Swin v1's learned
+      relative position bias, a table of prod(2w - 1) x heads weights (plus the index, window
+      area^2 buffer entries).
+    - ``sr`` (PVT's spatial reduction): keys and values come from the map reduced by a
+      convolution k = s = sr (C x C x sr^2 weights + C biases, N_k x C x C x sr^2 MACs)
+      followed by a layer norm (C weights + C biases), both counted in this layer; N_k =
+      prod(floor(size / sr)); queries cost N x C x dim, keys and values N_k x C x 2dim.
+
+    Kind fc: its weights are linear projections (with ``sr`` the reduction convolution's
+    and the norm's are counted here too, in this one layer).
+
+    Receptive field: global attention (and ``sr``) gives every unit the whole input
+    (collapsed, as global pooling does; a residual ``add`` keeps the field of its other
+    branch, as for a squeeze-excitation gate, and ``to_map`` right after the attention needs
+    its ``size``). With windows: the field of a window. Every unit of an unshifted window
+    sees exactly its window, so ``size`` is the window's (shifted windows see no more); the
+    first unit of each window has its field centred at ``start + unit x jump``, the others
+    share their window's field.
+    """
+
+    name = "attention"
+    aliases = ("mhsa", "self_attention")
+    kind = "fc"
+    args = (
+        Arg("heads", "int", aliases=("num_heads",), min=1, help="attention heads"),
+        Arg("dim", "int", None, aliases=("inner_dim",), min=1, help="width of q, k, v (default: C)"),
+        Arg("qkv_bias", "bool", True, help="biases of the q, k, v projections"),
+        Arg("proj_bias", "bool", True, help="bias of the output projection"),
+        Arg("window", "axes", None, aliases=("window_size",), help="window size (Swin), int or per axis"),
+        Arg("shift", "axes", 0, aliases=("shift_size",), help="window shift (Swin), int or per axis"),
+        Arg("rel_pos_bias", "bool", False, help="Swin's relative position bias table"),
+        Arg("sr", "int", 1, aliases=("sr_ratio",), min=1, help="spatial reduction of keys/values (PVT)"),
+    )
+
+    def infer(self, a, shapes, rfs):
+        shape, rf = shapes[0], rfs[0]
+        if len(shape) < 2:
+            raise OpError(f"attention needs tokens [D, N] or a map [C, H, W], got {list(shape)}")
+        c, spatial = shape[0], shape[1:]
+        rank, n = len(spatial), prod(spatial)
+        dim, heads, sr = a["dim"] or c, a["heads"], a["sr"]
+        if dim % heads:
+            raise OpError(f"heads={heads} must divide the width {dim}")
+        windowed = a["window"] is not None
+        if (windowed or sr > 1) and rf.size and len(rf.size) != rank:
+            what = "window" if windowed else "sr"
+            raise OpError(f"'{what}' over tokens of a {_dims(rf.extent)} map: give it the map (to_map first)")
+        shift = per_axis(a["shift"], rank, "shift")
+        if any(shift) and not windowed:
+            raise OpError("'shift' needs 'window'")
+        if a["rel_pos_bias"] and not windowed:
+            raise OpError("'rel_pos_bias' needs 'window' (its table is sized by the window)")
+        if windowed and sr > 1:
+            raise OpError("'window' and 'sr' do not combine: use one")
+
+        weights = 3 * c * dim + dim * c
+        biases = (3 * dim if a["qkv_bias"] else 0) + (c if a["proj_bias"] else 0)
+        buffers = 0
+        if windowed:
+            w = per_axis(a["window"], rank, "window")
+            if any(v < 1 for v in w):
+                raise OpError(f"'window' must be at least 1, got {list(w)}")
+            if any(not 0 <= s < v for s, v in zip(shift, w)):
+                raise OpError(f"'shift' {list(shift)} must be within [0, window {list(w)})")
+            padded = prod(-(-s // v) * v for s, v in zip(spatial, w))
+            area = prod(w)
+            macs = padded * c * 3 * dim + 2 * padded * area * dim + padded * dim * c
+            if a["rel_pos_bias"]:
+                weights += prod(2 * v - 1 for v in w) * heads
+                buffers += area * area
+            if rf.collapsed:
+                out_rf = rf
+            else:
+                k = tuple(min(v, s) for v, s in zip(w, spatial))
+                out_rf = rf.window(k, (1,) * rank, (0,) * rank, (1,) * rank, rf.extent)
+        elif sr > 1:
+            reduced = tuple(s // sr for s in spatial)
+            if min(reduced) < 1:
+                raise OpError(f"the map {_dims(spatial)} is smaller than sr={sr}")
+            nk, kk = prod(reduced), sr**rank
+            weights += c * c * kk + c  # reduction conv, norm's scale
+            biases += c + c  # conv's bias, norm's shift
+            macs = n * c * dim + nk * c * 2 * dim + nk * c * c * kk + 2 * n * nk * dim + n * dim * c
+            out_rf = global_rf(rf)
+        else:
+            macs = n * c * 3 * dim + 2 * n * n * dim + n * dim * c
+            out_rf = global_rf(rf)
+        return shape, Cost(weights=weights, biases=biases, buffers=buffers, macs=macs), out_rf
+
+
+@register
+class MatMul(Op):
+    """Matrix product of two named branches, in order, over the last two axes of their
+    (channels-first) shapes: (..., m, k) @ (..., k, n) -> (..., m, n), leading axes equal
+    (no broadcasting). No weights; unlike the other merges it counts MACs:
+    prod(leading axes) x m x k x n. It mixes positions: the receptive field becomes the
+    whole input (collapsed)."""
+
+    name = "matmul"
+    merge = True
+
+    def infer(self, a, shapes, rfs):
+        names = a["branches"]
+        if len(shapes) != 2:
+            raise OpError(f"matmul multiplies two branches, got {len(shapes)}")
+        x, y = shapes
+        described = f"branch '{names[0]}' is {list(x)}, branch '{names[1]}' is {list(y)}"
+        if len(x) < 2 or len(x) != len(y) or x[:-2] != y[:-2] or x[-1] != y[-2]:
+            raise OpError(f"{described}: needs (..., m, k) @ (..., k, n)")
+        out = (*x[:-1], y[-1])
+        rf = next((r for r in rfs if not r.collapsed), rfs[0])
+        return out, Cost(macs=prod(x) * y[-1]), global_rf(rf)

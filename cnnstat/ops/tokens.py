@@ -1,0 +1,175 @@
+"""Token sequences and learned tensors (ViT, DeiT, CaiT, ConvNeXt's layer scale).
+
+Shapes are channels first: a sequence of N tokens of D features is [D, N], like a 1-D signal
+[C, L]. ``tokens`` turns a map [C, H, W] into [C, H*W] and keeps the map's receptive field
+(one entry per axis of the map, ``extent`` the map's size), so ``to_map`` can restore it and
+the receptive field still reads in input pixels.
+"""
+
+from __future__ import annotations
+
+from cnnstat.errors import OpError
+from cnnstat.ops.base import RF, Arg, Cost, Op, per_axis, prod, register
+
+
+def _dims(values) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def _sequence(shape, op: str) -> None:
+    if len(shape) != 2:
+        raise OpError(
+            f"{op} needs tokens [D, N], got {list(shape)}"
+            + (": use 'tokens' first" if len(shape) > 2 else "")
+        )
+
+
+@register
+class Tokens(Op):
+    """[C, H, W] (or any map [C, *spatial]) -> [C, H*W] tokens, row-major (PyTorch's
+    ``x.flatten(2)``); no arithmetic. The receptive field is the map's: one entry per axis of
+    the map, its ``extent`` the map's size."""
+
+    name = "tokens"
+    view = True
+
+    def shape(self, a, shapes):
+        if len(shapes[0]) < 2:
+            raise OpError(f"tokens needs a map [C, H, W], got {list(shapes[0])}")
+        return (shapes[0][0], prod(shapes[0][1:]))
+
+
+@register
+class ToMap(Op):
+    """[C, N] tokens -> the [C, H, W] map (``size``: [H, W], or any number of axes), the
+    inverse of ``tokens``; by default the map the tokens came from (the receptive field's
+    extent). N must equal the map's positions: drop class tokens first (``take`` a range)."""
+
+    name = "to_map"
+    aliases = ("untokens",)
+    view = True
+    args = (Arg("size", "axes", None, help="the map's spatial size (default: the tokens' own map)"),)
+
+    def infer(self, a, shapes, rfs):
+        shape, rf = shapes[0], rfs[0]
+        _sequence(shape, self.name)
+        if a["size"] is None:
+            size = tuple(rf.extent)
+            if not size or rf.collapsed:
+                why = "attention mixed them" if size else "they come from no map"
+                raise OpError(f"the tokens' map is not known ({why}): give 'size'")
+        else:
+            v = a["size"]  # an int is a square (cube) map of the field's rank
+            size = tuple(v) if isinstance(v, tuple) else per_axis(v, len(rf.size) or 2, "size")
+            if any(v < 1 for v in size):
+                raise OpError(f"'size' must be positive, got {list(size)}")
+        n = shape[1]
+        if n != prod(size):
+            extra = n - prod(size)
+            take = f"take: {{index: {extra}, stop: {n}}}"
+            hint = f": if the first {extra} are class tokens, drop them first ({take})"
+            raise OpError(
+                f"{n} tokens do not make a {_dims(size)} map ({prod(size)} positions)"
+                + (hint if extra > 0 else "")
+            )
+        k = len(size)
+        if k == len(rf.size):
+            out_rf = rf if rf.collapsed else rf._replace(extent=size)
+        else:  # a layout the field does not describe: every unit may see the whole input
+            whole = rf if rf.collapsed or not rf.size else rf.collapse()
+            out_rf = RF(
+                (max(whole.size, default=1),) * k,
+                (max(whole.jump, default=1),) * k,
+                (max(whole.start, default=0.0),) * k,
+                (1,) * k,
+                True,
+            )
+        return (shape[0], *size), Cost(), out_rf
+
+
+@register
+class ClassToken(Op):
+    """Prepends ``n`` learned tokens (ViT's class token; DeiT's class and distillation
+    tokens, n = 2): [D, N] -> [D, N + n]; weights n x D. The receptive field is that of the
+    sequence (the learned tokens see nothing until attention mixes them in)."""
+
+    name = "class_token"
+    aliases = ("cls_token",)
+    args = (Arg("n", "int", 1, aliases=("count",), min=1, help="learned tokens to prepend"),)
+
+    def shape(self, a, shapes):
+        _sequence(shapes[0], self.name)
+        return (shapes[0][0], shapes[0][1] + a["n"])
+
+    def cost(self, a, shapes, out):
+        return Cost(weights=a["n"] * shapes[0][0])
+
+
+@register
+class PosEmbed(Op):
+    """Adds a learned tensor of the input's shape (ViT's position embedding): weights D x N
+    on [D, N] tokens, C x H x W on a map; the addition is not a MAC. The weights are sized by
+    the input, so at another input size it is refused (as fc), and it has no frame mode."""
+
+    name = "pos_embed"
+    fixed_input = True
+
+    def cost(self, a, shapes, out):
+        return Cost(weights=prod(shapes[0]))
+
+    def frame_args(self, a, native):
+        raise OpError("its weights are sized for the spec's input, so it cannot run over a frame")
+
+
+@register
+class Scale(Op):
+    """A learned multiplier per channel (ConvNeXt's and CaiT's layer scale): weights C;
+    0 MACs (an element-wise product, as batch norm's affine)."""
+
+    name = "scale"
+    aliases = ("layer_scale",)
+
+    def cost(self, a, shapes, out):
+        return Cost(weights=shapes[0][0])
+
+
+@register
+class Take(Op):
+    """Token ``index`` of [D, N] -> [D] flat (ViT's head reads the class token, index 0), or
+    with ``stop`` the tokens [index, stop) -> [D, stop - index] (drop DeiT's two class tokens:
+    index 2, stop N). Negative values count from the end, as Python's. No arithmetic.
+
+    Receptive field: unchanged when the sequence's is collapsed (after global attention) and
+    for a range; one token's when the tokens are exactly the map's positions (row-major),
+    else the first token's.
+    """
+
+    name = "take"
+    aliases = ("select",)
+    view = True
+    args = (
+        Arg("index", "int", 0, aliases=("start",), help="the (first) token to keep"),
+        Arg("stop", "int", None, aliases=("end",), help="keep tokens [index, stop) as a sequence"),
+    )
+
+    def infer(self, a, shapes, rfs):
+        shape, rf = shapes[0], rfs[0]
+        _sequence(shape, self.name)
+        n, i = shape[1], a["index"]
+        if not -n <= i < n:
+            raise OpError(f"index {i} is outside the {n} tokens")
+        if a["stop"] is not None:
+            start, stop, _ = slice(i, a["stop"]).indices(n)
+            if stop <= start:
+                raise OpError(f"tokens [{i}, {a['stop']}) of {n} are none")
+            return (shape[0], stop - start), Cost(), rf
+        if rf.collapsed or not rf.size:
+            return (shape[0],), Cost(), rf
+        start = rf.start
+        if n == prod(rf.extent):
+            pos, at = i % n, []
+            for e in reversed(rf.extent):
+                at.append(pos % e)
+                pos //= e
+            start = tuple(s + p * j for s, p, j in zip(rf.start, reversed(at), rf.jump))
+        return (shape[0],), Cost(), rf._replace(start=start, extent=(1,) * len(rf.size))

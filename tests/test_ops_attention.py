@@ -1,0 +1,600 @@
+"""Transformer-era ops: linear (per position), tokens, learned tensors, matmul, attention.
+
+Every figure is checked against something independent: hand computation, ``sum(p.numel())``
+of torch modules written here (features-last, as ViT, Swin, PVT and ConvNeXt are written) or of
+torchvision's own (vit_b_16, convnext_tiny, ShiftedWindowAttention), PyTorch's FlopCounterMode
+(FLOPs = 2 x MACs), fvcore, autograd for receptive fields, and nn.MultiheadAttention /
+torchvision's shifted window attention for what the built modules compute.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_torch_build import assert_matches
+from torch import nn
+
+from cnnstat.analysis import Analysis
+from cnnstat.errors import SpecError
+from cnnstat.ops import REGISTRY
+from cnnstat.spec.build import build as build_spec
+from cnnstat.torch.builder import build_graph
+from cnnstat.torch.check import fvcore_macs
+from cnnstat.torch.ops.attention import SelfAttention
+from helpers import analyze_text, spec_from_text
+
+# layernorm and gelu belong to another op family. Where they are not registered, stand-ins
+# with the same shapes and MACs (0) keep the whole-network tests meaningful: 'identity' for
+# layernorm (its 2C parameters per layer then added by hand) and 'relu' for gelu.
+HAS_LN = "layernorm" in REGISTRY
+LN = "layernorm" if HAS_LN else "identity"
+GELU = "gelu" if "gelu" in REGISTRY else "relu"
+
+
+def norms(text: str) -> str:
+    return text.replace("layernorm", LN).replace("gelu", GELU)
+
+
+def ln_params(graph) -> int:
+    """The stand-ins' missing layer-norm parameters (scale and shift per channel)."""
+    return 0 if HAS_LN else sum(2 * la.output[0] for la in graph.layers if la.op == "identity")
+
+
+def one(layer_yaml: str, input="[64, 8, 8]"):
+    return analyze_text(f"input: {input}\nlayers:\n  - {layer_yaml}\n").layers[-1]
+
+
+def torch_macs(module, *inputs) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return counter.get_total_flops() // 2
+
+
+def numel(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# --- linear -------------------------------------------------------------------------------------
+
+
+def test_linear_on_a_map_tokens_and_a_vector():
+    la = one("linear: {out: 24}", "[16, 5, 7]")
+    assert la.output == (24, 5, 7) and la.kind == "fc"
+    assert (la.weights, la.biases, la.macs) == (16 * 24, 24, 35 * 16 * 24)
+    assert la.rf.size == (1, 1) and not la.rf.collapsed  # per position: the field is unchanged
+    la = one("pwfc: {out: 3072, bias: false}", "[768, 197]")
+    assert la.output == (3072, 197) and (la.weights, la.biases, la.macs) == (768 * 3072, 0, 197 * 768 * 3072)
+    a = analyze_text("input: [16, 5, 7]\nlayers:\n  - gap\n  - flatten\n  - linear: {out: 10}\n")
+    assert a.layers[-1].output == (10,) and a.layers[-1].macs == 160  # one position, as fc
+
+
+def test_linear_runs_at_any_input_and_unchanged_in_frame_mode():
+    spec = spec_from_text(
+        "input: [3, 32, 32]\nlayers:\n  - conv: {out: 8, k: 4, s: 4}\n  - linear: {out: 6}\n"
+    )
+    for frame in (False, True):
+        la = build_spec(spec, (3, 64, 96), frame=frame).layers[-1]
+        assert la.output == (6, 16, 24) and la.weights == 48 and la.macs == 16 * 24 * 8 * 6
+
+
+# --- tokens and learned tensors -----------------------------------------------------------------
+
+
+VIT_STEM = """
+input: [3, 64, 48]
+layers:
+  - conv: {out: 32, k: 16, s: 16}
+  - tokens
+  - class_token: {n: 2}
+  - pos_embed
+  - scale
+  - take: {index: 2, stop: 14}
+  - to_map
+  - tokens: {name: again}
+  - take: {index: 5}
+"""
+
+
+def test_tokens_class_tokens_pos_embed_scale_take():
+    a = analyze_text(VIT_STEM)
+    conv, tok, cls, pos, scale, rest, fmap, again, one_token = a.layers
+    assert tok.output == (32, 12) and tok.macs == tok.weights == 0
+    # the map's field is kept: one entry per axis of the 4x3 map, its extent the map's size
+    assert tok.rf == conv.rf and tok.rf.extent == (4, 3) and tok.spatial
+    assert cls.output == (32, 14) and cls.weights == 2 * 32 and cls.kind == "other"
+    assert pos.output == (32, 14) and pos.weights == 32 * 14 and pos.macs == 0
+    assert scale.weights == 32 and scale.biases == scale.macs == 0
+    assert rest.output == (32, 12) and fmap.output == (32, 4, 3)  # class tokens dropped, map back
+    assert fmap.rf == conv.rf
+    # token 5 of the 4x3 map is at row 1, column 2: its own 16x16 field
+    assert one_token.output == (32,) and one_token.rf.size == (16, 16)
+    assert one_token.rf.start == (7.5 + 16, 7.5 + 32) and not one_token.spatial
+    assert a.receptive_field().name == "again"  # the last layer whose units cover part of the input
+    assert a.totals()["params"] == conv.weights + conv.biases + 64 + 32 * 14 + 32
+
+
+def test_pos_embed_on_a_map_and_fixed_input():
+    la = one("pos_embed", "[8, 5, 6]")
+    assert la.weights == 8 * 5 * 6
+    spec = spec_from_text("input: [8, 5, 6]\nlayers:\n  - pos_embed\n")
+    with pytest.raises(
+        SpecError, match=r"^test.yaml:3:5: error: pos_embed 'pos_embed1' gets input \[8, 6, 6\]"
+    ):
+        build_spec(spec, (8, 6, 6))
+    with pytest.raises(
+        SpecError, match="pos_embed in frame mode: its weights are sized for the spec's input"
+    ):
+        build_spec(spec, (8, 9, 9), frame=True)
+
+
+# --- attention ----------------------------------------------------------------------------------
+
+
+def test_vit_b_block_attention_by_hand():
+    la = one("attention: {heads: 12}", "[768, 197]")
+    assert la.output == (768, 197) and la.kind == "fc"
+    assert la.weights == 768 * 2304 + 768 * 768  # qkv, proj
+    assert la.biases == 2304 + 768
+    assert la.macs == 197 * 768 * 2304 + 197 * 768 * 768 + 2 * 197 * 197 * 768
+    assert la.rf.collapsed
+
+
+def test_attention_inner_width_and_biases():
+    # dim 32 != C 64: qkv 64 -> 96, proj 32 -> 64; 4 heads of 8
+    la = one("mhsa: {heads: 4, dim: 32, qkv_bias: false, proj_bias: false}", "[64, 5, 6]")
+    assert (la.weights, la.biases) == (64 * 96 + 32 * 64, 0)
+    assert la.macs == 30 * 64 * 96 + 30 * 32 * 64 + 2 * 30 * 30 * 32
+    assert la.output == (64, 5, 6)
+
+
+def test_window_attention_pads_to_whole_windows():
+    # Swin-T stage 1: 56x56 map, 7x7 windows, 96 channels, 3 heads
+    la = one("attention: {heads: 3, window: 7, shift: 3, rel_pos_bias: true}", "[96, 56, 56]")
+    n, area = 56 * 56, 49
+    assert la.macs == n * 96 * 288 + n * 96 * 96 + 2 * n * area * 96
+    assert la.weights == 96 * 288 + 96 * 96 + 13 * 13 * 3 and la.biases == 288 + 96
+    assert la.buffers == area * area  # the relative position index
+    # 30x45 map, 7x7 windows: padded to 35x49, every MAC at the padded size
+    la = one("attention: {heads: 3, window: 7}", "[96, 30, 45]")
+    n = 35 * 49
+    assert la.macs == n * 96 * 384 + 2 * n * 49 * 96 and la.weights == 96 * 384
+    # per axis windows
+    la = one("attention: {heads: 2, window: [2, 4]}", "[8, 4, 6]")
+    assert la.macs == 4 * 8 * 8 * 32 + 2 * 4 * 8 * 8 * 8
+
+
+def test_spatial_reduction_attention():
+    # PVT-Small stage 1: 56x56 map, 64 channels, 1 head, sr 8 -> 7x7 keys and values
+    la = one("attention: {heads: 1, sr: 8}", "[64, 56, 56]")
+    n, nk = 56 * 56, 7 * 7
+    assert la.weights == 3 * 64 * 64 + 64 * 64 + 64 * 64 * 64 + 64  # q, kv, proj; conv; norm scale
+    assert la.biases == 3 * 64 + 64 + 64 + 64  # qkv, proj, conv, norm shift
+    assert la.macs == n * 64 * 64 + nk * 64 * 128 + nk * 64 * 64 * 64 + 2 * n * nk * 64 + n * 64 * 64
+    # 30x45 map, sr 4: floor -> 7x11
+    la = one("attention: {heads: 2, sr: 4}", "[8, 30, 45]")
+    n, nk = 30 * 45, 7 * 11
+    assert la.macs == n * 8 * 8 + nk * 8 * 16 + nk * 8 * 8 * 16 + 2 * n * nk * 8 + n * 8 * 8
+
+
+def test_matmul():
+    a = analyze_text(
+        """
+        input: [8, 6, 5]
+        layers:
+          - matmul:
+              a: [conv: {out: 4, k: 1}]
+              b: [conv: {out: 4, k: 1}, tokens, to_map: {size: [5, 6]}]
+        """
+    )
+    mm = a.layers[-1]
+    assert mm.op == "matmul" and mm.inputs == ("matmul1.a.conv1", "matmul1.b.to_map1")
+    assert mm.output == (4, 6, 6)  # 4 x (6x5 @ 5x6)
+    assert mm.macs == 4 * 6 * 5 * 6 and mm.weights == 0 and mm.rf.collapsed
+
+
+# --- errors, located ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ("  - attention: {heads: 5}", "3:5: error: attention: heads=5 must divide the width 768"),
+        ("  - attention: {heads: 4, dim: 30}", "3:5: error: attention: heads=4 must divide the width 30"),
+        ("  - tokens\n  - attention: {heads: 1, window: 7}", "4:5: error: attention: 'window' over tokens"),
+        ("  - attention: {heads: 1, shift: 3}", "3:5: error: attention: 'shift' needs 'window'"),
+        ("  - attention: {heads: 1, window: 7, shift: 7}", "3:5: error: attention: 'shift' [7, 7] must be"),
+        (
+            "  - attention: {heads: 1, rel_pos_bias: true}",
+            "3:5: error: attention: 'rel_pos_bias' needs 'window'",
+        ),
+        ("  - attention: {heads: 1, sr: 15}", "3:5: error: attention: the map 14x14 is smaller than sr=15"),
+        ("  - attention: {heads: 1, sr: 2, window: 7}", "3:5: error: attention: 'window' and 'sr' do not"),
+        ("  - attention: {heads: 0}", "3:24: error: attention: 'heads' must be at least 1, got 0"),
+        (
+            "  - gap\n  - flatten\n  - attention: {heads: 1}",
+            "5:5: error: attention needs tokens [D, N] or a map",
+        ),
+        (
+            "  - tokens\n  - class_token\n  - to_map",
+            "5:5: error: to_map: 197 tokens do not make a 14x14 map (196 positions): if the first 1 are "
+            "class tokens, drop them first (take: {index: 1, stop: 197})",
+        ),
+        (
+            "  - tokens\n  - attention: {heads: 1}\n  - to_map",
+            "5:5: error: to_map: the tokens' map is not known",
+        ),
+        (
+            "  - class_token",
+            "3:5: error: class_token needs tokens [D, N], got [768, 14, 14]: use 'tokens' first",
+        ),
+        ("  - take", "3:5: error: take needs tokens [D, N]"),
+        ("  - tokens\n  - take: {index: 196}", "4:5: error: take: index 196 is outside the 196 tokens"),
+        (
+            "  - flatten\n  - linear: {out: 3}",
+            "4:5: error: linear: the flat input [150528] is a flattened map",
+        ),
+        ("  - gap\n  - flatten\n  - tokens", "5:5: error: tokens needs a map [C, H, W], got [768]"),
+        (
+            "  - matmul:\n      a: identity\n      b: [conv: {out: 2, k: 1}]",
+            "3:5: error: matmul: branch 'a' is [768, 14, 14], branch 'b' is [2, 14, 14]: needs (..., m, k) @",
+        ),
+    ],
+)
+def test_errors_are_located(layers, message):
+    with pytest.raises(SpecError) as exc:
+        build_spec(spec_from_text(f"input: [768, 14, 14]\nlayers:\n{layers}\n"))
+    assert str(exc.value).startswith("test.yaml:" + message)
+
+
+# --- torch: built modules, FlopCounterMode, fvcore, round trip -------------------------------------
+
+EVERY_NEW_OP = """
+cnnstat: 1
+name: every-new-op
+input: [3, 48, 40]
+layers:
+  - conv: {out: 24, k: 8, s: 8}
+  - linear: {out: 16}
+  - tokens
+  - class_token: {n: 2}
+  - pos_embed
+  - scale
+  - add:
+      attn: [attention: {heads: 4}]
+      skip: identity
+  - linear: {out: 32, bias: false}
+  - linear: {out: 16}
+  - take: {index: 2, stop: 32}
+  - to_map: {size: [6, 5]}
+  - attention: {heads: 2, window: 4, shift: 2, rel_pos_bias: true, dim: 8}
+  - attention: {heads: 2, window: [3, 2]}
+  - attention: {heads: 4, sr: 2, qkv_bias: false}
+  - matmul:
+      a: identity
+      b: [tokens, to_map: {size: [5, 6]}]
+  - tokens
+  - take
+  - linear: {out: 10}
+"""
+
+THREE_D = """
+cnnstat: 1
+name: three-d
+input: [6, 7, 5, 9]
+layers:
+  - attention: {heads: 3, window: [2, 3, 4], shift: [1, 1, 2], rel_pos_bias: true}
+  - attention: {heads: 2, sr: 2}
+  - tokens
+  - attention: {heads: 1, dim: 4}
+"""
+
+ONE_D = """
+cnnstat: 1
+name: one-d
+input: [6, 50]
+layers:
+  - attention: {heads: 3, window: 8, shift: 3, rel_pos_bias: true}
+  - attention: {heads: 2, sr: 4}
+  - linear: {out: 4}
+"""
+
+
+@pytest.mark.parametrize("spec", [EVERY_NEW_OP, THREE_D, ONE_D], ids=["2d", "3d", "1d"])
+def test_built_modules_match(spec):
+    """params == sum(numel), FlopCounterMode == fvcore == cnnstat's MACs, the module imports
+    back to the same layers, and the real forward gives the spec's shapes."""
+    graph = build_spec(spec_from_text(spec))
+    assert_matches(graph, build_graph(graph, "meta"))
+    module = build_graph(graph)
+    macs = Analysis(graph).totals()["macs"]
+    assert fvcore_macs(module, graph.input)["macs"] == macs
+    out = module(torch.randn(2, *graph.input))
+    assert tuple(out.shape[1:]) == graph.layers[-1].output
+
+
+def test_to_map_without_size_is_built_only_with_its_size():
+    from cnnstat.errors import CnnstatError
+
+    graph = build_spec(spec_from_text("input: [4, 6, 6]\nlayers:\n  - tokens\n  - to_map\n"))
+    assert graph.layers[-1].output == (4, 6, 6)
+    with pytest.raises(CnnstatError, match="to_map: give 'size' to build it in torch"):
+        build_graph(graph, "meta")
+
+
+def test_global_attention_computes_what_multihead_attention_does():
+    torch.manual_seed(0)
+    ours = SelfAttention(32, 4, rank=2).eval()
+    mha = nn.MultiheadAttention(32, 4, batch_first=True).eval()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(ours.qkv.weight)
+        mha.in_proj_bias.copy_(ours.qkv.bias)
+        mha.out_proj.weight.copy_(ours.proj.weight)
+        mha.out_proj.bias.copy_(ours.proj.bias)
+        x = torch.randn(2, 32, 5, 6)
+        tokens = x.flatten(2).transpose(1, 2)
+        want = mha(tokens, tokens, tokens, need_weights=False)[0].transpose(1, 2).reshape(x.shape)
+        assert torch.allclose(ours(x), want, atol=1e-5)
+    assert numel(ours) == numel(mha)
+
+
+def _swin(dim, heads, window, shift):
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    return ShiftedWindowAttention(dim, [window, window], [shift, shift], heads).eval()
+
+
+def test_shifted_windows_compute_what_torchvisions_swin_does():
+    """Padding to whole windows, the cyclic shift, its mask and the relative position bias."""
+    torch.manual_seed(0)
+    ref = _swin(12, 3, 4, 2)
+    ours = SelfAttention(12, 3, window=4, shift=2, rel_pos_bias=True, rank=2).eval()
+    with torch.no_grad():
+        for name in ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias", "relative_position_bias_table"):
+            ours.get_parameter(name).copy_(ref.get_parameter(name))
+        assert torch.equal(ours.relative_position_index, ref.relative_position_index)
+        x = torch.randn(2, 12, 10, 11)  # padded to 12x12
+        want = ref(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        assert torch.allclose(ours(x), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(56, 56), (30, 45)])
+def test_window_attention_against_torchvision_swin(size):
+    ref = _swin(96, 3, 7, 3)
+    la = one("attention: {heads: 3, window: 7, shift: 3, rel_pos_bias: true}", f"[96, {size[0]}, {size[1]}]")
+    assert la.weights + la.biases == numel(ref)
+    assert la.buffers == ref.relative_position_index.numel()
+    with torch.device("meta"):
+        ref = _swin(96, 3, 7, 3)
+    assert torch_macs(ref, torch.empty(1, *size, 96, device="meta")) == la.macs
+
+
+class PVTAttention(nn.Module):
+    """PVT's spatial-reduction attention as its authors write it (features last, q and kv
+    projections, a k = s = sr convolution and a layer norm for keys and values)."""
+
+    def __init__(self, dim, heads, sr):
+        super().__init__()
+        self.heads, self.sr_ratio = heads, sr
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.sr = nn.Conv2d(dim, dim, sr, sr)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x, hw):
+        b, n, c = x.shape
+        h = self.heads
+        q = self.q(x).reshape(b, n, h, c // h).permute(0, 2, 1, 3)
+        r = self.norm(self.sr(x.transpose(1, 2).reshape(b, c, *hw)).flatten(2).transpose(1, 2))
+        k, v = self.kv(r).reshape(b, -1, 2, h, c // h).permute(2, 0, 3, 1, 4)
+        attn = (q @ k.transpose(-2, -1) * (c // h) ** -0.5).softmax(-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+@pytest.mark.parametrize("dim, heads, sr, hw", [(64, 1, 8, (56, 56)), (32, 2, 4, (30, 45))])
+def test_spatial_reduction_against_pvts_attention(dim, heads, sr, hw):
+    la = one(f"attention: {{heads: {heads}, sr: {sr}}}", f"[{dim}, {hw[0]}, {hw[1]}]")
+    with torch.device("meta"):
+        ref = PVTAttention(dim, heads, sr)
+    assert la.weights + la.biases == numel(ref)
+    assert torch_macs(ref, torch.empty(1, math.prod(hw), dim, device="meta"), hw) == la.macs
+
+
+# --- receptive fields, measured by autograd --------------------------------------------------------
+
+
+def _field(module, x, unit) -> list:
+    """First and last input index with a non-zero gradient of output ``unit``, per axis."""
+    x = x.clone().requires_grad_(True)
+    module(x)[(0, slice(None), *unit)].sum().backward()
+    hit = x.grad[0].abs().sum(0) != 0
+    out = []
+    for axis in range(hit.dim()):
+        other = tuple(a for a in range(hit.dim()) if a != axis)
+        idx = hit.any(dim=other).nonzero().flatten() if other else hit.nonzero().flatten()
+        out.append((int(idx.min()), int(idx.max())))
+    return out
+
+
+def test_window_attention_field():
+    torch.manual_seed(0)
+    module = SelfAttention(8, 2, window=4, rank=2).double()
+    x = torch.randn(1, 8, 12, 12, dtype=torch.float64)
+    la = one("attention: {heads: 2, window: 4}", "[8, 12, 12]")
+    assert la.rf.size == (4, 4) and la.rf.jump == (1, 1) and not la.rf.collapsed
+    # a unit at a window's start: its field is centred at start + unit x jump
+    (r0, r1), (c0, c1) = _field(module, x, (4, 8))
+    assert (r1 - r0 + 1, c1 - c0 + 1) == la.rf.size
+    assert ((r0 + r1) / 2, (c0 + c1) / 2) == (la.rf.start[0] + 4, la.rf.start[1] + 8)
+    # with a shift and a padded map no unit sees more than a window
+    module = SelfAttention(8, 2, window=4, shift=2, rank=2).double()
+    x = torch.randn(1, 8, 10, 10, dtype=torch.float64)
+    for unit in [(i, j) for i in range(10) for j in range(0, 10, 3)]:
+        assert all(last - first + 1 <= 4 for first, last in _field(module, x, unit))
+
+
+def test_global_attention_sees_everything():
+    torch.manual_seed(0)
+    module = SelfAttention(8, 2, rank=2).double()
+    x = torch.randn(1, 8, 5, 7, dtype=torch.float64)
+    assert _field(module, x, (0, 0)) == [(0, 4), (0, 6)]
+    la = one("attention: {heads: 2}", "[8, 5, 7]")
+    assert la.rf.collapsed and la.rf.size == (5, 7) and la.rf.start == (2.0, 3.0)
+
+
+# --- whole networks -------------------------------------------------------------------------------
+
+VIT = """
+cnnstat: 1
+name: vit
+input: [3, RES, RES]
+PARAMS
+blocks:
+  encoder_block:
+    description: pre-norm attention and MLP, each with a residual connection
+    body:
+      - add:
+          attn: [layernorm, attention: {heads: $heads}]
+          skip: identity
+      - add:
+          mlp: [layernorm, linear: {out: $mlp}, gelu, linear: {out: $width}]
+          skip: identity
+layers:
+  - conv: {name: conv_proj, out: $width, k: $patch, s: $patch}
+  - tokens
+  - class_token
+  - pos_embed
+  - encoder_block: {name: layer, repeat: $depth}
+  - layernorm
+  - take
+  - fc: {name: head, out: $classes}
+"""
+
+
+VIT_PARAMS = dict(res=224, patch=16, width=768, depth=12, heads=12, mlp=3072, classes=1000)
+
+
+def vit(**params) -> str:
+    values = {**VIT_PARAMS, **params}
+    line = "params: {" + ", ".join(f"{k}: {v}" for k, v in values.items()) + "}"
+    return norms(VIT).replace("PARAMS", line).replace("RES", str(values["res"]))
+
+
+class ReferenceViT(nn.Module):
+    """A ViT as it is usually written (features last, timm's layout), independently of cnnstat."""
+
+    def __init__(self, res, patch, width, depth, heads, mlp, classes, norm=nn.LayerNorm):
+        super().__init__()
+        n = (res // patch) ** 2
+        self.patch = nn.Conv2d(3, width, patch, patch)
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos = nn.Parameter(torch.zeros(1, n + 1, width))
+        self.heads = heads
+        self.blocks = nn.ModuleList(
+            nn.ModuleDict(
+                dict(
+                    norm1=norm(width),
+                    qkv=nn.Linear(width, 3 * width),
+                    proj=nn.Linear(width, width),
+                    norm2=norm(width),
+                    fc1=nn.Linear(width, mlp),
+                    fc2=nn.Linear(mlp, width),
+                )
+            )
+            for _ in range(depth)
+        )
+        self.norm = norm(width)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        b, n, c = x.shape
+        for blk in self.blocks:
+            q, k, v = blk["qkv"](blk["norm1"](x)).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            attn = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(-1)
+            x = x + blk["proj"]((attn @ v).transpose(1, 2).reshape(b, n, c))
+            x = x + blk["fc2"](F.gelu(blk["fc1"](blk["norm2"](x))))
+        return self.head(self.norm(x)[:, 0])
+
+
+def test_small_vit_against_an_independent_module():
+    params = dict(res=64, patch=16, width=48, depth=2, heads=3, mlp=96, classes=10)
+    graph = build_spec(spec_from_text(vit(**params)))
+    t = Analysis(graph).totals()
+    ref = ReferenceViT(**params, norm=nn.LayerNorm if HAS_LN else (lambda c: nn.Identity()))
+    assert t["params"] == numel(ref)
+    assert t["macs"] == torch_macs(ref, torch.empty(1, 3, 64, 64))
+    # by hand: patches 16 x 48 x 768; per block, 17 tokens: qkv, proj, QK^T and AV, two MLP layers
+    per_block = 17 * 48 * 144 + 17 * 48 * 48 + 2 * 17 * 17 * 48 + 2 * 17 * 48 * 96
+    assert t["macs"] == 16 * 48 * 768 + 2 * per_block + 48 * 10
+    if HAS_LN:  # (the importer binds an nn.Identity stand-in's output to the stand-in)
+        assert_matches(graph, build_graph(graph, "meta"))
+    # receptive field: every unit sees the whole input from the first attention on; the
+    # network's field is, as before global pooling in a CNN, that of the units before it: a patch
+    layers = {la.name: la for la in graph.layers}
+    assert layers["layer.0.add1.attn.attention1"].rf.collapsed
+    assert layers["layer.0.add1.attn.attention1"].rf.size == (64, 64)
+    rf_layer = Analysis(graph).receptive_field()
+    assert rf_layer.name == f"{LN}1" and rf_layer.rf.size == (16, 16) and rf_layer.rf.jump == (16, 16)
+
+
+def test_vit_b_16_is_torchvisions():
+    """ViT-B/16 at 224x224: parameters as torchvision's vit_b_16, MACs as FlopCounterMode
+    counts torchvision's module and as its weights' metadata publishes (17.564 GFLOPS)."""
+    from torchvision.models import ViT_B_16_Weights, vit_b_16
+
+    graph = build_spec(spec_from_text(vit()))
+    t = Analysis(graph).totals()
+    with torch.device("meta"):
+        ref = vit_b_16().eval()
+    assert t["params"] + ln_params(graph) == numel(ref) == 86_567_656
+    assert t["macs"] == torch_macs(ref, torch.empty(1, 3, 224, 224, device="meta")) == 17_563_828_224
+    assert round(t["macs"] / 1e9, 3) == ViT_B_16_Weights.IMAGENET1K_V1.meta["_ops"]
+
+
+CONVNEXT_T = """
+cnnstat: 1
+name: convnext_tiny
+input: [3, 224, 224]
+blocks:
+  cnblock:
+    params: {dim: int}
+    body:
+      - add:
+          main: [dwconv: {k: 7, p: 3}, layernorm, linear: {out: $(4 * dim)}, gelu, linear: {out: $dim}, scale]
+          skip: identity
+  stage:
+    params: {dim: int, n: int, down: true}
+    body:
+      - layernorm: {if: $down}
+      - conv: {if: $down, out: $dim, k: 2, s: 2}
+      - cnblock: {name: block, repeat: $n, dim: $dim}
+layers:
+  - conv: {out: 96, k: 4, s: 4}
+  - layernorm
+  - stage: {dim: 96, n: 3, down: false}
+  - stage: {dim: 192, n: 3}
+  - stage: {dim: 384, n: 9}
+  - stage: {dim: 768, n: 3}
+  - gap
+  - layernorm
+  - flatten
+  - fc: {out: 1000}
+"""
+
+
+def test_convnext_tiny_is_torchvisions():
+    """ConvNeXt-T: linear over maps, layer scale; parameters and MACs as torchvision's."""
+    from torchvision.models import ConvNeXt_Tiny_Weights, convnext_tiny
+
+    graph = build_spec(spec_from_text(norms(CONVNEXT_T)))
+    t = Analysis(graph).totals()
+    with torch.device("meta"):
+        ref = convnext_tiny().eval()
+    assert t["params"] + ln_params(graph) == numel(ref) == 28_589_128
+    assert t["macs"] == torch_macs(ref, torch.empty(1, 3, 224, 224, device="meta")) == 4_455_531_264
+    assert round(t["macs"] / 1e9, 3) == ConvNeXt_Tiny_Weights.IMAGENET1K_V1.meta["_ops"]
