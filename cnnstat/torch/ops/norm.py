@@ -1,10 +1,31 @@
-"""The torch side of :mod:`cnnstat.ops.norm`: bn, lrn."""
+"""The torch side of :mod:`cnnstat.ops.norm`: bn, lrn, layernorm, layernorm_all, groupnorm,
+instancenorm."""
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cnnstat.torch.ops.base import FUNCTIONS, MODULES, builds, nd
+from cnnstat.torch.ops.base import FUNCTIONS, MODULES, builds, nd, t
+from cnnstat.torch.recorder import Ref, rf_for, sample_shape
+
+# --- modules beyond torch.nn ------------------------------------------------------------------
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """Layer norm over dim 1 (the channels) of a channels-first tensor [N, C, *]: cnnstat's
+    ``layernorm``. Weight and bias have shape [C] (an ``nn.LayerNorm(C)``); the forward moves
+    the channels last, applies ``F.layer_norm`` over them and moves them back, as
+    torchvision's ``convnext.LayerNorm2d`` does for [N, C, H, W], for any number of spatial
+    axes."""
+
+    def forward(self, x):
+        x = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.movedim(-1, 1)
+
+
+# --- build ------------------------------------------------------------------------------------
 
 
 @builds("bn")
@@ -17,6 +38,39 @@ def _build_bn(a, shapes):
 @builds("lrn")
 def _build_lrn(a, shapes):
     return nn.LocalResponseNorm(a["size"], alpha=a["alpha"], beta=a["beta"], k=a["k"])
+
+
+@builds("layernorm")
+def _build_layernorm(a, shapes):
+    shape = shapes[0]
+    cls = nn.LayerNorm if len(shape) == 1 else ChannelLayerNorm
+    return cls(shape[0], eps=a["eps"], elementwise_affine=a["affine"], bias=a["bias"])
+
+
+@builds("layernorm_all")
+def _build_layernorm_all(a, shapes):
+    return nn.LayerNorm(list(shapes[0]), eps=a["eps"], elementwise_affine=a["affine"], bias=a["bias"])
+
+
+@builds("groupnorm")
+def _build_groupnorm(a, shapes):
+    return nn.GroupNorm(a["groups"], shapes[0][0], eps=a["eps"], affine=a["affine"])
+
+
+@builds("instancenorm")
+def _build_instancenorm(a, shapes):
+    shape = shapes[0]
+    cls = nd(shape, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+    return cls(
+        shape[0],
+        eps=a["eps"],
+        momentum=a["momentum"],
+        affine=a["affine"],
+        track_running_stats=a["track_running_stats"],
+    )
+
+
+# --- import -----------------------------------------------------------------------------------
 
 
 def _m_bn(rec, call):
@@ -49,8 +103,151 @@ def _f_lrn(rec, call):
     rec.emit(call, "lrn", a, [rec.ref(call.arg(0, "input"))])
 
 
+# Layer norm. cnnstat's tensors are channels first; torch's LayerNorm normalises the last
+# axes. What imports:
+# - the last axes are all of the input's (batch apart): a flat [N, C] -> layernorm, more
+#   axes -> layernorm_all;
+# - the input is a channels-first tensor whose axes were only permuted, channels last
+#   (x.permute(0, 2, 3, 1): torchvision's convnext.LayerNorm2d, traced inside): layernorm
+#   over its channels, and the output is that layer's output under the same permutation, so
+#   the permutation back is free (the steps record shapes, not the permutation: where a
+#   spatial axis has as many elements as the channels it may be that axis which was moved
+#   last, a layer norm with the same parameters, MACs and field);
+# - anything else (the features of [N, L, D] tokens, a channels-last tensor of unknown
+#   origin) is listed as unsupported: what cnnstat calls its channels is not known.
+_PERMUTATIONS = ("permute", "transpose", "swapaxes", "contiguous")
+
+
+def layer_norm(rec, call, x, normalized, w, b, eps, params):
+    """Emit the layer norm of ``x`` over its last axes ``normalized`` (weight ``w``, bias
+    ``b``, None when absent) whose parameter names are ``params``.
+    Without a weight, ``bias`` keeps its default (it only matters with ``affine``)."""
+    src = rec.ref(x)
+    if src is None:
+        return rec.unsupported_call(call, "normalises a tensor cnnstat does not follow", params)
+    normalized = (normalized,) if isinstance(normalized, int) else t(normalized)
+    if w is None and b is not None:
+        return rec.unsupported_call(call, "a bias without a weight", params)
+    a = {"eps": float(eps), "affine": w is not None, "bias": b is not None or w is None}
+    shape, base = src.shape, src.base
+    if base is None or not src.steps:
+        if normalized != shape:
+            return rec.unsupported_call(
+                call,
+                f"normalises the last axes {list(normalized)} of a {list(shape)} input (cnnstat: "
+                "the channels, dim 1, or all axes; channels-last tensors and tokens are not supported)",
+                params,
+            )
+        op = "layernorm" if len(shape) == 1 else "layernorm_all"
+        return rec.emit(call, op, a, [src], params=params)
+    c = base.shape[0]
+    permuted = all(step[0] in _PERMUTATIONS for step in src.steps) and sorted(shape) == sorted(base.shape)
+    if not (permuted and len(shape) > 1 and normalized == (c,) and shape[-1] == c):
+        return rec.unsupported_call(
+            call,
+            f"normalises the last axes {list(normalized)} of {list(shape)}, a rearranged "
+            f"{list(base.shape)} (only channels moved last by permute import, as layernorm)",
+            params,
+        )
+    # The layer's output, channels first; the call's output is it permuted as the input was.
+    first = torch.empty((call.out.shape[0], *base.shape), device="meta")
+    rec.emit(call, "layernorm", a, [base], params=params, out=first)
+    made = rec.ref(first)
+    if made is not None:
+        actual = sample_shape(call.out)
+        rec.bind(call.out, Ref(made.name, actual, rf_for(made.rf, actual), made, src.steps))
+
+
+def _m_layernorm(rec, call):
+    m = call.module
+    x = call.args[0] if call.args else call.kwargs["input"]
+    params = rec.param_names([p for p in (m.weight, m.bias) if p is not None])
+    layer_norm(rec, call, x, m.normalized_shape, m.weight, m.bias, m.eps, params)
+
+
+def _m_channel_layernorm(rec, call):
+    m = call.module
+    a = {"eps": m.eps, "affine": m.weight is not None, "bias": m.bias is not None or m.weight is None}
+    rec.emit(call, "layernorm", a, [rec.ref(call.args[0] if call.args else call.kwargs["input"])])
+
+
+def _f_layer_norm(rec, call):
+    w, b = call.arg(2, "weight"), call.arg(3, "bias")
+    params = rec.param_names([p for p in (w, b) if p is not None])
+    x, normalized = call.arg(0, "input"), call.arg(1, "normalized_shape")
+    layer_norm(rec, call, x, normalized, w, b, call.arg(4, "eps", 1e-5), params)
+
+
+def _m_groupnorm(rec, call):
+    m = call.module
+    a = {"groups": m.num_groups, "eps": m.eps, "affine": m.affine}
+    rec.emit(call, "groupnorm", a, [rec.ref(call.args[0] if call.args else call.kwargs["input"])])
+
+
+def _f_group_norm(rec, call):
+    x, groups = call.arg(0, "input"), call.arg(1, "num_groups")
+    w, b = call.arg(2, "weight"), call.arg(3, "bias")
+    params = rec.param_names([p for p in (w, b) if p is not None])
+    if (w is None) != (b is None):
+        return rec.unsupported_call(call, "a weight without a bias or a bias without a weight", params)
+    a = {"groups": int(groups), "eps": float(call.arg(4, "eps", 1e-5)), "affine": w is not None}
+    rec.emit(call, "groupnorm", a, [rec.ref(x)], params=params)
+
+
+def _m_instancenorm(rec, call):
+    m = call.module
+    a = {
+        "affine": m.affine,
+        "track_running_stats": m.track_running_stats,
+        "eps": m.eps,
+        "momentum": m.momentum if m.momentum is not None else 0.0,
+    }
+    rec.emit(call, "instancenorm", a, [rec.ref(call.args[0] if call.args else call.kwargs["input"])])
+
+
+# F.instance_norm(input, running_mean, running_var, weight, bias, use_input_stats, momentum,
+# eps); torch.instance_norm(input, weight, bias, running_mean, running_var, use_input_stats,
+# momentum, eps, cudnn_enabled): both canonical 'instance_norm', told apart by the label.
+_F_INSTANCE = ("input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum", "eps")
+_TORCH_INSTANCE = (
+    "input",
+    "weight",
+    "bias",
+    "running_mean",
+    "running_var",
+    "use_input_stats",
+    "momentum",
+    "eps",
+)
+
+
+def _f_instance_norm(rec, call):
+    order = _TORCH_INSTANCE if call.label.startswith("torch.") else _F_INSTANCE
+    defaults = {"use_input_stats": True, "momentum": 0.1, "eps": 1e-5}
+    v = {name: call.arg(i, name, defaults.get(name)) for i, name in enumerate(order)}
+    w, b = v["weight"], v["bias"]
+    params = rec.param_names([p for p in (w, b) if p is not None])
+    if (w is None) != (b is None):
+        return rec.unsupported_call(call, "a weight without a bias or a bias without a weight", params)
+    a = {
+        "affine": w is not None,
+        "track_running_stats": v["running_mean"] is not None,
+        "eps": float(v["eps"]),
+        "momentum": float(v["momentum"] if v["momentum"] is not None else 0.0),
+    }
+    rec.emit(call, "instancenorm", a, [rec.ref(v["input"])], params=params)
+
+
 for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     MODULES[_cls] = _m_bn
 MODULES[nn.LocalResponseNorm] = _m_lrn
+MODULES[nn.LayerNorm] = _m_layernorm
+MODULES[ChannelLayerNorm] = _m_channel_layernorm
+MODULES[nn.GroupNorm] = _m_groupnorm
+for _cls in (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d):
+    MODULES[_cls] = _m_instancenorm
 FUNCTIONS["batch_norm"] = _f_batch_norm
 FUNCTIONS["local_response_norm"] = _f_lrn
+FUNCTIONS["layer_norm"] = _f_layer_norm
+FUNCTIONS["group_norm"] = _f_group_norm
+FUNCTIONS["instance_norm"] = _f_instance_norm
