@@ -162,11 +162,13 @@ CONVENTIONS = {
 
 
 def rf_dict(rf) -> dict:
-    return {
-        "size": list(rf.size),
-        "jump": list(rf.jump),
-        "start": [s if s % 1 else int(s) for s in rf.start],  # 15.5 stays, 3.0 -> 3
-    }
+    """JSON numbers: whole values as ints (3.0 -> 3), others as floats (15.5; a Fraction after
+    upsampling: 1/4 -> 0.25); a fractional jump also exactly, as ``jump_exact`` ("2/3")."""
+    plain = lambda v: int(v) if v == int(v) else float(v)  # noqa: E731
+    out = {"size": list(rf.size), "jump": [plain(j) for j in rf.jump], "start": [plain(s) for s in rf.start]}
+    if any(j != int(j) for j in rf.jump):
+        out["jump_exact"] = [str(j) for j in rf.jump]
+    return out
 
 
 def analyze(model, input=None, dtype: str = "fp32", batch: int = 1) -> Analysis:

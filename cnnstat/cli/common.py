@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from fractions import Fraction
 
 import click
 
@@ -115,7 +116,22 @@ def load_analysis(model, input_=None, resolution=None, dtype="fp32", batch=1):
 
 
 def shape_text(shape) -> str:
-    return "x".join(str(v) for v in shape)
+    """``3x224x224``; also receptive-field numbers: floats as ``%g`` (15.5), fractions (jumps
+    after upsampling) as decimals when they end within 4 digits (1/2 -> 0.5), else in
+    parentheses: ``(2/3)x(2/3)``."""
+
+    def number(v) -> str:
+        if isinstance(v, float):
+            return f"{v:g}"
+        if isinstance(v, Fraction) and v.denominator != 1:
+            d, digits = v.denominator, 0
+            while d % 10 == 0 or d % 5 == 0 or d % 2 == 0:
+                d //= 10 if d % 10 == 0 else 5 if d % 5 == 0 else 2
+                digits += 1
+            return repr(float(v)) if d == 1 and digits <= 4 else f"({v})"
+        return str(int(v)) if isinstance(v, Fraction) else str(v)
+
+    return "x".join(number(v) for v in shape)
 
 
 def conventions_note(binary: bool) -> str:

@@ -7,10 +7,6 @@ import click
 from cnnstat.cli.common import load_analysis, model_options, shape_text
 
 
-def _start(rf):
-    return "x".join(f"{s:g}" for s in rf.start)
-
-
 @click.command("rf")
 @model_options(analysis=False)
 @click.option("--all", "show_all", is_flag=True, help="Every layer, even past 300 rows.")
@@ -38,7 +34,7 @@ def command(model, input_, resolution, fmt, show_all):
             Column("output", "output", shape_text),
             Column("size", "size", lambda v: v if isinstance(v, str) else shape_text(v)),
             Column("jump", "jump", shape_text),
-            Column("start", "start", lambda s: "x".join(f"{v:g}" for v in s)),
+            Column("start", "start", shape_text),
         ],
     )
     for layer in a.layers:
@@ -56,11 +52,13 @@ def command(model, input_, resolution, fmt, show_all):
     if last is not None:
         table.notes.append(
             f"Receptive field: {shape_text(last.rf.size)} pixels, jump {shape_text(last.rf.jump)}, "
-            f"start {_start(last.rf)} (at {last.name}, the last layer before global pooling/flatten)."
+            f"start {shape_text(last.rf.start)} "
+            f"(at {last.name}, the last layer before global pooling/flatten)."
         )
     table.notes.append(
-        "size: input pixels one unit sees (per axis H x W); jump: effective "
-        "stride; start: centre of the first unit's field (pixel 0 = first pixel)."
+        "size: input pixels one unit sees (per axis H x W; after upsampling, the largest field "
+        "any unit has); jump: effective stride; start: centre of the first unit's field "
+        "(pixel 0 = first pixel)."
     )
     table.show_all = show_all
     render(table, fmt)

@@ -1,9 +1,13 @@
-"""Convolution, depthwise convolution and the locally connected (unshared) layer."""
+"""Convolution, depthwise convolution, the locally connected (unshared) layer and the transposed
+convolution."""
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 from cnnstat.errors import OpError
-from cnnstat.ops.base import Arg, Cost, Op, prod, register, spatial_rank
+from cnnstat.ops.base import MAX_PERIOD, Arg, Cost, Op, per_axis, prod, register, spatial_rank
 from cnnstat.ops.window import window
 
 _WINDOW_ARGS = (
@@ -83,3 +87,111 @@ class LocallyConnected(Op):
         out = (a["out"], *spatial)
         n, per_out = prod(out), shapes[0][0] * prod(k)
         return out, Cost(weights=n * per_out, biases=n if a["bias"] else 0, macs=n * per_out), rf
+
+
+def transposed_reads(k: int, s: int, p: int, d: int) -> tuple:
+    """Per output unit ``r < s`` of a transposed convolution along one axis, the input units it
+    reads (a ``range``): output ``o = i*s - p + j*d`` for input ``i`` and tap ``j < k``, so
+    ``j*d = o + p (mod s)``. With ``g = gcd(d, s)`` and ``q = s/g``, unit ``r`` reads nothing
+    unless ``g`` divides ``r + p``; its taps are ``j = j0, j0 + q, ... < k`` and its inputs
+    step by ``d/g``. Output ``o + s`` reads the same inputs shifted by one."""
+    g = math.gcd(d, s)
+    q = s // g
+    reads = []
+    for r in range(s):
+        c = r + p
+        j0 = c // g * pow(d // g, -1, q) % q if q > 1 else 0
+        if c % g or j0 > k - 1:
+            reads.append(range(0))
+            continue
+        last = j0 + (k - 1 - j0) // q * q
+        reads.append(range((c - last * d) // s, (c - j0 * d) // s + 1, d // g))
+    return tuple(reads)
+
+
+@register
+class ConvTranspose(Op):
+    """Transposed convolution (PyTorch's ConvTranspose1d/2d/3d; "deconvolution", "up-convolution").
+
+    Output size per axis, PyTorch's formula: ``(in - 1)*s - 2p + d*(k - 1) + output_padding + 1``
+    (``p`` removes p units from each side of the full output; ``output_padding`` adds units at
+    the end, and must be smaller than the stride or the dilation). Weights
+    ``C_in x C_out/groups x prod(k)``, biases ``C_out``. MACs = input elements x prod(k) x
+    C_out/groups: every input element is multiplied by every tap of its ``C_out/groups``
+    filters (fvcore's and PyTorch's flop counter's count, FLOPs = 2 x MACs); products that
+    land in the cropped border ``p`` are counted too, as those counters do.
+
+    Receptive field: output unit ``o`` reads input units ``i`` with ``o = i*s - p + j*d``
+    (``j < k``); with ``g = gcd(d, s)``, the units with the most taps read
+    ``floor((k - 1) / (s/g)) + 1`` input units spanning ``floor((k - 1) / (s/g)) * d/g + 1``;
+    the jump divides by ``s`` and the fields depend on the unit's phase (tracked exactly).
+    """
+
+    name = "conv_transpose"
+    aliases = ("deconv", "upconv")
+    kind = "conv"
+    args = (
+        Arg("out", "int", aliases=("channels", "out_channels"), min=1, help="output channels"),
+        Arg("k", "axes", aliases=("kernel", "kernel_size"), help="kernel size, int or per axis"),
+        Arg("s", "axes", 1, aliases=("stride",), help="stride (the upsampling factor)"),
+        Arg("p", "axes", 0, aliases=("padding", "pad"), help="units cropped from each side of the output"),
+        Arg(
+            "output_padding",
+            "axes",
+            0,
+            aliases=("out_pad", "output_pad"),
+            help="units added at the end of the output (< stride or dilation)",
+        ),
+        Arg("d", "axes", 1, aliases=("dilation",), help="dilation"),
+        Arg("groups", "int", 1, aliases=("g",), min=1, help="channel groups"),
+        Arg("bias", "bool", True, help="learnable bias per output channel"),
+    )
+
+    def infer(self, a, shapes, rfs):
+        shape = shapes[0]
+        n = spatial_rank(shape, self.name)
+        c, g, c_out = shape[0], a["groups"], a["out"]
+        if c % g or c_out % g:
+            raise OpError(f"groups={g} must divide input channels {c} and output channels {c_out}")
+        k, s, p, op, d = (
+            per_axis(a[key], n, name)
+            for key, name in (
+                ("k", "kernel"),
+                ("s", "stride"),
+                ("p", "padding"),
+                ("output_padding", "output_padding"),
+                ("d", "dilation"),
+            )
+        )
+        for name, vals, least in (("kernel", k, 1), ("stride", s, 1), ("dilation", d, 1)):
+            if any(v < least for v in vals):
+                raise OpError(f"{name} must be at least {least}, got {list(vals)}")
+        if max(s) > MAX_PERIOD:  # the receptive field tracks one stride's output phases
+            raise OpError(f"stride must be at most {MAX_PERIOD}, got {list(s)}")
+        for name, vals in (("padding", p), ("output_padding", op)):
+            if any(v < 0 for v in vals):
+                raise OpError(f"{name} must not be negative, got {list(vals)}")
+        if any(o >= ss and o >= dd for o, ss, dd in zip(op, s, d)):
+            raise OpError(
+                f"output_padding {list(op)} must be smaller than the stride {list(s)} "
+                f"or the dilation {list(d)} on each axis"
+            )
+        spatial = tuple(
+            (size - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + op[i] + 1 for i, size in enumerate(shape[1:])
+        )
+        if min(spatial) < 1:
+            raise OpError(
+                f"output would be {list(spatial)}: padding {list(p)} crops more than the "
+                f"{[v + 2 * pp for v, pp in zip(spatial, p)]} units the kernel produces"
+            )
+        per_tap = c_out // g * prod(k)
+        cost = Cost(
+            weights=c * per_tap,
+            biases=c_out if a["bias"] else 0,
+            macs=prod(shape) * per_tap,
+        )
+        reads = [transposed_reads(k[i], s[i], p[i], d[i]) for i in range(n)]
+        taps = [max(r[-1] - r[0] + 1 if r else 0 for r in rd) for rd in reads]
+        offset = [Fraction(2 * p[i] - d[i] * (k[i] - 1), 2 * s[i]) for i in range(n)]
+        rf = rfs[0].upsample(taps, s, offset, spatial, reads)
+        return (c_out, *spatial), cost, rf

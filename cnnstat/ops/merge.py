@@ -8,6 +8,8 @@ from cnnstat.ops.base import RF, Op, prod, register
 
 def _merge_rf(rfs: list) -> RF:
     """The largest receptive field over the branches, per axis."""
+    if any(r.phases for r in rfs):  # after upsampling: the exact union, unit by unit
+        return RF.union(rfs)
     n = len(rfs[0].size)
     size, jump, start = [], [], []
     for i in range(n):

@@ -1,4 +1,4 @@
-"""The torch side of :mod:`cnnstat.ops.conv`: conv, dwconv, local."""
+"""The torch side of :mod:`cnnstat.ops.conv`: conv, dwconv, local, conv_transpose."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnstat.errors import CnnstatError
 from cnnstat.ops.window import paddings
-from cnnstat.torch.ops.base import FUNCTIONS, MODULES, SamePad, builds, nd, pad_arg, t, window
+from cnnstat.torch.ops.base import FUNCTIONS, MODULES, SamePad, axes, builds, nd, pad_arg, t, window
 
 # --- modules beyond torch.nn ------------------------------------------------------------------
 
@@ -115,6 +115,24 @@ def _build_local(a, shapes):
     return LocallyConnected(shape[0], a["out"], shape[1:], a["k"], a["s"], a["p"], a["d"], a["bias"])
 
 
+@builds("conv_transpose")
+def _build_conv_transpose(a, shapes):
+    shape = shapes[0]
+    cls = nd(shape, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+    n = len(shape) - 1
+    return cls(
+        shape[0],
+        a["out"],
+        axes(a["k"], n),
+        stride=axes(a["s"], n),
+        padding=axes(a["p"], n),
+        output_padding=axes(a["output_padding"], n),
+        groups=a["groups"],
+        bias=a["bias"],
+        dilation=axes(a["d"], n),
+    )
+
+
 # --- import -----------------------------------------------------------------------------------
 
 
@@ -153,6 +171,39 @@ def _f_conv(rec, call):
     rec.emit(call, op, a, [rec.ref(x)], params=rec.param_names([w, b] if b is not None else [w]))
 
 
+def _transposed(rec, call, x, out, k, s, p, d, groups, bias, params=None):
+    """Emit conv_transpose; output_padding is what the output's size says (a module called
+    with ``output_size`` chooses it at run time)."""
+    n = len(k)
+    s, p, d = axes(t(s), n), axes(t(p), n), axes(t(d), n)
+    full = [(size - 1) * s[i] - 2 * p[i] + d[i] * (k[i] - 1) + 1 for i, size in enumerate(x.shape[2:])]
+    extra = tuple(int(o) - f for o, f in zip(call.out.shape[2:], full))
+    a = dict(out=out, k=t(k), s=s, p=p, output_padding=extra, d=d, groups=groups, bias=bias)
+    rec.emit(call, "conv_transpose", a, [rec.ref(x)], params=params)
+
+
+def _m_conv_transpose(rec, call):
+    m = call.module
+    x, bias = call.arg(0, "input"), m.bias is not None
+    _transposed(rec, call, x, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups, bias)
+
+
+def _f_conv_transpose(rec, call):
+    x, w, b = call.arg(0, "input"), call.arg(1, "weight"), call.arg(2, "bias")
+    s, p, g, d = (
+        call.arg(3, "stride", 1),
+        call.arg(4, "padding", 0),
+        call.arg(6, "groups", 1),
+        call.arg(7, "dilation", 1),
+    )
+    params = rec.param_names([w, b] if b is not None else [w])
+    _transposed(rec, call, x, w.shape[1] * g, tuple(w.shape[2:]), s, p, d, g, b is not None, params)
+
+
+for _cls in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    MODULES[_cls] = _m_conv_transpose
+for _name in ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d"):
+    FUNCTIONS[_name] = _f_conv_transpose
 for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, SamePadConv1d, SamePadConv2d, SamePadConv3d):
     MODULES[_cls] = _m_conv
 MODULES[LocallyConnected] = _m_local
