@@ -10,6 +10,10 @@ Two ways to cover a frame:
   evaluation, OverFeat): convolutions and pooling at the frame's size, an fc over spatial
   features as the convolution over its window at every position (see ``build(frame=True)``).
 
+Video models (input [C, D, H, W]) see clips of D frames: tiles (or the frame) cover H and W,
+and one clip is run per D frames of the stream (non-overlapping clips), so a frame costs the
+clip's MACs / D.
+
 Activation traffic: every layer reads its inputs and writes its output at ``dtype`` (views
 move nothing), as in :func:`cnnstat.hardware.roofline`.
 """
@@ -39,12 +43,19 @@ def tile_count(frame: tuple, tile: tuple, tiling: str = "exact", overlap: int = 
 
 def default_tile(graph, input_override: bool) -> tuple:
     """(W, H): the spec's nominal size, else its input (an --input override wins)."""
-    if len(graph.input) != 3:
-        raise CnnstatError(f"{graph.name}: tile mode needs a [C, H, W] input, got {list(graph.input)}")
+    if len(graph.input) not in (3, 4):
+        raise CnnstatError(
+            f"{graph.name}: tile mode needs a [C, H, W] or [C, D, H, W] input, got {list(graph.input)}"
+        )
     if graph.nominal and not input_override:
         h, w = graph.nominal if len(graph.nominal) == 2 else graph.nominal * 2
         return (w, h)
-    return (graph.input[2], graph.input[1])
+    return (graph.input[-1], graph.input[-2])
+
+
+def clip_frames(graph) -> int:
+    """Frames one pass sees: D for a video model [C, D, H, W], else 1."""
+    return graph.input[1] if len(graph.input) == 4 else 1
 
 
 def frame_graph(model, mode: str, frame: tuple, input=None, trace=None):
@@ -66,9 +77,9 @@ def frame_graph(model, mode: str, frame: tuple, input=None, trace=None):
         return graph, default_tile(graph, True)
     spec = model if isinstance(model, Spec) else load(model)
     if mode == "frame":
-        if len(spec.input) != 3:
-            raise CnnstatError(f"{spec.name}: frame mode needs a [C, H, W] input")
-        return build(spec, (spec.input[0], frame[1], frame[0]), frame=True), None
+        if len(spec.input) not in (3, 4):
+            raise CnnstatError(f"{spec.name}: frame mode needs a [C, H, W] or [C, D, H, W] input")
+        return build(spec, (*spec.input[:-2], frame[1], frame[0]), frame=True), None
     shape = spec.input_at(input)
     graph = build(spec, shape)
     return graph, default_tile(graph, shape is not None)
@@ -122,7 +133,11 @@ def throughput_row(
         last = graph.layers[-1].output
         row["positions"] = prod(last[1:])
         row["output"] = list(last)
-    per_frame = macs * passes
+    clip = clip_frames(graph)
+    if clip > 1:
+        row["clip_frames"] = clip  # one clip per `clip` frames
+    per_frame = Fraction(macs * passes) / clip
+    passes = Fraction(passes) / clip
     per_second = per_frame * fps_q
     row.update(
         macs_per_frame=number(per_frame),
@@ -131,6 +146,7 @@ def throughput_row(
         flops_per_second=number(per_second * flops_per_mac),
         dtype=analysis.dtype,
         activation_bytes_per_frame=number(traffic * passes),
+        passes_per_frame=number(passes),
         activation_bytes_per_second=number(traffic * passes * fps_q),
     )
     return row

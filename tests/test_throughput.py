@@ -149,3 +149,20 @@ def test_per_layer_roofline_cli(run):
         in run("flops", "lenet5", "--device", "jetson-orin-nano", "--per-layer").stdout
     )
     assert run("flops", "lenet5", "--per-layer").exit_code == 2
+
+
+def test_video_models_run_one_clip_per_clip_frames(run):
+    """A [C, D, H, W] model sees clips of D frames: tiles cover H x W, one clip per D frames."""
+    from cnnstat.analysis import analyze
+
+    clip_macs = analyze("r3d_18").totals()["macs"]  # 16 frames of 112x112
+    (row,) = json.loads(run("flops", "r3d_18", "--format", "json").stdout)
+    tiles = Fraction(1920 * 1080, 112 * 112)
+    assert row["clip_frames"] == 16
+    assert row["tile"] == [112, 112]
+    assert row["macs_per_frame"] == float(clip_macs * tiles / 16)
+    assert row["passes_per_frame"] == float(tiles / 16)
+    (frame,) = json.loads(run("flops", "r3d_18", "--mode", "frame", "--format", "json").stdout)
+    whole = analyze("r3d_18", input=(3, 16, 1080, 1920)).totals()["macs"]
+    assert frame["macs_per_frame"] == whole // 16 and whole % 16 == 0
+    assert "clips of 16 frames" in run("flops", "r3d_18").stdout

@@ -31,7 +31,7 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
     Example:
       cnnstat compare resnet50 mobilenet_v2 efficientnet_b0 --device jetson-orin-nano --dtype fp16
     """
-    from cnnstat.analysis import Analysis
+    from cnnstat.analysis import Analysis, rf_dict
     from cnnstat.cli.common import load_analysis
     from cnnstat.hardware import bound, get_device
     from cnnstat.render import Column, Table, print_json, render
@@ -54,13 +54,12 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
             "weight_bytes": t["param_bytes"],
             "macs": t["macs"],
             "peak_activation_bytes": mem["peak_activation_bytes"],
-            "rf_size": list(rf.rf.size) if rf else None,
-            "rf_jump": list(rf.rf.jump) if rf else None,
+            "rf_size": rf_dict(rf.rf)["size"] if rf else None,
+            "rf_jump": rf_dict(rf.rf)["jump"] if rf else None,
             "macs_per_second": need["macs_per_second"],
         }
         if dev:
-            passes = need["macs_per_frame"] / need["macs_per_image"] if need["macs_per_image"] else 1
-            row["bound"] = bound(a.graph, dev, dtype, fps, passes)
+            row["bound"] = bound(a.graph, dev, dtype, fps, need["passes_per_frame"])
             row["max_fps"] = row["bound"]["max_fps"]
         rows.append(row)
     if fmt == "json":

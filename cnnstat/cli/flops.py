@@ -94,20 +94,19 @@ def command(
     if mode == "frame" and (tile or overlap or tiling != "exact"):
         raise CnnstatError("--tile, --tiles and --overlap apply to --mode tile")
     dev = get_device(device) if device else None
-    targets = list(models) or [spec for spec in zoo.models() if len(spec.input) == 3]
+    targets = list(models) or [spec for spec in zoo.models() if len(spec.input) in (3, 4)]
     rows = []
     for target in targets:
         trace = lambda m, i, r: load_analysis(m, i, r, dtype)  # noqa: E731  (PyTorch models)
         graph, default = frame_graph(target, mode, frame, input_, trace)
-        t, passes = fixed_tile or default, 1
+        t = fixed_tile or default
         analysis = Analysis(graph, dtype=dtype)
         if mode == "frame":
             row = throughput_row(analysis, frame, fps, flops_per_mac, mode="frame")
         else:
             row = throughput_row(analysis, frame, fps, flops_per_mac, tile=t, tiling=tiling, overlap=overlap)
-            passes = row["macs_per_frame"] / row["macs_per_image"] if row["macs_per_image"] else 1
         if dev:
-            row["bound"] = bound(graph, dev, dtype, fps, passes)
+            row["bound"] = bound(graph, dev, dtype, fps, row["passes_per_frame"])
             if per_layer:
                 row["roofline"] = roofline(graph, dev, dtype)
         rows.append(row)
@@ -200,6 +199,12 @@ def _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, 
             "is the convolution over its window, at every position (positions = output map size)."
         )
     table.notes.append(f"act./s: activation bytes read and written per second at {dtype} (no cache reuse).")
+    clips = sorted({row["clip_frames"] for row in rows if "clip_frames" in row})
+    if clips:
+        table.notes.append(
+            f"video models see clips of {'/'.join(map(str, clips))} frames: one clip per that many frames "
+            "(non-overlapping clips), so MACs/frame = MACs per clip (and tile) / clip frames."
+        )
     if dev:
         table.notes.append(
             f"bound: roofline lower bound on {dev.name} ({dev.description}) at {dtype}: per layer "
