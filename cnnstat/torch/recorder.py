@@ -170,6 +170,8 @@ class Recorder:
         if op.merge:
             a["branches"] = [r.name for r in inputs]
         shapes = [r.shape for r in inputs]
+        if params is None:
+            params = [self.params[id(p)] for p in call.module.parameters()] if call.module is not None else []
         try:
             shape, cost, rf = op.infer(a, shapes, [r.rf for r in inputs])
         except (OpError, IndexError, TypeError, ValueError) as exc:
@@ -179,8 +181,6 @@ class Recorder:
             return self.unsupported_call(
                 call, f"cnnstat's {op_name} gives {list(shape)}, torch gives {list(actual)}", params
             )
-        if params is None:
-            params = [self.params[id(p)] for p in call.module.parameters()] if call.module is not None else []
         weights, biases, buffers = cost.weights, cost.biases, cost.buffers
         if params and all(p in self.counted for p in params):
             weights = biases = buffers = 0  # a module called again: its weights are counted once
