@@ -13,7 +13,7 @@ from cnnstat.ops.window import window
 _WINDOW_ARGS = (
     Arg("k", "axes", aliases=("kernel", "kernel_size"), help="kernel size, int or per axis"),
     Arg("s", "axes", 1, aliases=("stride",), help="stride"),
-    Arg("p", "padding", 0, aliases=("padding", "pad"), help="int, per axis, 'same' or 'valid'"),
+    Arg("p", "padding", 0, aliases=("padding", "pad"), help="int, per axis/side, 'same', 'valid', 'causal'"),
     Arg("d", "axes", 1, aliases=("dilation",), help="dilation"),
     Arg("bias", "bool", True, help="learnable bias per output channel"),
 )

@@ -11,15 +11,23 @@ class _Pool(Op):
     args = (
         Arg("k", "axes", aliases=("kernel", "kernel_size"), help="window size"),
         Arg("s", "axes", None, aliases=("stride",), help="stride (default: the window size)"),
-        Arg("p", "padding", 0, aliases=("padding", "pad"), help="int or per axis"),
+        Arg("p", "padding", 0, aliases=("padding", "pad"), help="int, per axis/side, 'same', 'causal'"),
         Arg("ceil", "bool", False, aliases=("ceil_mode",), help="round the output size up"),
     )
 
     def infer(self, a, shapes, rfs):
         spatial_rank(shapes[0], self.name)
         k, s, d, pads, out = window(a, shapes[0], self.name, a["ceil"])
-        if any(2 * p[0] > kk for p, kk in zip(pads, k)):
-            raise OpError(f"padding {brief(a['p'])} must be at most half the window {list(k)}")
+        if all(b == e for b, e in pads):  # torch's own padding, and torch's rule
+            if any(2 * b > kk for (b, _), kk in zip(pads, k)):
+                raise OpError(f"padding {brief(a['p'])} must be at most half the window {list(k)}")
+        else:  # padded before pooling (F.pad): every window must still overlap the input
+            spans = [dd * (kk - 1) + 1 for kk, dd in zip(k, d)]
+            if any(max(pair) >= span for pair, span in zip(pads, spans)):
+                raise OpError(
+                    f"padding {brief(a['p'])} ({[list(pair) for pair in pads]} per axis) must be "
+                    f"less than the window {spans} on each side"
+                )
         return (shapes[0][0], *out), ZERO, rfs[0].window(k, s, [p[0] for p in pads], d, out)
 
 

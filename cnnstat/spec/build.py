@@ -523,8 +523,9 @@ def _coerce(arg, value, op, loc, notes):
         ok = isinstance(value, bool)
     elif t == "axes":
         ok = value is None or _ints(value)
-    elif t == "padding":
-        ok = value in ("same", "valid") or _ints(value)
+    elif t == "padding":  # the forms cnnstat.ops.window.paddings reads; it checks them by rank
+        ok = value in ("same", "valid", "causal") or isinstance(value, dict) or _ints(value)
+        ok = ok or isinstance(value, (list, tuple)) and 0 < len(value) <= 6 and all(_ints(v) for v in value)
     elif t == "str":
         ok = isinstance(value, str) and (not arg.choices or value in arg.choices)
     if not ok:
@@ -533,7 +534,7 @@ def _coerce(arg, value, op, loc, notes):
             "float": "a number",
             "bool": "true or false",
             "axes": "an integer or a list of integers",
-            "padding": "an integer, a list of integers, 'same' or 'valid'",
+            "padding": "an integer, a list, a mapping of sides, 'same', 'valid' or 'causal'",
             "str": "one of " + ", ".join(arg.choices) if arg.choices else "a string",
         }[t]
         raise SpecError(f"{op}: '{arg.name}' must be {want}, got {brief(value)}", loc, notes)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnstat.errors import CnnstatError
-from cnnstat.ops.window import paddings
+from cnnstat.ops.window import paddings, portable
 from cnnstat.torch.ops.base import FUNCTIONS, MODULES, SamePad, axes, builds, nd, pad_arg, t, window
 
 # --- modules beyond torch.nn ------------------------------------------------------------------
@@ -93,7 +93,7 @@ def _conv(a, shape, out, groups):
         cls = nd(shape, nn.Conv1d, nn.Conv2d, nn.Conv3d)
         return cls(shape[0], out, padding=tuple(b for b, _ in pads), **kw)
     conv = nd(shape, SamePadConv1d, SamePadConv2d, SamePadConv3d)(shape[0], out, padding=0, **kw)
-    conv._set_pads(pads, a["p"])
+    conv._set_pads(pads, portable(a["p"]))
     return conv
 
 
@@ -112,7 +112,8 @@ def _build_local(a, shapes):
     shape = shapes[0]
     if len(shape) > 3:
         raise CnnstatError("a 3-D locally connected layer has no torch module")
-    return LocallyConnected(shape[0], a["out"], shape[1:], a["k"], a["s"], a["p"], a["d"], a["bias"])
+    p = portable(a["p"])
+    return LocallyConnected(shape[0], a["out"], shape[1:], a["k"], a["s"], p, a["d"], a["bias"])
 
 
 @builds("conv_transpose")

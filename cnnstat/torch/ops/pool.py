@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnstat.ops.window import portable
 from cnnstat.torch.ops.base import FUNCTIONS, MODULES, NEG_INF, SamePad, builds, nd, t, window
 
 # --- modules beyond torch.nn ------------------------------------------------------------------
@@ -54,7 +55,7 @@ def _pool_builder(is_max):
         if all(b == e for b, e in pads):
             return nd(shape, *(_MAX if is_max else _AVG))(padding=tuple(b for b, _ in pads), **kw)
         pool = nd(shape, *(_MAX_PADDED if is_max else _AVG_PADDED))(padding=0, **kw)
-        pool._set_pads(pads, a["p"])
+        pool._set_pads(pads, portable(a["p"]))
         return pool
 
     return build

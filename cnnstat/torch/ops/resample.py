@@ -1,0 +1,143 @@
+"""The torch side of :mod:`cnnstat.ops.resample`: upsample (nn.Upsample, F.interpolate) and
+pixel (un)shuffle."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from cnnstat.ops.resample import MODES
+from cnnstat.torch.ops.base import FUNCTIONS, MODULES, builds, t
+
+_LINEAR = ("linear", "bilinear", "bicubic", "trilinear")
+
+
+class UpsampleLike(nn.Module):
+    """Interpolation to the spatial size of the second argument of ``forward`` (cnnstat
+    ``upsample`` with a reference input: DeepLab's image pooling branch resized back to the
+    feature map)."""
+
+    def __init__(self, mode="nearest", align_corners=None):
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+
+    def forward(self, x, like):
+        return F.interpolate(x, size=tuple(like.shape[2:]), mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self):
+        return f"mode={self.mode!r}, align_corners={self.align_corners}"
+
+
+# --- build ------------------------------------------------------------------------------------
+
+
+@builds("upsample")
+def _build_upsample(a, shapes):
+    align = a["align_corners"] if a["mode"] in _LINEAR else None
+    if len(shapes) > 1:
+        return UpsampleLike(a["mode"], align)
+    size, scale = a["size"], a["scale"]
+    return nn.Upsample(
+        size=tuple(size) if isinstance(size, (list, tuple)) else size,
+        scale_factor=tuple(scale) if isinstance(scale, (list, tuple)) else scale,
+        mode=a["mode"],
+        align_corners=align,
+    )
+
+
+builds("pixel_shuffle")(lambda a, shapes: nn.PixelShuffle(a["factor"]))
+builds("pixel_unshuffle")(lambda a, shapes: nn.PixelUnshuffle(a["factor"]))
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+def _number(v):
+    """A torch scale (2.0, (2.0, 1.5)) as cnnstat writes it: whole numbers as ints."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_number(x) for x in v)
+    v = float(v)
+    return int(v) if v.is_integer() else v
+
+
+def interpolated(rec, call, x, size, scale, mode, align_corners, recompute=None, antialias=False):
+    """An upsample layer (F.interpolate, nn.Upsample and its variants)."""
+    if mode not in MODES:
+        return rec.unsupported_call(call, f"mode '{mode}'")
+    if antialias:
+        return rec.unsupported_call(call, "antialias=True (reads more input units than the mode's taps)")
+    a = {"mode": mode, "align_corners": bool(align_corners)}
+    if size is not None or recompute:  # torch samples with out / in when it recomputes the scale
+        a["size"] = t(size) if size is not None else tuple(int(v) for v in call.out.shape[2:])
+    else:
+        a["scale"] = _number(scale)
+    rec.emit(call, "upsample", a, [rec.ref(x)])
+
+
+def _m_upsample(rec, call):
+    m = call.module
+    interpolated(
+        rec, call, call.args[0], m.size, m.scale_factor, m.mode, m.align_corners, m.recompute_scale_factor
+    )
+
+
+def _m_upsample_like(rec, call):
+    m = call.module
+    refs = [rec.ref(v) for v in call.args[:2]]
+    if len(refs) < 2 or refs[1] is None:
+        return rec.unsupported_call(call, "resizes to the size of an untracked tensor")
+    a = {"mode": m.mode, "align_corners": bool(m.align_corners)}
+    rec.emit(call, "upsample", a, refs)
+
+
+def _f_interpolate(rec, call):
+    rec_args = [call.arg(i, n, d) for i, (n, d) in enumerate(_INTERPOLATE)]
+    interpolated(rec, call, *rec_args)
+
+
+_INTERPOLATE = (
+    ("input", None),
+    ("size", None),
+    ("scale_factor", None),
+    ("mode", "nearest"),
+    ("align_corners", None),
+    ("recompute_scale_factor", None),
+    ("antialias", False),
+)
+
+
+def _f_upsample_fixed(mode, align_corners):
+    """F.upsample_nearest / F.upsample_bilinear (input, size, scale_factor)."""
+
+    def handle(rec, call):
+        x, size, scale = call.arg(0, "input"), call.arg(1, "size"), call.arg(2, "scale_factor")
+        interpolated(rec, call, x, size, scale, mode, align_corners)
+
+    return handle
+
+
+def _m_shuffle(op, attr):
+    def handle(rec, call):
+        rec.emit(call, op, {"factor": int(getattr(call.module, attr))}, [rec.ref(call.args[0])])
+
+    return handle
+
+
+def _f_shuffle(op, name):
+    def handle(rec, call):
+        rec.emit(call, op, {"factor": int(call.arg(1, name))}, [rec.ref(call.arg(0, "input"))])
+
+    return handle
+
+
+MODULES[nn.Upsample] = _m_upsample  # nn.UpsamplingNearest2d / UpsamplingBilinear2d: subclasses
+MODULES[nn.UpsamplingNearest2d] = _m_upsample
+MODULES[nn.UpsamplingBilinear2d] = _m_upsample
+MODULES[UpsampleLike] = _m_upsample_like
+MODULES[nn.PixelShuffle] = _m_shuffle("pixel_shuffle", "upscale_factor")
+MODULES[nn.PixelUnshuffle] = _m_shuffle("pixel_unshuffle", "downscale_factor")
+FUNCTIONS["interpolate"] = FUNCTIONS["upsample"] = _f_interpolate
+FUNCTIONS["upsample_nearest"] = _f_upsample_fixed("nearest", None)
+FUNCTIONS["upsample_bilinear"] = _f_upsample_fixed("bilinear", True)
+FUNCTIONS["pixel_shuffle"] = _f_shuffle("pixel_shuffle", "upscale_factor")
+FUNCTIONS["pixel_unshuffle"] = _f_shuffle("pixel_unshuffle", "downscale_factor")
