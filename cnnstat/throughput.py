@@ -97,8 +97,9 @@ def moved_elements(graph):
     sizes = {"input": prod(graph.input)}
     for layer in graph.layers:
         sizes[layer.name] = prod(layer.output)
-        view = REGISTRY[layer.op].view
-        yield layer, 0 if view else sum(sizes[n] for n in layer.inputs) + sizes[layer.name]
+        op = REGISTRY[layer.op]
+        read = layer.inputs[: op.data_inputs]
+        yield layer, 0 if op.view else sum(sizes[n] for n in read) + sizes[layer.name]
 
 
 def activation_traffic(graph, dtype: str) -> int:

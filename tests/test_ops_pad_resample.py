@@ -24,7 +24,7 @@ from cnnstat.torch.check import flop_counter_macs
 from cnnstat.torch.ops.pad import Crop
 from cnnstat.torch.ops.resample import UpsampleLike
 from cnnstat.torch.trace import trace_module
-from helpers import spec_from_text
+from helpers import analyze_text, spec_from_text
 
 
 def graph_of(layers: str, input="[3, 16, 16]", frame_input=None):
@@ -440,7 +440,7 @@ def test_pixel_shuffle_and_unshuffle():
     "layer, input, message",
     [
         ("upsample: {scale: 2, size: 8}", "[3, 4, 4]", "give one of 'scale' and 'size', not both"),
-        ("upsample: {mode: nearest}", "[3, 4, 4]", "upsample: needs 'scale' or 'size'"),
+        ("upsample: {mode: nearest}", "[3, 4, 4]", "upsample: needs 'scale', 'size' or 'like: LAYER'"),
         ("upsample: {size: [8, 8, 8]}", "[3, 4, 4]", "'size' must be an integer or a list of 2 integers"),
         ("upsample: {scale: [2, 2, 2]}", "[3, 4, 4]", "'scale' must be a positive number or a list of 2"),
         ("upsample: {scale: 0}", "[3, 4, 4]", "'scale' must be a positive number"),
@@ -650,7 +650,7 @@ def test_import_padding_modules():
     first = graph.layers[0]
     assert first.args["p"] == ((2, 3), (1, 0)) and first.rf.start == (-2, -1)
     crop = next(la for la in graph.layers if la.op == "crop")
-    assert crop.args == {"size": (18, 17), "offset": (0, 1)}
+    assert crop.args == {"size": (18, 17), "offset": (0, 1), "like": None}
     assert [u["detail"] for u in graph.unsupported] == [
         "pads the channel or batch axis (cnnstat pads spatial axes)"
     ]
@@ -704,9 +704,15 @@ def test_import_resampling():
         ("pixel_unshuffle", (12, 6, 8)),
     ]
     args = [la.args for la in graph.layers if la.op == "upsample"]
-    assert args[0] == {"scale": 2, "size": None, "mode": "bilinear", "align_corners": False}
+    assert args[0] == {"scale": 2, "size": None, "mode": "bilinear", "align_corners": False, "like": None}
     assert args[1]["mode"] == "nearest" and args[1]["scale"] == 3
-    assert args[2] == {"scale": None, "size": (20, 21), "mode": "bilinear", "align_corners": True}
+    assert args[2] == {
+        "scale": None,
+        "size": (20, 21),
+        "mode": "bilinear",
+        "align_corners": True,
+        "like": None,
+    }
     assert args[3]["scale"] == (1.5, 2)
     assert args[4]["size"] == (9, 12)  # recompute_scale_factor: torch samples with out / in
     assert [u["detail"] for u in graph.unsupported] == [
@@ -751,3 +757,83 @@ def test_import_crop_and_resize_to_a_reference():
     assert by["cat"].output == (12, 14, 14)
     # built back from the imported graph: the same layers again
     assert_round_trip(graph)
+
+
+# --- `like: NAME`: crop or resize to an earlier layer's spatial size -------------------------
+
+LIKE_SPEC = """
+input: [3, 64, 64]
+layers:
+  - conv: {out: 8, k: 3, name: enc}
+  - maxpool: {k: 2}
+  - conv: {out: 16, k: 3}
+  - conv_transpose: {out: 8, k: 2, s: 2, name: up}
+  - crop: {from: enc, like: up, name: skip}
+  - concat: {a: {from: up}, b: {from: skip}}
+  - gap: {name: pool}
+  - upsample: {like: enc, mode: bilinear, name: back}
+"""
+
+
+def test_crop_and_upsample_like_a_named_layer():
+    a = analyze_text(LIKE_SPEC)
+    layers = {la.name: la for la in a.layers}
+    assert layers["up"].output == (8, 58, 58)  # (62 // 2 - 2) * 2
+    assert layers["skip"].output == (8, 58, 58)  # enc's 62x62 centre-cropped
+    assert layers["skip"].inputs == ("enc", "up")
+    assert layers["concat1"].output == (16, 58, 58)
+    assert layers["back"].output == (16, 62, 62) and layers["back"].inputs == ("pool", "enc")
+    # The crop's field is enc's, shifted by the centring offset (62 - 58) // 2 = 2 units.
+    assert layers["skip"].rf.start == (3.0, 3.0) and layers["skip"].rf.size == (3, 3)
+
+
+def test_like_follows_a_whole_frame_and_other_inputs():
+    from cnnstat.spec.build import build
+
+    spec = spec_from_text(LIKE_SPEC)
+    for frame in (False, True):
+        g = build(spec, (3, 100, 132), frame=frame)
+        out = {la.name: la.output for la in g.layers}
+        assert out["skip"] == out["up"] == (8, 94, 126)  # ((98 // 2) - 2) * 2, ((130 // 2) - 2) * 2
+        assert out["back"] == (16, 98, 130)
+
+
+def test_like_inputs_are_not_activation_traffic():
+    from cnnstat.throughput import moved_elements
+
+    a = analyze_text(LIKE_SPEC)
+    moved = {la.name: n for la, n in moved_elements(a.graph)}
+    assert moved["back"] == 16 * 1 * 1 + 16 * 62 * 62  # reads the pooled map, not enc
+    assert moved["skip"] == 0  # a view
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        ("crop: {like: nowhere}", "'from': no earlier layer named 'nowhere'"),
+        ("crop: {like: 3}", "crop: 'like' must be the name of an earlier layer, got 3"),
+        ("crop: {size: 4, like: c}", "give 'size' or 'like', not both"),
+        ("upsample: {scale: 2, like: c}", "give one of 'scale' and 'like', not both"),
+    ],
+)
+def test_like_errors(layer, message):
+    text = f"input: [3, 16, 16]\nlayers:\n  - conv: {{out: 4, k: 3, name: c}}\n  - {layer}\n"
+    with pytest.raises(SpecError) as err:
+        analyze_text(text)
+    assert message in str(err.value)
+    assert str(err.value).startswith("test.yaml:4:")
+
+
+def test_like_round_trips_through_torch():
+    from cnnstat.spec.build import build
+    from cnnstat.torch.builder import build_graph
+    from cnnstat.torch.check import flop_counter_macs
+
+    g = build(spec_from_text(LIKE_SPEC))
+    meta = build_graph(g, "meta")
+    assert sum(p.numel() for p in meta.parameters()) == sum(la.params for la in g.layers)
+    assert flop_counter_macs(meta, g.input) == sum(la.macs for la in g.layers)
+    real = build_graph(g)
+    import torch
+
+    assert tuple(real(torch.zeros(1, *g.input)).shape) == (1, 16, 62, 62)

@@ -342,7 +342,12 @@ class Op:
     # allocate (flatten, channel slice): their output aliases the input's storage.
     inplace: ClassVar[bool] = False
     view: ClassVar[bool] = False
+    # Inputs whose values the op reads (None: all); later inputs give only their shape (the
+    # layer named by crop/upsample `like:`), so activation traffic does not count them.
+    data_inputs: ClassVar[int | None] = None
     help: ClassVar[str] = ""
+    # Made only by the PyTorch importer (cnnstat.ops.opaque): a spec cannot use it.
+    internal: ClassVar[bool] = False
 
     def infer(self, a: dict, shapes: list, rfs: list) -> tuple:
         """(output shape, Cost, RF) for inputs of ``shapes`` with receptive fields ``rfs``.

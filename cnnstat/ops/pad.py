@@ -82,8 +82,9 @@ class Crop(Op):
     ``size``: the output's spatial size (int or per axis). ``offset``: where the window
     starts along each axis (int or per axis; Caffe's Crop ``offset``); by default the window
     is centred, ``offset = (input - size) // 2`` (an odd difference leaves the extra pixel
-    after, at the end). With a second input (a reference tensor, as Caffe's Crop and the
-    importer's crop-to-a-tensor), ``size`` is that input's spatial size.
+    after, at the end). ``like: NAME`` crops to the spatial size of an earlier layer (U-Net's
+    crop-and-concat: ``crop: {from: enc4, like: up4}``), which also follows a whole frame; the
+    importer makes the same second input from Caffe-style crop-to-a-tensor.
 
     0 MACs, no parameters. Receptive field: sizes and jumps unchanged, the start moves by
     +offset x jump (output unit 0 is input unit ``offset``).
@@ -94,7 +95,9 @@ class Crop(Op):
     args = (
         Arg("size", "axes", None, aliases=("output_size",), help="output size, int or per axis"),
         Arg("offset", "axes", None, aliases=("offsets",), help="window start per axis (default: centred)"),
+        Arg("like", "layer", None, help="crop to the spatial size of this earlier layer"),
     )
+    data_inputs = 1  # `like` gives only its size
 
     def infer(self, a, shapes, rfs):
         shape = shapes[0]
@@ -102,12 +105,12 @@ class Crop(Op):
         spatial = shape[1:]
         if len(shapes) > 1:
             if a["size"] is not None:
-                raise OpError("give 'size' or a reference input, not both")
+                raise OpError("give 'size' or 'like', not both")
             if len(shapes[1]) != len(shape):
                 raise OpError(f"cannot crop {list(shape)} to the size of {list(shapes[1])}")
             size = tuple(shapes[1][1:])
         elif a["size"] is None:
-            raise OpError("needs 'size' (int or per axis)")
+            raise OpError("needs 'size' (int or per axis) or 'like: LAYER'")
         else:
             size = per_axis(a["size"], n, "size")
         if any(v < 1 for v in size):

@@ -76,8 +76,9 @@ class Upsample(Op):
     ``F.interpolate`` (a scale below 1 downsamples, without antialiasing).
 
     Output size: ``size`` (int or per axis), or floor(input x ``scale``) per axis (``scale``:
-    a number or one per axis, torch's rule); with a second input (a reference tensor), that
-    input's spatial size. ``mode``: nearest (default, any rank), linear (1-D), bilinear and
+    a number or one per axis, torch's rule), or the spatial size of an earlier layer with
+    ``like: NAME`` (DeepLab's image pooling: ``upsample: {like: feat, mode: bilinear}``),
+    which also follows a whole frame. ``mode``: nearest (default, any rank), linear (1-D), bilinear and
     bicubic (2-D), trilinear (3-D); ``align_corners`` (linear modes only) as torch.
 
     0 MACs, no parameters, by convention: interpolation weights are fixed by the geometry, not
@@ -101,7 +102,9 @@ class Upsample(Op):
         Arg("size", "axes", None, aliases=("output_size",), help="output size, int or per axis"),
         Arg("mode", "str", "nearest", choices=MODES, help="nearest, (bi/tri)linear or bicubic"),
         Arg("align_corners", "bool", False, help="linear modes: corner pixels aligned (torch)"),
+        Arg("like", "layer", None, help="resize to the spatial size of this earlier layer"),
     )
+    data_inputs = 1  # `like` gives only its size
 
     def infer(self, a, shapes, rfs):
         shape = shapes[0]
@@ -116,9 +119,9 @@ class Upsample(Op):
         if align and mode == "nearest":
             raise OpError("align_corners applies to the linear and bicubic modes, not nearest")
         given = [f"'{k}'" for k in ("scale", "size") if a[k] is not None]
-        given += ["a reference input"] * (len(shapes) > 1)
+        given += ["'like'"] * (len(shapes) > 1)
         if not given:
-            raise OpError("needs 'scale' or 'size'")
+            raise OpError("needs 'scale', 'size' or 'like: LAYER'")
         if len(given) > 1:
             raise OpError(f"give one of {' and '.join(given)}, not both")
         scales = (None,) * n

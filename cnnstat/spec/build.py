@@ -132,9 +132,10 @@ class _Builder:
             raise SpecError(f"a layer must be an op name or a mapping, got {brief(item)}", loc, scope.notes)
 
         op = REGISTRY.get(op_name)
+        op = None if op is not None and op.internal else op  # the PyTorch importer's own
         block = self.spec.blocks.get(op_name)
         if op is None and block is None:
-            known = list(REGISTRY) + list(self.spec.blocks)
+            known = [n for n, o in REGISTRY.items() if not o.internal] + list(self.spec.blocks)
             raise SpecError(
                 f"unknown op or block '{op_name}'" + did_you_mean(op_name, known), loc, scope.notes
             )
@@ -203,7 +204,13 @@ class _Builder:
             else:
                 local = local or scope.auto_name(op_name)
                 a = self.resolve(op, these, scope)
-                cur = self.emit(op, a, scope.prefix + local, [cur], loc, scope)
+                # Arguments naming an earlier layer (crop/upsample `like:`) read its output too.
+                refs = [
+                    self.lookup(a[g.name], these.locs.get(g.name, loc), scope)
+                    for g in op.args
+                    if g.type == "layer" and a[g.name] is not None
+                ]
+                cur = self.emit(op, a, scope.prefix + local, [cur, *refs], loc, scope)
         return cur
 
     # --- blocks, merges, plain ops --------------------------------------------------------
@@ -521,6 +528,8 @@ def _coerce(arg, value, op, loc, notes):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif t == "bool":
         ok = isinstance(value, bool)
+    elif t == "layer":
+        ok = value is None or isinstance(value, str)
     elif t == "axes":
         ok = value is None or _ints(value)
     elif t == "padding":  # the forms cnnstat.ops.window.paddings reads; it checks them by rank
@@ -536,6 +545,7 @@ def _coerce(arg, value, op, loc, notes):
             "axes": "an integer or a list of integers",
             "padding": "an integer, a list, a mapping of sides, 'same', 'valid' or 'causal'",
             "str": "one of " + ", ".join(arg.choices) if arg.choices else "a string",
+            "layer": "the name of an earlier layer",
         }[t]
         raise SpecError(f"{op}: '{arg.name}' must be {want}, got {brief(value)}", loc, notes)
     if isinstance(value, list):
