@@ -334,3 +334,31 @@ def test_list_parameter_type():
     assert msg.startswith("test.yaml:8:5: error: block 'unit' needs parameter 'ks' (list)")
     msg = error(LISTED + "  - unit: {ks: 3, if: false}\n")
     assert msg.startswith("test.yaml:8:16: error: parameter 'ks' must be list, got 3")
+
+
+def test_from_looks_through_enclosing_scopes():
+    """A layer inside a merge branch can name a layer of its block (lexical scoping: the
+    innermost scope first, then each enclosing one, then the top level)."""
+    a = analyze_text(
+        """
+        input: [1, 64, 64]
+        blocks:
+          up:
+            params: {out: int, skip: str}
+            body:
+              - conv_transpose: {out: $out, k: 2, s: 2, name: up}
+              - concat:
+                  skip: [crop: {from: $skip, like: up}]
+                  up: identity
+        layers:
+          - conv: {out: 8, k: 3, name: enc1}
+          - maxpool: {k: 2}
+          - conv: {out: 16, k: 3}
+          - up: {out: 8, skip: enc1}
+        """
+    )
+    crop = next(la for la in a.layers if la.op == "crop")
+    assert crop.name == "up1.concat1.skip.crop1"
+    assert crop.inputs == ("enc1", "up1.up")  # enc1 from the top level, up from the block
+    assert crop.output == (8, 58, 58)
+    assert a.layers[-1].output == (16, 58, 58)

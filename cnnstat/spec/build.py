@@ -443,9 +443,15 @@ class _Builder:
     def lookup(self, ref, loc, scope):
         if not isinstance(ref, str):
             raise SpecError(f"'from' must name a layer, got {brief(ref)}", loc, scope.notes)
-        for candidate in (scope.prefix + ref, ref):
-            if candidate in self.tensors:
-                return self.tensors[candidate]
+        # Innermost scope first, then each enclosing one: a layer inside a merge branch can
+        # name a layer of its block ('up1.concat1.skip.' -> 'up1.concat1.', 'up1.', '').
+        prefix = scope.prefix
+        while True:
+            if prefix + ref in self.tensors:
+                return self.tensors[prefix + ref]
+            if not prefix:
+                break
+            prefix = prefix[: prefix.rstrip(".").rfind(".") + 1]
         raise SpecError(
             f"'from': no earlier layer named '{ref}'" + did_you_mean(ref, self.tensors), loc, scope.notes
         )
