@@ -72,7 +72,8 @@ def test_json_contract(name, run):
         }
         assert set(layer["rf"]) == {"size", "jump", "start"}
         assert all(isinstance(v, int) for v in (layer["params"], layer["macs"]))
-    assert set(doc["receptive_field"]) == {"size", "jump", "start", "layer"}
+    assert {"size", "jump", "start", "layer"} <= set(doc["receptive_field"])
+    assert set(doc["receptive_field"]) <= {"size", "jump", "start", "layer", "jump_exact"}
     names = [la["name"] for la in doc["layers"]]
     assert len(names) == len(set(names)), "layer names are unique"
 
