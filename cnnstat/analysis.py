@@ -93,11 +93,47 @@ class Analysis:
 
     def receptive_field(self) -> Layer | None:
         """The last layer whose units still cover part of the input (before flatten/global
-        pooling); its ``rf`` is the network's receptive field."""
+        pooling); its ``rf`` is the network's receptive field (None: unknown, the layer's
+        ``rf_unknown`` says past which calls)."""
         for layer in reversed(self.graph.layers):
             if layer.spatial:
                 return layer
         return None
+
+    # --- what is not known (PyTorch calls cnnstat has no op for) ---------------------------
+
+    def incomplete(self) -> list:
+        """The layers whose MACs are unknown, with why: ``[{"layer", "call", "reason"}]``. Their
+        MACs count 0, so MACs (and activation figures, which miss what happens inside them)
+        are lower bounds while this list is not empty. Parameters are always complete."""
+        return [
+            {"layer": la.name, "call": la.args.get("call") or la.op, "reason": la.unknown}
+            for la in self.graph.layers
+            if la.unknown
+        ]
+
+    @property
+    def complete(self) -> bool:
+        """Every layer's cost is known (always, for a spec)."""
+        return not any(la.unknown for la in self.graph.layers)
+
+    def rf_lost(self) -> str:
+        """Where fields became unknown: 'past torch.roll (at roll, roll_1)' over the layers of
+        unknown cost whose field is unknown though one of their inputs' is known; '' when
+        every field is known."""
+        known = {"input"} | {la.name for la in self.graph.layers if la.rf is not None}
+        at = {}
+        for la in self.graph.layers:
+            if la.unknown and la.rf is None and any(i in known for i in la.inputs):
+                at.setdefault(la.args.get("call") or la.op, []).append(la.name)
+        if not at:
+            return ""
+        parts = [f"{call} (at {', '.join(n[:3])}{', ...' if len(n) > 3 else ''})" for call, n in at.items()]
+        return "past " + "; ".join(parts)
+
+    def incomplete_text(self) -> str:
+        """The unknown layers grouped by what was called, as one line."""
+        return incomplete_text(self.incomplete())
 
     def memory(self, optimizer: str = "adam") -> dict:
         """Weights, peak activation memory in inference (and where), and a training estimate."""
@@ -120,23 +156,40 @@ class Analysis:
             return self._to_dict()
 
     def _to_dict(self) -> dict:
-        rf_layer = self.receptive_field()
         return {
             "model": self.graph.name,
             "input": list(self.graph.input),
             "batch": self.batch,
             "dtype": self.dtype,
+            "complete": self.complete,
+            "incomplete": self.incomplete(),
             "totals": self.totals(),
             "by_kind": self.by_kind(),
             "layers": [self._layer_dict(la, c) for la, c in zip(self.graph.layers, self._counts())],
-            "receptive_field": ({**rf_dict(rf_layer.rf), "layer": rf_layer.name} if rf_layer else None),
+            "receptive_field": self.rf_summary(),
             "memory": self.memory(),
             "conventions": CONVENTIONS,
         }
 
+    def rf_summary(self) -> dict | None:
+        """The network's field as JSON: ``rf_dict`` and its ``layer``; size, jump and start
+        ``null`` with ``unknown`` (why) when it is unknown; None when no layer is spatial."""
+        layer = self.receptive_field()
+        if layer is None:
+            return None
+        if layer.rf is None:
+            return {
+                "size": None,
+                "jump": None,
+                "start": None,
+                "layer": layer.name,
+                "unknown": layer.rf_unknown,
+            }
+        return {**rf_dict(layer.rf), "layer": layer.name}
+
     @staticmethod
     def _layer_dict(layer: Layer, c: dict) -> dict:
-        return {
+        d = {
             "name": layer.name,
             "op": layer.op,
             "kind": layer.kind,
@@ -145,6 +198,11 @@ class Analysis:
             **c,
             "rf": rf_dict(layer.rf),
         }
+        if layer.rf is None:
+            d["rf_unknown"] = layer.rf_unknown
+        if layer.unknown:
+            d["unknown"] = layer.unknown
+        return d
 
 
 CONVENTIONS = {
@@ -158,12 +216,31 @@ CONVENTIONS = {
     "weights + gradients + optimizer state + every activation stored in the forward pass",
     "rf": "per spatial axis: size and jump (effective stride) in input pixels; start = centre "
     "of the first unit's field, pixel 0 being the first input pixel",
+    "complete": "false when some layer's MACs are unknown (a PyTorch call cnnstat has no op for, "
+    "listed in incomplete): its MACs count 0, so macs and activation figures are lower bounds; "
+    "parameters and buffers are always complete",
 }
 
 
-def rf_dict(rf) -> dict:
+def incomplete_text(items: list) -> str:
+    """'2 calls of torch.roll (at roll, roll_1); 1 call of nn.LSTM (at rnn)' from
+    ``Analysis.incomplete()``."""
+    groups = {}
+    for item in items:
+        groups.setdefault(item["call"], []).append(item["layer"])
+    parts = []
+    for call, at in groups.items():
+        where = ", ".join(at[:3]) + (", ..." if len(at) > 3 else "")
+        parts.append(f"{len(at)} call{'s' if len(at) > 1 else ''} of {call} (at {where})")
+    return "; ".join(parts)
+
+
+def rf_dict(rf) -> dict | None:
     """JSON numbers: whole values as ints (3.0 -> 3), others as floats (15.5; a Fraction after
-    upsampling: 1/4 -> 0.25); a fractional jump also exactly, as ``jump_exact`` ("2/3")."""
+    upsampling: 1/4 -> 0.25); a fractional jump also exactly, as ``jump_exact`` ("2/3").
+    None for an unknown field."""
+    if rf is None:
+        return None
     plain = lambda v: int(v) if v == int(v) else float(v)  # noqa: E731
     out = {"size": list(rf.size), "jump": [plain(j) for j in rf.jump], "start": [plain(s) for s in rf.start]}
     if any(j != int(j) for j in rf.jump):

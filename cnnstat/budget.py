@@ -40,7 +40,10 @@ METRICS = (
     "peak_activation_bytes",
     "receptive_field",
 )
-SETTINGS = ("model", "name", "input", "resolution", "fps", "dtype", "batch", "mode")
+# Figures that are only lower bounds when a PyTorch model has calls cnnstat has no op for
+# (their MACs, and what happens inside them, are unknown).
+LOWER_BOUNDS = ("macs", "macs_per_frame", "macs_per_second", "activations", "peak_activation_bytes")
+SETTINGS = ("model", "name", "input", "resolution", "fps", "dtype", "batch", "mode", "allow_lower_bounds")
 DEFAULT_FILES = ("cnnstat.toml", "pyproject.toml")
 
 
@@ -57,6 +60,7 @@ class Budget:
         "dtype",
         "batch",
         "mode",
+        "allow_lower_bounds",
         "limits",
         "base_dir",
     )
@@ -72,6 +76,7 @@ class Budget:
             "dtype": self.dtype,
             "batch": self.batch,
             "mode": self.mode,
+            "allow_lower_bounds": self.allow_lower_bounds,
         }
 
 
@@ -168,6 +173,12 @@ def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
     b.mode = entry.get("mode", "tile")
     if b.mode not in ("tile", "frame"):
         fail(f"mode must be 'tile' or 'frame', got {brief(b.mode)}", "mode")
+    b.allow_lower_bounds = entry.get("allow_lower_bounds", False)
+    if not isinstance(b.allow_lower_bounds, bool):
+        fail(
+            f"allow_lower_bounds must be true or false, got {brief(b.allow_lower_bounds)}",
+            "allow_lower_bounds",
+        )
     b.limits = {}
     for key, value in entry.items():
         if key in LIMITS:
@@ -181,7 +192,10 @@ def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
 
 
 def measure(b: Budget) -> dict:
-    """Every metric of a budget's model at its settings."""
+    """Every metric of a budget's model at its settings, and whether they are ``complete``:
+    for a PyTorch model with calls cnnstat has no op for, ``incomplete`` lists them (MACs and
+    activation figures are then lower bounds) and ``receptive_field_unknown`` says why the
+    field is unknown when it is (``receptive_field`` is then None)."""
     from cnnstat.analysis import Analysis
     from cnnstat.throughput import frame_graph, throughput_row
     from cnnstat.torch import is_reference
@@ -198,12 +212,18 @@ def measure(b: Budget) -> dict:
 
     graph, tile = frame_graph(model, "tile", b.resolution, b.input, trace)
     a = Analysis(graph, dtype=b.dtype, batch=b.batch)
+    incomplete = a.incomplete()
     if b.mode == "frame":
         per_frame, _ = frame_graph(model, "frame", b.resolution, None, trace)
-        need = throughput_row(Analysis(per_frame, dtype=b.dtype), b.resolution, b.fps, 1, mode="frame")
+        frame = Analysis(per_frame, dtype=b.dtype)
+        incomplete += [i for i in frame.incomplete() if i not in incomplete]
+        need = throughput_row(frame, b.resolution, b.fps, 1, mode="frame")
     else:
         need = throughput_row(Analysis(graph, dtype=b.dtype), b.resolution, b.fps, 1, tile=tile)
     t, mem, rf = a.totals(), a.memory(), a.receptive_field()
+    extra = {"complete": not incomplete, "incomplete": incomplete}
+    if rf is not None and rf.rf is None:
+        extra["receptive_field_unknown"] = f"at {rf.name}: {rf.rf_unknown}"
     return {
         "params": t["params"],
         "weights": t["weights"],
@@ -214,33 +234,43 @@ def measure(b: Budget) -> dict:
         "param_bytes": t["param_bytes"],
         "activations": t["activations"],
         "peak_activation_bytes": mem["peak_activation_bytes"],
-        "receptive_field": list(rf.rf.size) if rf else None,
+        "receptive_field": list(rf.rf.size) if rf is not None and rf.rf is not None else None,
+        **extra,
     }
 
 
 def check(b: Budget, values: dict) -> list:
-    """One result per limit: value, limit, pass, and headroom (+) or overshoot (-) in %."""
+    """One result per limit: value, limit, pass, and headroom (+) or overshoot (-) in %.
+
+    A figure that is only a lower bound (``lower_bound``: MACs or activations of a model with
+    calls cnnstat has no op for) fails a ``max_*`` limit: over the limit it is over for sure,
+    under it nothing shows that the model is within (``unknown`` says why), unless the budget
+    sets ``allow_lower_bounds`` (the known part is compared). An unknown receptive field
+    fails its limits."""
+    from cnnstat.analysis import incomplete_text
+
     results = []
     for key, limit in b.limits.items():
         metric, sense, _ = LIMITS[key]
         value = values[metric]
+        lower = metric in LOWER_BOUNDS and not values.get("complete", True)
+        result = {"limit_key": key, "metric": metric, "limit": limit, "line": b.loc(key).line}
         if metric == "receptive_field":
+            if value is None and values.get("receptive_field_unknown"):
+                result.update(value=None, ok=False, headroom_pct=None, lower_bound=False)
+                result["unknown"] = f"receptive field unknown {values['receptive_field_unknown']}"
+                results.append(result)
+                continue
             if value is None:
                 raise SpecError(f"{b.name} has no spatial receptive field to limit", b.loc(key))
             value = min(value) if sense == "min" else max(value)
         ok = value <= limit if sense == "max" else value >= limit
         margin = (limit - value) / limit * 100 if sense == "max" else (value - limit) / limit * 100
-        results.append(
-            {
-                "limit_key": key,
-                "metric": metric,
-                "limit": limit,
-                "value": value,
-                "ok": ok,
-                "headroom_pct": margin if limit else None,
-                "line": b.loc(key).line,
-            }
-        )
+        result.update(value=value, ok=ok, headroom_pct=margin if limit else None, lower_bound=lower)
+        if lower:
+            result["unknown"] = f"MACs unknown for {incomplete_text(values['incomplete'])}"
+            result["ok"] = ok and b.allow_lower_bounds
+        results.append(result)
     return results
 
 

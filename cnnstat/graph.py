@@ -9,6 +9,9 @@ from cnnstat.ops.base import RF, prod
 class Layer:
     """One layer: what it reads, its output shape, its cost and its receptive field.
 
+    ``unknown``: why its MACs are unknown (None: known); ``rf`` None: its receptive field is
+    unknown, ``rf_unknown`` says past which calls.
+
     (A plain class with slots rather than a dataclass: defining dataclasses costs start-up.)
     """
 
@@ -25,6 +28,8 @@ class Layer:
         "macs",
         "rf",
         "loc",
+        "unknown",
+        "rf_unknown",
     )
 
     def __init__(
@@ -39,8 +44,10 @@ class Layer:
         biases: int,
         buffers: int,
         macs: int,
-        rf: RF,
+        rf: RF | None,
         loc: Location | None = None,
+        unknown: str | None = None,
+        rf_unknown: str | None = None,
     ):
         self.name = name
         self.op = op
@@ -52,8 +59,12 @@ class Layer:
         self.biases = biases
         self.buffers = buffers
         self.macs = macs  # per image
-        self.rf = rf
+        self.rf = rf  # None: unknown (past a call cnnstat cannot follow; rf_unknown says which)
         self.loc = loc
+        # Why this layer's MACs are unknown (a PyTorch call cnnstat has no op for); None when
+        # its cost is known. Its ``macs`` (0) are then the known part: totals are lower bounds.
+        self.unknown = unknown
+        self.rf_unknown = rf_unknown
 
     def __repr__(self) -> str:
         return f"Layer({self.name!r}, {self.op}, output={list(self.output)})"
@@ -68,8 +79,9 @@ class Layer:
 
     @property
     def spatial(self) -> bool:
-        """Output units still cover part of the input (before flatten / global pooling)."""
-        return len(self.output) > 1 and not self.rf.collapsed
+        """Output units still cover part of the input (before flatten / global pooling); a
+        spatial-shaped output whose field is unknown counts as spatial (it may well be)."""
+        return len(self.output) > 1 and (self.rf is None or not self.rf.collapsed)
 
 
 class Graph:

@@ -18,6 +18,35 @@ class Column:
         self.wrap = wrap  # long text (descriptions) wraps; everything else stays on one line
 
 
+class Bound:
+    """A figure known only as a bound: ``Bound(v)`` is at least ``v`` (printed ``≥ v``, in CSV
+    ``>=v``), ``Bound(v, upper=True)`` at most ``v`` (an fps limit when the MACs are a lower
+    bound). Tables print the bound with the column's format."""
+
+    __slots__ = ("value", "upper")
+
+    def __init__(self, value, upper: bool = False):
+        self.value, self.upper = value, upper
+
+    def __repr__(self) -> str:
+        return f"{'<=' if self.upper else '>='}{self.value!r}"
+
+
+class _Unknown:
+    """A figure nobody knows (an unsupported call's MACs): ``?`` in every format."""
+
+    def __repr__(self) -> str:
+        return "?"
+
+
+UNKNOWN = _Unknown()
+
+
+def at_least(value, lower: bool):
+    """``value``, or ``Bound(value)`` when ``lower`` (the figure is a lower bound)."""
+    return Bound(value) if lower else value
+
+
 MAX_ROWS = 300  # terminal and Markdown tables show the first and last rows beyond this
 
 
@@ -40,8 +69,18 @@ class Table:
         return self.rows[:200] + [marker] + self.rows[-50:]
 
 
+def _cell(column: Column, value) -> str:
+    if value is None:
+        return ""
+    if value is UNKNOWN:
+        return "?"
+    if isinstance(value, Bound):
+        return f"{'≤' if value.upper else '≥'} {column.fmt(value.value)}"
+    return column.fmt(value)
+
+
 def _cells(table: Table, row: dict) -> list:
-    return [c.fmt(row[c.key]) if row.get(c.key) is not None else "" for c in table.columns]
+    return [_cell(c, row.get(c.key)) for c in table.columns]
 
 
 def render(table: Table, fmt: str, out=None) -> None:
@@ -87,6 +126,10 @@ def render(table: Table, fmt: str, out=None) -> None:
 
 
 def _csv(value):
+    if value is UNKNOWN:
+        return "?"
+    if isinstance(value, Bound):
+        return f"{'<=' if value.upper else '>='}{_csv(value.value)}"
     if isinstance(value, (list, tuple)):
         return "x".join(str(v) for v in value)
     return "" if value is None else value

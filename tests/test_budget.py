@@ -65,6 +65,10 @@ def test_passing_budget(budget, run):
     assert entry["values"]["params"] == 3_504_872
     assert entry["values"]["macs"] == 300_774_272
     assert len(entry["checks"]) == 11 and all(c["ok"] for c in entry["checks"])
+    # a spec is complete: no figure is a lower bound
+    assert entry["values"]["complete"] is True and entry["values"]["incomplete"] == []
+    assert not any(c["lower_bound"] for c in entry["checks"])
+    assert entry["settings"]["allow_lower_bounds"] is False
 
 
 @pytest.mark.parametrize("limit", EXCEEDED)
@@ -130,6 +134,11 @@ def test_frame_mode_budget(budget, run):
         ('[[budget]]\nmodel = "vgg16"\nmax_params = [1\n', 3, "TOML:"),
         ('[[budget]]\nmodel = "vgg16"\ninput = "3x448x448"\nmax_params = 1\n', 2, "fc 'fc1' gets input"),
         ("[other]\nx = 1\n", 1, "no [[budget]] tables"),
+        (
+            '[[budget]]\nmodel = "vgg16"\nallow_lower_bounds = "yes"\nmax_params = 1\n',
+            3,
+            "allow_lower_bounds must be true or false, got 'yes'",
+        ),
     ],
 )
 def test_malformed_budget_files(budget, run, text, line, message):

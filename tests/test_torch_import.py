@@ -39,32 +39,53 @@ def test_torchvision_equals_zoo_and_published(name, tracer):
     a = analyze(f"torchvision:{name}", tracer=tracer)
     zoo = analyze_spec(TORCHVISION[name])
     t, z = a.totals(), zoo.totals()
-    assert a.graph.tracer == tracer and not a.graph.unsupported
-    assert (t["params"], t["macs"]) == (z["params"], z["macs"])
+    assert a.graph.tracer == tracer and not a.graph.unsupported and a.complete
+    # what runs equals the zoo spec; modules the forward does not run count at 0 MACs
+    assert (t["params"] - sum(a.graph.not_executed.values()), t["macs"]) == (z["params"], z["macs"])
     assert a.graph.input == zoo.graph.input
     assert rf(a) == rf(zoo)
     # torchvision's weights metadata: num_params, and _ops = GMAC of conv + linear layers
     meta = torchvision.models.get_model_weights(name).DEFAULT.meta
-    assert t["params"] + sum(a.graph.not_executed.values()) == meta["num_params"]
+    assert t["params"] == meta["num_params"]
     digits = len(str(meta["_ops"]).split(".")[1])
     assert round(t["macs"] / 1e9, digits) == meta["_ops"]
 
 
-def test_inception_v3_aux_head_is_listed_not_counted():
+def test_inception_v3_aux_head_is_counted_at_0_macs():
     # torchvision's inception_v3 keeps AuxLogits (its 27,161,264 published parameters include
-    # it), but the eval forward never runs it: cnnstat counts what runs (= inception_v3-noaux,
-    # 5.713 GMAC as published) and lists the rest.
+    # it), but the eval forward never runs it: cnnstat counts its parameters (as the zoo's
+    # inception_v3 does) at 0 MACs (as inception_v3-noaux, 5.713 GMAC as published), and lists it.
     a = analyze("torchvision:inception_v3")
     assert a.graph.not_executed == {"AuxLogits": 3_326_696}
-    assert a.totals()["params"] + 3_326_696 == analyze_spec("inception_v3").totals()["params"]
+    assert a.totals()["params"] == analyze_spec("inception_v3").totals()["params"] == 27_161_264
+    assert a.totals()["macs"] == analyze_spec("inception_v3-noaux").totals()["macs"] and a.complete
+    unused = [la for la in a.layers if la.op == "unused"]
+    assert [la.name for la in unused] == [
+        "AuxLogits.conv0.conv",
+        "AuxLogits.conv0.bn",
+        "AuxLogits.conv1.conv",
+        "AuxLogits.conv1.bn",
+        "AuxLogits.fc",
+    ]
+    assert [la.kind for la in unused] == ["conv", "other", "conv", "other", "fc"]
+    # conv0: 768 -> 128, 1x1, no bias; conv1: 128 -> 768, 5x5; their BNs; fc 768 -> 1000
+    assert [(la.weights, la.biases, la.buffers, la.macs) for la in unused] == [
+        (768 * 128, 0, 0, 0),
+        (128, 128, 256, 0),
+        (128 * 768 * 25, 0, 0, 0),
+        (768, 768, 1536, 0),
+        (768_000, 1000, 0, 0),
+    ]
+    assert sum(la.params for la in unused) == 3_326_696
     assert a.to_dict()["torch"]["not_executed"] == {"AuxLogits": 3_326_696}
 
 
 def test_googlenet_is_built_as_published_unless_asked():
     # torchvision's published GoogLeNet has no auxiliary heads (its weights builder drops them)
     with_aux = analyze("torchvision:googlenet", kwargs={"aux_logits": True})
-    assert with_aux.totals()["params"] == 6_624_904  # the heads exist but do not run in eval
+    assert with_aux.totals()["params"] == 13_004_888  # the heads exist, do not run in eval: 0 MACs
     assert sum(with_aux.graph.not_executed.values()) == 13_004_888 - 6_624_904
+    assert with_aux.totals()["macs"] == analyze("torchvision:googlenet").totals()["macs"]
 
 
 def test_torchvision_shufflenet_channel_shuffle_is_recognised():
@@ -199,6 +220,8 @@ def test_functional_calls_and_an_unsupported_op(nets):
         ("conv2d", "conv"),
         ("relu", "relu"),
         ("conv2", "conv"),
+        ("roll", "opaque"),
+        ("roll_1", "opaque"),
         ("add", "add"),
         ("cat", "concat"),
         ("bn", "bn"),
@@ -209,11 +232,12 @@ def test_functional_calls_and_an_unsupported_op(nets):
         ("mean", "gap"),
         ("fc", "fc"),
     ]
-    # torch.roll has no cnnstat op: listed (twice), not silently zero
+    # torch.roll has no cnnstat op: listed (twice), its MACs unknown, not silently zero
     doc = a.to_dict()
     (roll,) = doc["torch"]["unsupported"]
     assert roll["call"] == "torch.roll" and roll["calls"] == 2 and roll["at"] == ["roll", "roll_1"]
-    # conv1: 16x16x16 outputs x 27; conv2: 16x16x16 x 144; fc: 32 x 10
+    assert doc["complete"] is False and [i["layer"] for i in doc["incomplete"]] == ["roll", "roll_1"]
+    # the known part: conv1: 16x16x16 outputs x 27; conv2: 16x16x16 x 144; fc: 32 x 10
     assert a.totals()["macs"] == 4096 * 27 + 4096 * 144 + 320
     assert a.totals()["params"] == 16 * 27 + 16 + 16 * 144 + 64 + 330
     r = verify("nets:FunctionalNet", input=(3, 32, 32))
@@ -223,7 +247,10 @@ def test_functional_calls_and_an_unsupported_op(nets):
 def test_unsupported_on_the_cli_and_strict(nets, run):
     res = run("params", "nets:FunctionalNet", "--input", "3x32x32", "--format", "json")
     assert res.exit_code == 0
-    assert "warning: unsupported, not counted: 2 calls of torch.roll (at roll, roll_1)" in res.stderr
+    assert (
+        "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
+        "2 calls of torch.roll (at roll, roll_1)"
+    ) in res.stderr
     assert json.loads(res.stdout)["torch"]["unsupported"][0]["calls"] == 2
     res = run("summary", "nets:FunctionalNet", "--input", "3x32x32", "--strict")
     assert res.exit_code == 2
@@ -233,10 +260,15 @@ def test_unsupported_on_the_cli_and_strict(nets, run):
 def test_fx_falls_back_to_hooks(nets):
     a = analyze("nets:Branchy", input=(3, 32, 32))
     assert a.graph.tracer == "hooks" and "TraceError" in a.graph.fx_error
-    assert [la.name for la in a.layers] == ["conv", "small", "relu", "adaptive_avg_pool2d", "flatten", "fc"]
-    assert a.graph.not_executed == {"big": 584}  # the branch not taken at 32x32
+    names = ["big", "conv", "small", "relu", "adaptive_avg_pool2d", "flatten", "fc"]
+    assert [la.name for la in a.layers] == names
+    assert a.graph.not_executed == {"big": 584}  # the branch not taken at 32x32: counted, 0 MACs
+    assert (a.layers[0].op, a.layers[0].params, a.layers[0].macs) == ("unused", 584, 0) and a.complete
+    assert a.totals()["params"] == 224 + 584 + 72 + 36
     big = analyze("nets:Branchy", input=(3, 80, 80))
-    assert "big" in [la.name for la in big.layers] and big.graph.not_executed == {"small": 72}
+    assert ("big", "conv") in [(la.name, la.op) for la in big.layers] and big.graph.not_executed == {
+        "small": 72
+    }
     assert verify("nets:Branchy", input=(3, 80, 80))["equal"]
 
 
@@ -251,15 +283,20 @@ def test_a_module_called_twice(nets):
 def test_matmul_is_a_listed_difference(nets, run):
     res = run("verify", "nets:WithMatmul", "--input", "3x32x32")
     assert res.exit_code == 1
-    assert "DIFFERENT" in res.stdout and "unsupported, not counted: torch.matmul" in res.stdout
+    assert (
+        "DIFFERENT" in res.stdout
+        and "unsupported (parameters counted, MACs unknown): torch.matmul" in res.stdout
+    )
+    assert "≥ 194,400" in res.stdout  # cnnstat's MACs: a lower bound
     r = verify("nets:WithMatmul", input=(3, 32, 32))
     assert r["macs"]["fvcore"] - r["macs"]["cnnstat"] == 900 * 8 * 8  # the matmul's MACs
+    assert r["params"]["cnnstat"] == r["params"]["torch"] == 224 + 64 and r["complete"] is False
     assert r["differences"] == [
         {
             "module": "(root)",
             "cnnstat_macs": 0,
             "fvcore_macs": 57_600,
-            "cnnstat_params": 0,
+            "cnnstat_params": 64,  # held by the unsupported matmul
             "torch_params": 64,
         }
     ]
@@ -328,9 +365,11 @@ def test_commands_take_pytorch_models(run):
         assert doc["torch"] == {
             "tracer": "fx",
             "module_params": 1_235_496,
+            "module_buffers": 0,
             "unsupported": [],
             "not_executed": {},
         }
+        assert doc["complete"] is True and doc["incomplete"] == []
     res = run("memory", "torchvision:squeezenet1_1", "--format", "json")
     assert json.loads(res.stdout)["memory"]["weight_bytes"] == 4 * 1_235_496 - 4 * 3_944  # biases apart
 

@@ -74,6 +74,8 @@ def _progress(i, n, b):
 def _fmt(metric: str, value) -> str:
     from cnnstat.units import human_bytes, si
 
+    if value is None:
+        return "unknown"
     if metric.endswith("bytes"):
         return human_bytes(value)
     if metric == "receptive_field":
@@ -85,6 +87,20 @@ def _describe(c) -> str:
     value, limit = _fmt(c["metric"], c["value"]), _fmt(c["metric"], c["limit"])
     sense = "limit" if c["limit_key"].startswith("max_") else "minimum"
     pct = c["headroom_pct"]
+    if c["value"] is None:  # a receptive field cnnstat cannot follow
+        return f"{c['metric']} {c['unknown']}: cannot check the {sense} {limit}"
+    if c.get("lower_bound"):
+        if c["value"] > c["limit"]:
+            return (
+                f"{c['metric']} ≥ {value} exceeds the limit {limit} by at least {abs(pct):.1f}% "
+                f"(a lower bound: {c['unknown']})"
+            )
+        if c["ok"]:
+            return f"{c['metric']} ≥ {value}: its known part is within the limit {limit} ({c['unknown']})"
+        return (
+            f"{c['metric']} ≥ {value} is a lower bound ({c['unknown']}): nothing shows it is within "
+            f"the limit {limit} (allow_lower_bounds = true compares the known part)"
+        )
     if c["ok"]:
         margin = f" ({pct:.1f}% headroom)" if pct is not None else ""
         return f"{c['metric']} {value} within the {sense} {limit}{margin}"
@@ -155,19 +171,27 @@ def _junit(doc):
 def _table(doc):
     from cnnstat.render import Column, Table, render
 
-    rows = []
+    rows, notes = [], []
     for e in doc["budgets"]:
         for c in e["checks"]:
             pct = c["headroom_pct"]
+            margin = "" if pct is None else (f"{pct:.1f}% headroom" if c["ok"] else f"{-pct:.1f}% over")
+            value = _fmt(c["metric"], c["value"])
+            if c.get("lower_bound"):
+                value = f"≥ {value}"
+                over = c["value"] > c["limit"]
+                margin = f"≥ {-pct:.1f}% over" if over else "lower bound: known part within"
+            elif c["value"] is None:
+                margin = "unknown"
+            if c.get("unknown") and c["unknown"] not in notes:
+                notes.append(c["unknown"])
             rows.append(
                 {
                     "model": e["name"],
                     "metric": c["limit_key"],
                     "limit": _fmt(c["metric"], c["limit"]),
-                    "value": _fmt(c["metric"], c["value"]),
-                    "margin": ""
-                    if pct is None
-                    else (f"{pct:.1f}% headroom" if c["ok"] else f"{-pct:.1f}% over"),
+                    "value": value,
+                    "margin": margin,
                     "status": "pass" if c["ok"] else "FAIL",
                 }
             )
@@ -196,5 +220,11 @@ def _table(doc):
         rows=rows,
     )
     bad = sum(r["status"] == "FAIL" for r in rows)
-    table.notes.append("all budgets pass" if not bad else f"{bad} limit(s) exceeded")
+    if notes:
+        table.notes.append(
+            "≥: a lower bound, which fails a max_ limit unless the budget sets allow_lower_bounds; "
+            "unknown: cannot be checked. " + "; ".join(notes)
+        )
+    failed = f"{bad} limit(s) exceeded" + (" or not shown to hold" if notes else "")
+    table.notes.append("all budgets pass" if not bad else failed)
     render(table, "table")

@@ -34,34 +34,40 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
     from cnnstat.analysis import Analysis, rf_dict
     from cnnstat.cli.common import load_analysis
     from cnnstat.hardware import bound, get_device
-    from cnnstat.render import Column, Table, print_json, render
+    from cnnstat.render import Bound, Column, Table, at_least, print_json, render
     from cnnstat.throughput import frame_graph, throughput_row
     from cnnstat.units import human_bytes, parse_resolution, si
 
     frame = parse_resolution(resolution)
     dev = get_device(device) if device else None
-    rows = []
+    rows, texts = [], []
     for model in models:
         trace = lambda m, i, r: load_analysis(m, i, r, dtype)  # noqa: E731  (PyTorch models)
         graph, tile = frame_graph(model, "tile", frame, input_, trace)
         a = Analysis(graph, dtype=dtype)
         t, mem, rf = a.totals(), a.memory(), a.receptive_field()
         need = throughput_row(a, frame, fps, 1, tile=tile)
+        known_rf = rf is not None and rf.rf is not None
         row = {
             "model": a.name,
             "input": list(a.graph.input),
+            "complete": a.complete,
+            "incomplete": a.incomplete(),
             "params": t["params"],
             "weight_bytes": t["param_bytes"],
             "macs": t["macs"],
             "peak_activation_bytes": mem["peak_activation_bytes"],
-            "rf_size": rf_dict(rf.rf)["size"] if rf else None,
-            "rf_jump": rf_dict(rf.rf)["jump"] if rf else None,
+            "rf_size": rf_dict(rf.rf)["size"] if known_rf else None,
+            "rf_jump": rf_dict(rf.rf)["jump"] if known_rf else None,
             "macs_per_second": need["macs_per_second"],
         }
+        if rf is not None and not known_rf:
+            row["rf_unknown"] = rf.rf_unknown
         if dev:
             row["bound"] = bound(a.graph, dev, dtype, fps, need["passes_per_frame"])
             row["max_fps"] = row["bound"]["max_fps"]
         rows.append(row)
+        texts.append((a.name, a.incomplete_text()))
     if fmt == "json":
         print_json(rows)
         return
@@ -77,7 +83,15 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
         Column(f"{shape_text(frame)}@{fps:g} MAC/s", "macs_per_second", si),
     ]
     for row in rows:
-        row["rf_size"] = f"{shape_text(row['rf_size'])} /{row['rf_jump'][0]}" if row["rf_size"] else ""
+        if "rf_unknown" in row:
+            row["rf_size"] = "unknown"
+        else:
+            row["rf_size"] = f"{shape_text(row['rf_size'])} /{row['rf_jump'][0]}" if row["rf_size"] else ""
+        low = not row["complete"]  # MACs, activations: lower bounds; so fps: an upper bound
+        for key in ("macs", "peak_activation_bytes", "macs_per_second"):
+            row[key] = at_least(row[key], low)
+        if dev and low:
+            row["max_fps"] = Bound(row["max_fps"], upper=True)
     columns[6] = Column("RF /jump", "rf_size", str)
     if dev:
         columns.append(Column(f"max fps on {dev.name}", "max_fps", lambda v: f"{v:.1f}"))
@@ -87,4 +101,7 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
     )
     if dev:
         table.notes.append(f"max fps: roofline bound on {dev.name} (a bound, not a measurement).")
+    for name, text in texts:
+        if text:
+            table.notes.append(f"{name}: ≥ / ≤: bounds; MACs unknown (counted 0) for {text}.")
     render(table, fmt)

@@ -105,8 +105,11 @@ def command(
             row = throughput_row(analysis, frame, fps, flops_per_mac, mode="frame")
         else:
             row = throughput_row(analysis, frame, fps, flops_per_mac, tile=t, tiling=tiling, overlap=overlap)
+        row["complete"], row["incomplete"] = analysis.complete, analysis.incomplete()
         if dev:
             row["bound"] = bound(graph, dev, dtype, fps, row["passes_per_frame"])
+            if not analysis.complete:  # the MACs are a lower bound: the fps only an upper one
+                row["bound"]["verdict"] = _verdict_at_most(row["bound"]["max_fps"], fps)
             if per_layer:
                 row["roofline"] = roofline(graph, dev, dtype)
         rows.append(row)
@@ -120,8 +123,15 @@ def command(
         _render_roofline(row, dev, dtype, fmt)
 
 
+def _verdict_at_most(max_fps: float, fps) -> str:
+    """The verdict when latency is only a lower bound: too slow, or not known to hold."""
+    if max_fps < fps:
+        return f"needs at least {fps / max_fps:.1f}x the device"
+    return f"unknown: at most {max_fps:.1f} fps, MACs partly unknown"
+
+
 def _render_roofline(row, dev, dtype, fmt):
-    from cnnstat.render import Column, Table, render
+    from cnnstat.render import UNKNOWN, Column, Table, render
     from cnnstat.units import human_bytes, si
 
     ms = lambda v: f"{v * 1e3:.4f}"  # noqa: E731
@@ -137,8 +147,14 @@ def _render_roofline(row, dev, dtype, fmt):
             Column("memory ms", "memory_s", ms),
             Column("bound", "bound", numeric=False),
         ],
-        rows=row["roofline"],
+        rows=[dict(r) for r in row["roofline"]],
     )
+    unknown = {i["layer"] for i in row["incomplete"]}
+    for r in table.rows:
+        if r["name"] in unknown:
+            r.update(macs=UNKNOWN, intensity=UNKNOWN, compute_s=UNKNOWN, bound="?")
+    if unknown:
+        table.notes.append("?: MACs unknown (a call cnnstat has no op for): compute time unknown.")
     ridge = dev.peak(dtype) / dev.bandwidth
     table.notes.append(
         f"Layers below {ridge:.1f} MAC/byte (peak / bandwidth) are memory-bound on {dev.name}; "
@@ -148,7 +164,8 @@ def _render_roofline(row, dev, dtype, fmt):
 
 
 def _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, fmt):
-    from cnnstat.render import Column, Table, render
+    from cnnstat.analysis import incomplete_text
+    from cnnstat.render import Bound, Column, Table, at_least, render
     from cnnstat.units import human_bytes, si
 
     unit = "FLOP/s" if flops_per_mac > 1 else "FLOP/s (=MAC/s)"
@@ -172,10 +189,23 @@ def _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, 
         Column(unit, "flops_per_second", si),
         Column(f"act. {dtype}/s", "activation_bytes_per_second", lambda v: human_bytes(v) + "/s"),
     ]
-    if dev:
-        for row in rows:
+    rows = [dict(row) for row in rows]  # the JSON's rows keep their plain numbers
+    for row in rows:
+        low = not row["complete"]
+        for key in (
+            "macs_per_image",
+            "macs_per_frame",
+            "macs_per_second",
+            "flops_per_second",
+            "activation_bytes_per_second",
+        ):
+            if key in row:
+                row[key] = at_least(row[key], low)
+        if dev:
             b = row["bound"]
-            row.update(latency=b["latency_s"], max_fps=b["max_fps"], verdict=b["verdict"])
+            row.update(latency=at_least(b["latency_s"], low), verdict=b["verdict"])
+            row["max_fps"] = Bound(b["max_fps"], upper=True) if low else b["max_fps"]
+    if dev:
         columns += [
             Column("bound ms/frame", "latency", lambda v: f"{v * 1e3:.2f}"),
             Column("max fps", "max_fps", lambda v: f"{v:.1f}"),
@@ -205,6 +235,12 @@ def _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, 
             f"video models see clips of {'/'.join(map(str, clips))} frames: one clip per that many frames "
             "(non-overlapping clips), so MACs/frame = MACs per clip (and tile) / clip frames."
         )
+    for row in rows:
+        if not row["complete"]:
+            table.notes.append(
+                f"{row['model']}: ≥ / ≤: bounds; MACs unknown (counted 0) for "
+                f"{incomplete_text(row['incomplete'])}."
+            )
     if dev:
         table.notes.append(
             f"bound: roofline lower bound on {dev.name} ({dev.description}) at {dtype}: per layer "

@@ -23,34 +23,38 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, optimizer):
     Example:
       cnnstat memory resnet50 --batch 32 --dtype fp16
     """
-    from cnnstat.render import Column, Table, print_json, render
+    from cnnstat.render import Column, Table, at_least, print_json, render
     from cnnstat.units import human_bytes
 
     a = load_analysis(model, input_, resolution, dtype, batch)
     m = a.memory(optimizer)
     if fmt == "json":
-        print_json(
-            {"model": a.name, "input": list(a.graph.input), "batch": a.batch, "dtype": a.dtype, "memory": m}
-        )
+        doc = {"model": a.name, "input": list(a.graph.input), "batch": a.batch, "dtype": a.dtype}
+        print_json({**doc, "complete": a.complete, "incomplete": a.incomplete(), "memory": m})
         return
     t = m["training"]
+    low = not a.complete  # activations inside calls cnnstat has no op for are not seen
     rows = [
         {"what": "weights + biases", "bytes": m["param_bytes"], "note": ""},
         {
             "what": "peak activations (inference)",
-            "bytes": m["peak_activation_bytes"],
+            "bytes": at_least(m["peak_activation_bytes"], low),
             "note": f"at {m['peak_at']}",
         },
         {
             "what": "sum of all activations",
-            "bytes": m["activation_bytes_sum"],
+            "bytes": at_least(m["activation_bytes_sum"], low),
             "note": "for comparison: nothing freed, nothing in place",
         },
         {"what": "training: weights", "bytes": t["weights"], "note": ""},
         {"what": "training: gradients", "bytes": t["gradients"], "note": ""},
         {"what": f"training: {optimizer} state", "bytes": t["optimizer_state"], "note": ""},
-        {"what": "training: stored activations", "bytes": t["activations"], "note": "kept for backward"},
-        {"what": "training: total", "bytes": t["total"], "note": ""},
+        {
+            "what": "training: stored activations",
+            "bytes": at_least(t["activations"], low),
+            "note": "kept for backward",
+        },
+        {"what": "training: total", "bytes": at_least(t["total"], low), "note": ""},
     ]
     table = Table(
         title=f"{a.name}: memory at input {shape_text(a.graph.input)}, batch {a.batch}, {a.dtype}",
@@ -66,4 +70,9 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, optimizer):
         "out += identity) and views (flatten) share storage. Training: every activation stored "
         f"in the forward pass; all at {a.dtype}."
     )
+    if low:
+        table.notes.append(
+            f"≥: a lower bound. What happens inside {a.incomplete_text()} is unknown to cnnstat: "
+            "their outputs are counted, their intermediate tensors are not."
+        )
     render(table, fmt)

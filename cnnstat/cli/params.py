@@ -9,8 +9,15 @@ from cnnstat.cli.common import conventions_note, load_analysis, model_options, s
 KIND_LABELS = {"conv": "Convolution", "fc": "Fully connected", "other": "Other"}
 
 
+def incomplete_note(a) -> str:
+    """The note under a table whose MAC figures are lower bounds."""
+    return (
+        f"≥: a lower bound. MACs unknown (counted 0) for {a.incomplete_text()}; parameters are all counted."
+    )
+
+
 def params_table(a, binary: bool):
-    from cnnstat.render import Column, Table
+    from cnnstat.render import Column, Table, at_least
     from cnnstat.units import human_bytes, si
 
     b = lambda n: human_bytes(n, binary)  # noqa: E731
@@ -28,16 +35,20 @@ def params_table(a, binary: bool):
         ],
     )
     by_kind = a.by_kind()
+    lower = {la.kind for la in a.layers if la.unknown}  # kinds whose MACs are lower bounds
     for kind, counts in by_kind.items():
-        table.rows.append({"kind": kind, **counts})
-    table.total = {"kind": "total", **a.totals()}
+        table.rows.append({"kind": kind, **counts, "macs": at_least(counts["macs"], kind in lower)})
+    totals = a.totals()
+    table.total = {"kind": "total", **totals, "macs": at_least(totals["macs"], bool(lower))}
     for kind in ("conv", "fc"):
         c = by_kind[kind]
         if c["params"] or c["macs"]:
             table.notes.append(
                 f"{KIND_LABELS[kind]}: {si(c['weights'])} weights = {b(c['weight_bytes'])} "
-                f"(+{si(c['biases'])} biases); {si(c['macs'])} MACs"
+                f"(+{si(c['biases'])} biases); {'≥ ' if kind in lower else ''}{si(c['macs'])} MACs"
             )
+    if lower:
+        table.notes.append(incomplete_note(a))
     table.notes.append(conventions_note(binary))
     return table
 

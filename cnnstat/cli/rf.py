@@ -38,23 +38,25 @@ def command(model, input_, resolution, fmt, show_all):
         ],
     )
     for layer in a.layers:
-        table.rows.append(
-            {
-                "name": layer.name,
-                "op": layer.op,
-                "output": layer.output,
-                "size": "whole input" if layer.rf.collapsed else layer.rf.size,
-                "jump": layer.rf.jump,
-                "start": layer.rf.start,
-            }
-        )
+        rf = layer.rf
+        row = {"name": layer.name, "op": layer.op, "output": layer.output, "size": "?"}
+        if rf is not None:
+            row.update(size="whole input" if rf.collapsed else rf.size, jump=rf.jump, start=rf.start)
+        table.rows.append(row)
     last = a.receptive_field()
-    if last is not None:
+    if last is not None and last.rf is None:
+        table.notes.append(
+            f"Receptive field: unknown (at {last.name}): {last.rf_unknown}, which cnnstat has no "
+            "op for, so it cannot say which input pixels a unit sees."
+        )
+    elif last is not None:
         table.notes.append(
             f"Receptive field: {shape_text(last.rf.size)} pixels, jump {shape_text(last.rf.jump)}, "
             f"start {shape_text(last.rf.start)} "
             f"(at {last.name}, the last layer before global pooling/flatten)."
         )
+    if any(layer.rf is None for layer in a.layers):
+        table.notes.append(f"?: unknown {a.rf_lost()}.")
     table.notes.append(
         "size: input pixels one unit sees (per axis H x W; after upsampling, the largest field "
         "any unit has); jump: effective stride; start: centre of the first unit's field "

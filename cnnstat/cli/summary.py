@@ -8,6 +8,8 @@ from cnnstat.cli.common import conventions_note, load_analysis, model_options, s
 
 
 def rf_text(rf) -> str:
+    if rf is None:
+        return "?"
     if not rf.size:
         return ""
     if rf.collapsed:
@@ -26,7 +28,8 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, show_all):
       cnnstat summary alexnet
       cnnstat summary vgg16 --format csv > vgg16.csv
     """
-    from cnnstat.render import Column, Table, print_json, render
+    from cnnstat.cli.params import incomplete_note
+    from cnnstat.render import UNKNOWN, Column, Table, at_least, print_json, render
     from cnnstat.units import human_bytes, si
 
     a = load_analysis(model, input_, resolution, dtype, batch)
@@ -48,20 +51,22 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, show_all):
         ],
     )
     for layer in a.layers:
-        table.rows.append(
-            {
-                "name": layer.name,
-                "op": layer.op,
-                "kind": layer.kind,
-                "output": layer.output,
-                "rf": layer.rf,
-                **a.counts(layer),
-            }
-        )
-    table.total = {"name": "total", **a.totals()}
+        row = {"name": layer.name, "op": layer.op, "kind": layer.kind, "output": layer.output}
+        row.update(a.counts(layer), rf=UNKNOWN if layer.rf is None else layer.rf)
+        if layer.unknown:
+            row["macs"] = UNKNOWN
+        table.rows.append(row)
+    totals, lower = a.totals(), not a.complete
+    table.total = {"name": "total", **totals}
+    for key in ("macs", "activations", "activation_bytes"):  # what happens inside is not seen
+        table.total[key] = at_least(totals[key], lower)
     if fmt == "csv":
         for row in table.rows:
-            row["rf"] = "x".join(map(str, row["rf"].size))
+            row["rf"] = "?" if row["rf"] is UNKNOWN else "x".join(map(str, row["rf"].size))
+    if lower:
+        table.notes.append(incomplete_note(a) + " ?: unknown.")
+    if any(layer.rf is None for layer in a.layers):
+        table.notes.append(f"RF ?: unknown {a.rf_lost()} (cnnstat has no op for it).")
     table.notes.append(conventions_note(binary))
     table.show_all = show_all
     render(table, fmt)

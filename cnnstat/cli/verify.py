@@ -77,13 +77,14 @@ def _render(results, skipped, fmt, device, Column, Table, render):
     for r in results:
         p, m = r["params"], r["macs"]
         torch_params = _n(p["torch"]) + (f" ({_n(p['not_executed'])} not run)" if p["not_executed"] else "")
+        macs = m["cnnstat"] if r.get("complete", True) else f"≥ {_n(m['cnnstat'])}"
         rows.append(
             {
                 "model": r["model"],
                 "input": r["input"],
                 "params": p["cnnstat"],
                 "torch_params": torch_params,
-                "macs": m["cnnstat"],
+                "macs": macs,
                 "fvcore": m["fvcore"],
                 "counter": m["flop_counter"],
                 "result": "equal" if r["equal"] else "DIFFERENT",
@@ -96,7 +97,7 @@ def _render(results, skipped, fmt, device, Column, Table, render):
             Column("input", "input", shape_text),
             Column("params", "params", _n),
             Column("sum(p.numel())", "torch_params"),
-            Column("MACs", "macs", _n),
+            Column("MACs", "macs", lambda v: v if isinstance(v, str) else _n(v)),
             Column("fvcore", "fvcore", _n),
             Column("FlopCounterMode", "counter", _n),
             Column("result", "result", numeric=False),
@@ -104,8 +105,8 @@ def _render(results, skipped, fmt, device, Column, Table, render):
         rows=rows,
     )
     table.notes.append(
-        f"params: cnnstat vs sum(p.numel()) of the torch module (torch {_version('torch')}), less parameters "
-        "of modules the forward does not run; MACs: cnnstat vs fvcore "
+        f"params: cnnstat vs sum(p.numel()) of the torch module (torch {_version('torch')}), parameters "
+        "of modules the forward does not run included; MACs: cnnstat vs fvcore "
         f"{_version('fvcore')} FlopCountAnalysis (conv + linear + matmul ops, a real forward on {device}) "
         "and PyTorch's FlopCounterMode / 2 (meta device)."
     )
@@ -115,9 +116,8 @@ def _render(results, skipped, fmt, device, Column, Table, render):
         )
     for r in results:
         if r["unsupported"]:
-            table.notes.append(
-                f"{r['model']}: unsupported, not counted: " + ", ".join(u["call"] for u in r["unsupported"])
-            )
+            calls = ", ".join(dict.fromkeys(u["call"] for u in r["unsupported"]))
+            table.notes.append(f"{r['model']}: unsupported (parameters counted, MACs unknown): {calls}")
     render(table, fmt)
     for r in results:
         if r["differences"]:

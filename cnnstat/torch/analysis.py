@@ -1,9 +1,13 @@
 """Analysis of a PyTorch model: the same :class:`~cnnstat.analysis.Analysis` as for a spec,
-plus what the import saw (unsupported calls, parameters the forward never used)."""
+plus what the import saw (unsupported calls, parameters the forward never used).
+
+Totals are never silently wrong: parameters and buffers always equal the module's; a call
+cnnstat has no op for is a layer with unknown MACs, so the analysis is not ``complete`` and
+MAC totals are lower bounds (stderr says which calls; ``--strict`` makes it an error)."""
 
 from __future__ import annotations
 
-from cnnstat.analysis import Analysis
+from cnnstat.analysis import Analysis, incomplete_text
 from cnnstat.errors import CnnstatError
 
 INSTALL = "pip install 'cnnstat[torch]'"
@@ -17,7 +21,8 @@ def require_torch():
 
 
 class TorchAnalysis(Analysis):
-    """JSON: the spec contract plus a ``torch`` object (tracer, unsupported, not_executed)."""
+    """JSON: the spec contract plus a ``torch`` object (tracer, the module's own parameter and
+    buffer counts, unsupported, not_executed)."""
 
     def to_dict(self) -> dict:
         d = super().to_dict()
@@ -25,6 +30,7 @@ class TorchAnalysis(Analysis):
         d["torch"] = {
             "tracer": g.tracer,
             "module_params": g.module_params,
+            "module_buffers": g.module_buffers,
             "unsupported": unsupported_summary(g),
             "not_executed": dict(g.not_executed),
         }
@@ -60,7 +66,8 @@ def unsupported_text(graph) -> str:
 def not_executed_text(graph) -> str:
     total = sum(graph.not_executed.values())
     listed = ", ".join(f"{k} ({v:,})" for k, v in list(graph.not_executed.items())[:5])
-    return f"{total:,} parameters of modules the forward does not run are not counted: {listed}"
+    more = ", ..." if len(graph.not_executed) > 5 else ""
+    return f"{total:,} parameters of modules the forward does not run, counted at 0 MACs: {listed}{more}"
 
 
 def input_for(model: str, module, input_=None, resolution=None) -> tuple:
@@ -106,9 +113,12 @@ def analyze(
     """Analyze a module reference or an ``nn.Module`` at ``input`` (C, H, W), traced on the
     meta device. ``strict``: unsupported calls are an error instead of a listed omission."""
     graph, _ = import_graph(model, input, resolution, kwargs, tracer)
+    a = TorchAnalysis(graph, dtype=dtype, batch=batch)
     if strict and graph.unsupported:
         raise CnnstatError(f"unsupported (--strict): {unsupported_text(graph)}")
-    return TorchAnalysis(graph, dtype=dtype, batch=batch)
+    if strict and not a.complete:
+        raise CnnstatError(f"MACs unknown (--strict): {a.incomplete_text()}")
+    return a
 
 
 def load_for_cli(model, input_, resolution, dtype, batch, options: dict):
@@ -127,7 +137,14 @@ def load_for_cli(model, input_, resolution, dtype, batch, options: dict):
         strict=bool(options.get("strict")),
     )
     if a.graph.unsupported:
-        click.echo(f"warning: unsupported, not counted: {unsupported_text(a.graph)}", err=True)
+        click.echo(
+            "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
+            + unsupported_text(a.graph),
+            err=True,
+        )
+    other = [i for i in a.incomplete() if i["layer"] not in {u["at"] for u in a.graph.unsupported}]
+    if other:
+        click.echo(f"warning: MACs unknown: {incomplete_text(other)}", err=True)
     if a.graph.not_executed:
         click.echo(f"note: {not_executed_text(a.graph)}", err=True)
     return a

@@ -5,7 +5,19 @@ and each function call with its actual arguments and result (meta tensors: shape
 The recorder keeps, for every tensor, what cnnstat knows of it (:class:`Ref`: the layer that
 made it, its shape without batch, its receptive field), asks :mod:`cnnstat.torch.mapping` for
 the cnnstat op, and runs that op's registered handler for shape, cost and receptive field.
-Whatever has no mapping is listed as unsupported, never counted as zero in silence.
+
+Never a silently wrong total:
+
+- A call without a mapping (or whose op cannot take it) becomes an ``opaque`` layer
+  (:mod:`cnnstat.ops.opaque`) with torch's output shape, the parameters and buffers it reads,
+  and MACs unknown (``Layer.unknown``): totals that include it are lower bounds.
+- Past such a call the receptive field is unknown (``Ref.rf`` and ``Layer.rf`` None), unless
+  every input already saw the whole input; layers computed from an unknown field keep it
+  unknown (their shape and cost use a placeholder field). Layout calls keep the field.
+- Parameters and buffers no layer holds at the end (modules the forward never ran, reads
+  no handler claimed) become ``unused`` / ``unattributed`` layers at the front (:meth:`finish`),
+  so that the graph's parameters always equal ``sum(p.numel())`` of the module, and its
+  buffers those of the module less BatchNorm's ``num_batches_tracked``.
 """
 
 from __future__ import annotations
@@ -20,7 +32,8 @@ from cnnstat.ops.base import REQUIRED, RF
 
 class Ref:
     """A tensor as cnnstat sees it. ``base``/``steps``: a pending chain of layout calls (view,
-    transpose, ...) applied to ``base``; it becomes a layer (flatten, shuffle) or nothing."""
+    transpose, ...) applied to ``base``; it becomes a layer (flatten, shuffle) or nothing.
+    ``rf`` None: the receptive field is unknown (past a call cnnstat cannot follow)."""
 
     __slots__ = ("name", "shape", "rf", "base", "steps")
 
@@ -31,11 +44,12 @@ class Ref:
 class Call:
     """One call: ``base`` is the layer name it gets (module path, or scope + function name)."""
 
-    __slots__ = ("base", "label", "fname", "module", "args", "kwargs", "out", "owner")
+    __slots__ = ("base", "label", "fname", "module", "args", "kwargs", "out", "owner", "buffers")
 
-    def __init__(self, base, label, fname, module, args, kwargs, out, owner):
+    def __init__(self, base, label, fname, module, args, kwargs, out, owner, buffers=()):
         self.base, self.label, self.fname, self.module = base, label, fname, module
         self.args, self.kwargs, self.out, self.owner = args, kwargs, out, owner
+        self.buffers = buffers  # names of the buffers it reads (the module's own, or its inputs)
 
     def arg(self, i, name, default=None):
         if len(self.args) > i:
@@ -61,9 +75,11 @@ def squeezed(shape) -> tuple:
     return tuple(v for v in shape if v != 1)
 
 
-def rf_for(rf: RF, shape: tuple) -> RF:
+def rf_for(rf: RF | None, shape: tuple) -> RF | None:
     """``rf`` for a tensor of ``shape`` (without batch) made from one with field ``rf`` by a
-    layout change or an unsupported call."""
+    layout change (or by any call, when ``rf`` is collapsed); None (unknown) stays None."""
+    if rf is None:
+        return None
     n = len(shape) - 1
     if n == len(rf.size):
         return rf._replace(extent=tuple(shape[1:]))
@@ -73,18 +89,70 @@ def rf_for(rf: RF, shape: tuple) -> RF:
     return RF((max(whole.size),) * n, (max(whole.jump),) * n, (0.0,) * n, tuple(shape[1:]), True)
 
 
+# Functions that multiply-accumulate: on parameters and constants alone (a weight computed in
+# the forward), their MACs are not in any layer, so the model's cost is flagged unknown.
+MAC_FUNCTIONS = frozenset(
+    ("linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "einsum", "conv1d", "conv2d", "conv3d", "tensordot")
+)
+UNKNOWN_OP = "cnnstat has no op for it"
+UNATTRIBUTED = "parameters read by calls that no layer holds them for"
+
+
+def is_bias(name: str) -> bool:
+    """A bias by its own name: ``bias``, ``in_proj_bias``, nn.LSTM's ``bias_ih_l0``."""
+    own = name.rpartition(".")[2]
+    return own.endswith("bias") or own.startswith("bias_")
+
+
+def is_counted_buffer(name: str) -> bool:
+    """Buffers cnnstat counts: all but BatchNorm's step counter (see the bn op)."""
+    return name.rpartition(".")[2] != "num_batches_tracked"
+
+
+def _placeholder(ref: Ref) -> RF:
+    """A field for computing shape and cost from an input whose field is unknown."""
+    return RF.input(tuple(ref.shape[1:]) if len(ref.shape) > 1 else ())
+
+
+def _unique(items) -> tuple:
+    return tuple(dict.fromkeys(items))
+
+
+def lost_text(origins) -> str:
+    """'past torch.roll (at roll, roll_1); nn.LSTM (at rnn)' from (call, layer) pairs: why a
+    field is unknown (``Layer.rf_unknown``)."""
+    groups = {}
+    for label, at in origins:
+        groups.setdefault(label, []).append(at)
+    parts = []
+    for label, ats in list(groups.items())[:3]:
+        parts.append(f"{label} (at {', '.join(ats[:3])}{', ...' if len(ats) > 3 else ''})")
+    more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
+    return "past " + "; ".join(parts) + more
+
+
 class Recorder:
     def __init__(self, module):
         named = list(module.named_parameters())
+        self.root = module
         self.params = {id(p): name for name, p in named}  # id(parameter) -> name
         self._param_sizes = {name: p.numel() for name, p in named}
+        self._param_shapes = {name: tuple(p.shape) for name, p in named}
+        counted = [(n, b) for n, b in module.named_buffers() if is_counted_buffer(n)]
+        self.buffers = {id(b): name for name, b in counted}  # id(buffer) -> name
+        self._buffer_sizes = {name: b.numel() for name, b in counted}
         self.layers: list = []
         self.refs: dict = {}  # id(tensor) -> Ref
         self.pinned: list = []  # keeps every seen tensor alive, so ids are never reused
         self.used: set = set()  # parameter names the forward touched
+        self.used_buffers: set = set()
         self.counted: set = set()  # parameter names already in some layer's count
+        self.counted_buffers: set = set()
         self.derived: dict = {}  # id(tensor computed from parameters only) -> parameter names
+        self.derived_buffers: dict = {}  # the same for buffers
         self.unsupported: list = []
+        self.constant_work: list = []  # calls on parameters/constants alone whose MACs are lost
+        self.lost: dict = {}  # layer name -> ((call, layer), ...) past which its field is unknown
         self.owners: dict = {}  # layer name -> module path that owns it ('' = the root)
         self.taken: set = {"input"}
 
@@ -102,11 +170,22 @@ class Recorder:
         return self.refs.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
 
     def param_names(self, tensors) -> list:
+        return self._names(tensors, self.params, self.derived)
+
+    def buffer_names(self, tensors) -> list:
+        return self._names(tensors, self.buffers, self.derived_buffers)
+
+    @staticmethod
+    def _names(tensors, own, derived) -> list:
+        """Names of the parameters (or buffers) ``tensors`` are, are views of (torch.fx turns
+        ``self.index.view(-1)`` into a constant: a view of the buffer) or were computed from."""
         names = []
         for t in tensors:
-            if id(t) in self.params:
-                names.append(self.params[id(t)])
-            names.extend(self.derived.get(id(t), ()))
+            base = getattr(t, "_base", None)
+            for v in (t,) if base is None else (t, base):
+                if id(v) in own:
+                    names.append(own[id(v)])
+                names.extend(derived.get(id(v), ()))
         return names
 
     def unique(self, base: str) -> str:
@@ -117,15 +196,39 @@ class Recorder:
         self.taken.add(name)
         return name
 
+    def _derive(self, out, params, buffers):
+        """Outputs computed from parameters, buffers and constants alone: they count where a
+        call that cnnstat follows reads them."""
+        if params or buffers:
+            for t in tensors_in(out):
+                self.pinned.append(t)
+                if params:
+                    self.derived[id(t)] = _unique((*self.derived.get(id(t), ()), *params))
+                if buffers:
+                    self.derived_buffers[id(t)] = _unique((*self.derived_buffers.get(id(t), ()), *buffers))
+
     # --- events from the tracers ------------------------------------------------------------
 
     def module_call(self, path, module, args, kwargs, out):
         from cnnstat.torch.mapping import module_handler, module_label
 
+        inputs = tensors_in((args, kwargs))
         names = [self.params[id(p)] for p in module.parameters() if id(p) in self.params]
-        self.used.update(names)
+        buffers = [self.buffers[id(b)] for b in module.buffers() if id(b) in self.buffers]
+        buffers = list(_unique((*buffers, *self.buffer_names(inputs))))
+        read = self.param_names(inputs)  # parameters passed in (a table it runs on)
+        self.used.update(names + read)
+        self.used_buffers.update(buffers)
+        label = module_label(module)
+        if not any(id(t) in self.refs for t in inputs):
+            # A module run on parameters or constants alone (an MLP over a constant table):
+            # its result counts where it is read, its own MACs are not in any layer.
+            self._derive(out, names + read, buffers)
+            if names:  # its own weights at work (a parameter-free one, dropout, costs nothing)
+                self.constant_work.append((path or type(module).__name__.lower(), label, path))
+            return
         call = Call(
-            path or type(module).__name__.lower(), module_label(module), "", module, args, kwargs, out, path
+            path or type(module).__name__.lower(), label, "", module, args, kwargs, out, path, buffers
         )
         handler = module_handler(module)
         if handler is None:
@@ -141,17 +244,21 @@ class Recorder:
             return  # size(), dim(), shape: bookkeeping
         inputs = tensors_in((args, kwargs))
         params = self.param_names(inputs)
+        buffers = self.buffer_names(inputs)
         self.used.update(params)
+        self.used_buffers.update(buffers)
+        name = canonical(fname)
         if not any(id(t) in self.refs for t in inputs):
             # Constants, and tensors computed from parameters alone (weight.t(), w * scale):
-            # the parameters count where a mapped call uses the result.
-            if params:
-                for t in outs:
-                    self.pinned.append(t)
-                    self.derived[id(t)] = params
+            # the parameters count where a mapped call uses the result. A matrix product or
+            # convolution among them costs MACs that no layer holds: flagged at the end.
+            self._derive(out, params, buffers)
+            if name in MAC_FUNCTIONS and params:
+                self.constant_work.append((f"{scope}.{name}" if scope else name, label, scope))
             return
-        name = canonical(fname)
-        call = Call(f"{scope}.{name}" if scope else name, label, name, None, args, kwargs, out, scope)
+        call = Call(
+            f"{scope}.{name}" if scope else name, label, name, None, args, kwargs, out, scope, buffers
+        )
         handler = function_handler(name)
         if handler is None:
             self.unsupported_call(call, params=params)
@@ -162,18 +269,24 @@ class Recorder:
 
     def emit(self, call: Call, op_name: str, args: dict, inputs: list, params=None, out=None):
         """A layer of ``op_name`` reading ``inputs`` (Refs); ``params``: the parameter names it
-        stands for (default: the module's own). Its output is ``out`` (default: the call's)."""
+        stands for (default: the module's own). Its output is ``out`` (default: the call's).
+        Its buffers are those torch's call reads (the module's own, or buffer inputs), each
+        counted once in the graph."""
         out = call.out if out is None else out
         op = REGISTRY[op_name]
+        if params is None:
+            params = [self.params[id(p)] for p in call.module.parameters()] if call.module is not None else []
+        if any(r is None for r in inputs):
+            return self.unsupported_call(call, "reads a tensor cnnstat does not follow", params)
         a = {arg.name: arg.default for arg in op.args if arg.default is not REQUIRED}
         a.update(args)
         if op.merge:
             a["branches"] = [r.name for r in inputs]
         shapes = [r.shape for r in inputs]
-        if params is None:
-            params = [self.params[id(p)] for p in call.module.parameters()] if call.module is not None else []
+        lost = self._lost(inputs)
+        rfs = [r.rf if r.rf is not None else _placeholder(r) for r in inputs]
         try:
-            shape, cost, rf = op.infer(a, shapes, [r.rf for r in inputs])
+            shape, cost, rf = op.infer(a, shapes, rfs)
         except (OpError, IndexError, TypeError, ValueError) as exc:
             return self.unsupported_call(call, f"cnnstat's {op_name} cannot take it: {exc}", params)
         actual = sample_shape(out)
@@ -181,17 +294,25 @@ class Recorder:
             return self.unsupported_call(
                 call, f"cnnstat's {op_name} gives {list(shape)}, torch gives {list(actual)}", params
             )
-        weights, biases, buffers = cost.weights, cost.biases, cost.buffers
+        weights, biases = cost.weights, cost.biases
         if params and all(p in self.counted for p in params):
-            weights = biases = buffers = 0  # a module called again: its weights are counted once
+            weights = biases = 0  # a module called again: its weights are counted once
         elif params or weights or biases:
             have = sum(self._numel(p) for p in params)
             if have != weights + biases:
                 return self.unsupported_call(
                     call, f"cnnstat's {op_name} has {weights + biases} parameters, torch's {have}", params
                 )
+            already = [p for p in params if p in self.counted]  # held by an earlier layer
+            if already:
+                total = weights + biases - sum(self._numel(p) for p in already)
+                biases = max(0, min(biases - self._split(already)[1], total))
+                weights = total - biases
         self.counted.update(params)
         name = self.unique(call.base)
+        if lost:
+            rf = None
+            self.lost[name] = lost
         self.layers.append(
             Layer(
                 name=name,
@@ -202,9 +323,10 @@ class Recorder:
                 output=shape,
                 weights=weights,
                 biases=biases,
-                buffers=buffers,
+                buffers=self._claim_buffers(call),
                 macs=cost.macs,
                 rf=rf,
+                rf_unknown=lost_text(lost) if lost else None,
             )
         )
         self.owners[name] = call.owner
@@ -213,23 +335,148 @@ class Recorder:
     def _numel(self, name):
         return self._param_sizes[name]
 
+    def _claim_buffers(self, call) -> int:
+        """Elements of the buffers ``call`` reads that no layer counts yet (now counted)."""
+        new = [b for b in _unique(call.buffers) if b not in self.counted_buffers]
+        self.counted_buffers.update(new)
+        return sum(self._buffer_sizes[b] for b in new)
+
+    def _lost(self, refs) -> tuple:
+        """(call, layer) pairs past which the field of any of ``refs`` is unknown."""
+        return _unique(
+            o for r in refs if r.rf is None for o in self.lost.get(r.name, (("an unsupported call", r.name),))
+        )
+
+    def _kind(self, names) -> str:
+        """conv | fc | other by where the weights live (see cnnstat.ops.opaque)."""
+        from torch import nn
+
+        kinds = set()
+        for name in names:
+            if is_bias(name):
+                continue
+            owner = self.root.get_submodule(name.rpartition(".")[0])
+            if isinstance(owner, nn.modules.conv._ConvNd):
+                kinds.add("conv")
+            elif isinstance(owner, (nn.Linear, nn.Bilinear, nn.RNNBase, nn.MultiheadAttention)):
+                kinds.add("fc")
+            else:
+                axes = len(squeezed(self._param_shapes[name]))  # a scale [C, 1, 1] is [C]
+                kinds.add("conv" if axes > 2 else "fc" if axes == 2 else "other")
+        return next((k for k in ("conv", "fc") if k in kinds), "other")
+
+    def _split(self, names) -> tuple:
+        """(weights, biases) of parameter names."""
+        biases = sum(self._numel(n) for n in names if is_bias(n))
+        return sum(self._numel(n) for n in names) - biases, biases
+
     def unsupported_call(self, call: Call, detail: str = "", params=None):
-        params = list(params or [])
+        """An ``opaque`` layer for ``call``: torch's output shape, the parameters and buffers
+        it reads (those no layer counts yet), MACs unknown; its outputs' fields unknown unless
+        every input already sees the whole input. Listed in ``unsupported``."""
+        read = tensors_in((call.args, call.kwargs))
+        params = list(_unique((*(params or ()), *self.param_names(read))))
         self.used.update(params)
+        refs = list({r.name: r for r in (self.ref(t) for t in read) if r is not None}.values())
+        if not refs:  # nothing cnnstat follows goes in: a computation on constants
+            self._derive(call.out, params, call.buffers)
+            self.constant_work.append((call.base, call.label, call.owner))
+            return
+        new = [p for p in params if p not in self.counted]
+        self.counted.update(params)
+        name = self.unique(call.base)
         self.unsupported.append(
             {
                 "call": call.label,
-                "at": self.unique(call.base),
+                "at": name,
                 "detail": detail,
-                "params": sum(self._numel(p) for p in params if p not in self.counted),
+                "params": sum(self._numel(p) for p in new),
             }
         )
-        self.counted.update(params)
-        refs = [r for r in (self.ref(t) for t in tensors_in((call.args, call.kwargs))) if r is not None]
-        src = refs[0] if refs else None
-        for t in tensors_in(call.out):
-            if src is None:
-                continue
-            shape = sample_shape(t)
-            base = src.base or src
-            self.bind(t, Ref(base.name, shape, rf_for(base.rf, shape)))
+        outs = tensors_in(call.out)
+        shape = sample_shape(outs[0]) if outs else (0,)
+        rf, lost = None, self._lost(refs)
+        if all(r.rf is not None and r.rf.collapsed for r in refs):
+            rf = rf_for((refs[0].base or refs[0]).rf, shape)  # every unit already sees it all
+        elif any(r.rf is not None for r in refs):
+            lost = _unique((*lost, (call.label, name)))
+        if lost:
+            self.lost[name] = lost
+        weights, biases = self._split(new)
+        self.layers.append(
+            Layer(
+                name=name,
+                op="opaque",
+                kind=self._kind(new),
+                args={"call": call.label, "detail": detail},
+                inputs=tuple(r.name for r in refs),
+                output=shape,
+                weights=weights,
+                biases=biases,
+                buffers=self._claim_buffers(call),
+                macs=0,
+                rf=rf,
+                unknown=detail or UNKNOWN_OP,
+                rf_unknown=lost_text(lost) if rf is None else None,
+            )
+        )
+        self.owners[name] = call.owner
+        for t in outs:
+            actual = sample_shape(t)
+            self.bind(t, Ref(name, actual, rf_for(rf, actual)))
+
+    # --- the end ------------------------------------------------------------------------------
+
+    def finish(self):
+        """Layers, put first, for what no layer holds: calls on parameters and constants alone
+        whose MACs are lost (``unattributed``, MACs unknown; their parameters count where the
+        result is read), then per module the parameters and buffers left: never read
+        (``unused``: the module did not run, 0 MACs) or read by calls that did not claim them
+        (``unattributed``; MACs unknown when parameters are among them)."""
+        front = []
+
+        def layer(name, op, owner, params, buffers, unknown, args):
+            self.counted.update(params)
+            self.counted_buffers.update(buffers)
+            weights, biases = self._split(params)
+            name = self.unique(name or "(root)")
+            self.owners[name] = owner
+            front.append(
+                Layer(
+                    name=name,
+                    op=op,
+                    kind=self._kind(params),
+                    args=args,
+                    inputs=("input",),
+                    output=(0,),
+                    weights=weights,
+                    biases=biases,
+                    buffers=sum(self._buffer_sizes[b] for b in buffers),
+                    macs=0,
+                    rf=RF.input(()),
+                    unknown=unknown,
+                )
+            )
+
+        for base, label, owner in self.constant_work:  # their parameters count where read
+            reason = "runs on parameters and constants alone: its MACs are in no layer"
+            layer(base, "unattributed", owner, [], [], reason, {"module": owner, "call": label})
+        groups: dict = {}
+        for name in self._param_sizes:
+            if name not in self.counted:
+                key = (name.rpartition(".")[0], name in self.used)
+                groups.setdefault(key, ([], []))[0].append(name)
+        for name in self._buffer_sizes:
+            if name not in self.counted_buffers:
+                key = (name.rpartition(".")[0], name in self.used_buffers)
+                groups.setdefault(key, ([], []))[1].append(name)
+        for (owner, read), (params, buffers) in groups.items():
+            # named by their module; at the root, by the tensor when it is one
+            name = owner if owner else (params + buffers)[0] if len(params + buffers) == 1 else "(root)"
+            if read:
+                unknown = UNATTRIBUTED if params else None
+                args = {"module": owner, "call": "(parameters no layer holds)"}
+                layer(name, "unattributed", owner, params, buffers, unknown, args)
+            else:
+                layer(name, "unused", owner, params, buffers, None, {"module": owner})
+        self.layers[:0] = front

@@ -24,10 +24,21 @@ TRACE_BATCH = 2  # not 1: squeeze() must not drop the batch axis
 
 class TorchGraph(Graph):
     """A :class:`~cnnstat.graph.Graph` imported from a module, with what the import saw:
-    ``unsupported`` calls (listed, not counted), parameters the forward never used
-    (``not_executed``: module path -> count), the ``tracer`` used and, when fx failed, why."""
+    ``unsupported`` calls (each an ``opaque`` layer: parameters counted, MACs unknown),
+    parameters the forward never used (``not_executed``: module path -> count; counted, in
+    ``unused`` layers, at 0 MACs), the ``tracer`` used and, when fx failed, why.
+    ``module_params`` / ``module_buffers``: the module's own counts (buffers less BatchNorm's
+    ``num_batches_tracked``), which the graph's totals equal."""
 
-    __slots__ = ("unsupported", "not_executed", "tracer", "fx_error", "owners", "module_params")
+    __slots__ = (
+        "unsupported",
+        "not_executed",
+        "tracer",
+        "fx_error",
+        "owners",
+        "module_params",
+        "module_buffers",
+    )
 
 
 class _Tracer(fx.Tracer):
@@ -75,6 +86,7 @@ class _State:
     def __init__(self):
         self.stack = []
         self.leaf_depth = 0
+        self.recording = False  # the recorder at work: its own tensor calls are not the model's
 
 
 class _Mode(TorchFunctionMode):
@@ -85,10 +97,14 @@ class _Mode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.state.leaf_depth == 0:
+        if self.state.leaf_depth == 0 and not self.state.recording:
             name = getattr(func, "__name__", str(func))
             scope = self.state.stack[-1] if self.state.stack else ""
-            self.rec.function_call(scope, name, function_label(func), args, kwargs, out)
+            self.state.recording = True
+            try:
+                self.rec.function_call(scope, name, function_label(func), args, kwargs, out)
+            finally:
+                self.state.recording = False
         return out
 
 
@@ -110,7 +126,11 @@ def run_hooks(module, x, rec):
             if leaf:
                 state.leaf_depth -= 1
                 if state.leaf_depth == 0:
-                    rec.module_call(path, m, args, kwargs, out)
+                    state.recording = True
+                    try:
+                        rec.module_call(path, m, args, kwargs, out)
+                    finally:
+                        state.recording = False
 
         return hook
 
@@ -160,6 +180,7 @@ def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph
             used = "hooks"
     if not rec.layers:
         raise CnnstatError(f"'{name}': the forward at this input made no layer cnnstat knows")
+    rec.finish()  # what no layer holds: the graph's parameters are the module's, all of them
     graph = TorchGraph(
         name=name, input=tuple(input_shape), layers=rec.layers, description=type(module).__name__
     )
@@ -169,6 +190,7 @@ def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph
     graph.fx_error = fx_error
     graph.owners = rec.owners
     graph.module_params = sum(p.numel() for p in module.parameters())
+    graph.module_buffers = sum(rec._buffer_sizes.values())
     return graph
 
 
