@@ -79,6 +79,9 @@ SEED = 0
 # run at a smaller one (about REDUCED pixels per side) when they can.
 OWN_INPUT_MACS = 1.0e9
 REDUCED = {1: 256, 2: 96, 3: 48}  # by spatial rank
+# ... or by model: U-Net's valid convolutions need 16n + 124 pixels (108, the aligned size near
+# 96, is too few); at 220 its 204-pixel output fields end inside the input (89 GMAC of passes).
+REDUCED_MODEL = {"unet": 220}
 PHASES = 4  # adjacent units probed (at least) when fields depend on the unit's phase
 MAX_UNITS = 8  # ... and at most (a period can span the whole output)
 # Zoo models whose passes (forward + backward, GMAC) would cost more are skipped.
@@ -478,10 +481,10 @@ def oracle_graph(name):
     spatial = [la for la in _ancestors(graph, [layer.name]) if not la.rf.collapsed]
     if sum(la.macs for la in spatial) <= OWN_INPUT_MACS:
         return graph
-    small = []
+    small, target = [], REDUCED_MODEL.get(name, REDUCED[len(graph.input) - 1])
     for i, n in enumerate(graph.input[1:]):
         whole = math.lcm(*(int(j) for la in spatial if Fraction(j := la.rf.jump[i]).denominator == 1))
-        small.append(n - max((n - REDUCED[len(graph.input) - 1]) // whole, 0) * whole)
+        small.append(n - max((n - target) // whole, 0) * whole)
     try:
         return build_spec(spec, (graph.input[0], *small))
     except CnnstatError:

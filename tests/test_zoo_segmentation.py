@@ -9,10 +9,15 @@ torchvision's fcn_resnet50, deeplabv3_resnet50 and lraspp_mobilenet_v3_large
   layers include every kind FCN-32s has), and the output shape.
 - torchvision: its own modules on the meta device (sum(numel), FlopCounterMode) and its weights'
   published num_params and _ops.
+- Other inputs and whole frames: crops and resizes take another layer's size (`like:`), so
+  every model builds at any input and in frame mode; MACs and output shapes at 1920x1080
+  (`flops --mode frame`) and at an odd size equal FlopCounterMode's on the same witnesses.
 
 tests/test_zoo.py, tests/test_torch_build.py and tests/test_rf_oracle.py check every zoo model's
 invariants, its build -> torch -> import round trip and its receptive field by autograd.
 """
+
+import json
 
 import pytest
 import torch
@@ -20,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnstat.analysis import Analysis, analyze
-from cnnstat.errors import SpecError
 from cnnstat.spec.build import build as build_spec
 from cnnstat.torch.check import flop_counter_macs, fvcore_macs
 from cnnstat.zoo import get
@@ -327,15 +331,6 @@ def test_dilated_backbones_are_torchvisions():
     assert by["backbone.f16.act"].output == (960, 33, 33)  # "high": features[16], stride 16
 
 
-def test_fcn_resnet50_follows_the_input():
-    # its only resizings are x8 to the input: exact at any multiple of 8, e.g. Full-HD,
-    # where torchvision's module gives the same MACs
-    graph = build_spec(get("fcn_resnet50"), (3, 1080, 1920))
-    assert graph.layers[-1].output == (21, 1080, 1920)
-    module = torchvision_module("fcn_resnet50")
-    assert Analysis(graph).totals()["macs"] == flop_counter_macs(module, (3, 1080, 1920)) == 1_171_127_808_000
-
-
 # --- receptive fields ---------------------------------------------------------------------------
 
 # (size, jump, start) of the layer `cnnstat rf` reports (tests/test_rf_oracle.py measures them
@@ -379,34 +374,84 @@ def test_unet_bottom_field_by_hand():
     assert by["bottom.conv2"].rf.jump == (16, 16)
 
 
-# --- what fixed sizes cannot do (yet) -----------------------------------------------------------
+# --- other inputs and whole frames --------------------------------------------------------------
 
-# The spec language gives a layer one input, so crops and resizings "to another layer's size"
-# are written with their size at the spec's input. Elsewhere the specs fail loudly instead of
-# giving wrong numbers; frame mode refuses them.
-REFUSED = {
-    "unet": "crop in frame mode: a crop to a fixed 'size' cannot follow a whole frame",
-    "fcn8s": "crop in frame mode: a crop to a fixed 'size' cannot follow a whole frame",
-    "fcn32s": "crop in frame mode: a crop to a fixed 'size' cannot follow a whole frame",
-    "deeplabv3_resnet50": "upsample in frame mode: upsampling to a fixed 'size' cannot follow a whole frame",
-    "lraspp_mobilenet_v3_large": "upsample in frame mode: upsampling to a fixed 'size' cannot follow",
+
+def witness(name):
+    """The model's independent module on the meta device: written here, or torchvision's."""
+    if name in TORCHVISION:
+        return torchvision_module(name)
+    with torch.device("meta"):
+        return PaperUNet() if name == "unet" else CaffeFCN(FCN[name][0])
+
+
+def witness_outputs(module, shape):
+    out = module(torch.empty(1, *shape, device="meta"))
+    return [tuple(t.shape[1:]) for t in (out.values() if isinstance(out, dict) else [out])]
+
+
+# `flops --mode frame --resolution 1920x1080`: output map and MACs per frame, each equal to
+# FlopCounterMode's on the witness at 1080x1920 (below). U-Net's valid convolutions give
+# 884 x 1732 (floor pooling drops a row at pool3 and pool4, a column at pool3: 1080 and 1920 are
+# not 16n + 124); the others give the frame's size (Caffe's crop and torchvision's resize to
+# the input).
+FRAME = {
+    "unet": ((2, 884, 1732), 1_249_546_646_784),
+    "fcn8s": ((21, 1080, 1920), 1_082_141_438_496),
+    "fcn32s": ((21, 1080, 1920), 1_081_461_747_456),
+    "fcn_resnet50": ((21, 1080, 1920), 1_171_127_808_000),
+    "deeplabv3_resnet50": ((21, 1080, 1920), 1_370_550_591_488),
+    "lraspp_mobilenet_v3_large": ((21, 1080, 1920), 15_699_177_600),
 }
 
 
-@pytest.mark.parametrize("name", REFUSED)
-def test_frame_mode_refuses_fixed_sizes(name, run):
-    res = run("flops", name, "--mode", "frame", "--resolution", "1920x1080")
-    assert res.exit_code == 2
-    assert REFUSED[name] in res.stderr
+@pytest.mark.parametrize("name", FRAME)
+def test_frame_mode_at_full_hd(name, run):
+    output, macs = FRAME[name]
+    res = run("flops", name, "--mode", "frame", "--resolution", "1920x1080", "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    (row,) = json.loads(res.stdout)
+    assert (tuple(row["output"]), row["positions"], row["macs_per_frame"]) == (
+        output,
+        output[1] * output[2],
+        macs,
+    )
+    assert row["complete"]
+    frame = (get(name).input[0], 1080, 1920)
+    module = witness(name)
+    assert flop_counter_macs(module, frame) == macs
+    assert set(witness_outputs(module, frame)) == {output}
 
 
-def test_another_input_fails_where_sizes_must_follow():
-    for name, message in [
-        ("unet", r"concat: spatial sizes differ: branch 'skip' is \[512, 56, 56\], .* \[512, 118, 224\]"),
-        ("fcn8s", r"add: branch 'upscore2' is \[21, 70, 124\], branch 'score_pool4c' is \[21, 34, 34\]"),
-        ("deeplabv3_resnet50", r"concat: spatial sizes differ: .* branch 'pool' is \[256, 65, 65\]"),
-        ("lraspp_mobilenet_v3_large", r"add: branch 'high' is \[21, 65, 65\], .* \[21, 135, 240\]"),
-    ]:
-        spec = get(name)
-        with pytest.raises(SpecError, match=message):
-            build_spec(spec, (spec.input[0], 1080, 1920))
+# the layers giving the witness's outputs (torchvision's dict: "out", then "aux")
+OUTPUTS = {
+    "unet": ["score"],
+    "fcn8s": ["score"],
+    "fcn32s": ["score"],
+    "fcn_resnet50": ["out", "aux"],
+    "deeplabv3_resnet50": ["out", "aux"],
+    "lraspp_mobilenet_v3_large": ["out"],
+}
+
+
+@pytest.mark.parametrize("name", FRAME)
+def test_another_input_follows_the_witness(name):
+    # an odd, non-square input: poolings meet odd maps, and torchvision's stride-8 map (42 x 51)
+    # times 8 is not the input (its resize to the input's size is)
+    spec = get(name)
+    shape = (spec.input[0], 333, 401)
+    graph = build_spec(spec, shape)
+    module = witness(name)
+    assert Analysis(graph).totals()["macs"] == flop_counter_macs(module, shape)
+    by = {la.name: la.output for la in graph.layers}
+    assert witness_outputs(module, shape) == [by[k] for k in OUTPUTS[name]]
+
+
+def test_unet_at_the_papers_tile_sizes():
+    # 16n + 124 pixels: every pooling meets an even map, and the output is 184 pixels smaller
+    # (92 a side: the valid convolutions' losses, carried up by the up-convolutions)
+    for n in (188, 252, 572):
+        graph = build_spec(get("unet"), (1, n, n))
+        assert graph.layers[-1].output == (2, n - 184, n - 184)
+        out = {la.name: la.output for la in graph.layers}
+        assert [out[la.inputs[0]][1] % 2 for la in graph.layers if la.op == "maxpool"] == [0, 0, 0, 0]
