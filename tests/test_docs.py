@@ -263,23 +263,41 @@ def test_ops_table_names_registered_ops():
 
 # | `model` | HxW | params | published | GMAC | published | RF size / jump | source |
 ZOO_ROW = re.compile(
-    r"\| `([\w.-]+)` \| (\d+)x(\d+) \| ([\d,]+) \| [^|]* \| ([\d.]+) \| [^|]* \| (\d+) / (\d+) \|"
+    r"\| `([\w.-]+)` \| (\d+(?:x\d+)+) \| ([\d,]+) \| [^|]* \| ([\d.]+) \| [^|]* \| ([\dx]+) / ([\dx/]+) \|"
 )
+
+
+def _per_axis(cell: str, n: int) -> list:
+    """'219' -> n times 219; '109x219x219' -> per axis; '66/65' -> Fraction(66, 65)."""
+    from fractions import Fraction
+
+    values = [Fraction(v) for v in cell.split("x")]
+    return values * n if len(values) == 1 else values
 
 
 def test_zoo_table():
     """docs/conventions.md's zoo table: input, params, GMAC and receptive field of each row."""
+    from fractions import Fraction
+
     from cnnstat.analysis import analyze
 
     text = (REPO / "docs" / "conventions.md").read_text(encoding="utf-8")
-    rows = ZOO_ROW.findall(text.split("## The zoo against published figures", 1)[1])
-    assert rows
+    table = text.split("## The zoo against published figures", 1)[1]
+    rows = ZOO_ROW.findall(table)
+    assert len(rows) == table.count("\n| `"), "every row of the table parses"
     wrong = []
-    for name, h, w, params, gmac, size, jump in rows:
+    for name, size_in, params, gmac, size, jump in rows:
         a = analyze(name)
         t, rf = a.totals(), a.receptive_field().rf
-        shown = ((int(h), int(w)), int(params.replace(",", "")), gmac, int(size), int(jump))
-        actual = (tuple(a.graph.input[1:]), t["params"], f"{t['macs'] / 1e9:.3f}", rf.size[0], rf.jump[0])
+        n = len(rf.size)
+        shown = (size_in, int(params.replace(",", "")), gmac, _per_axis(size, n), _per_axis(jump, n))
+        actual = (
+            "x".join(map(str, a.graph.input[1:])),
+            t["params"],
+            f"{t['macs'] / 1e9:.3f}",
+            [Fraction(v) for v in rf.size],
+            [Fraction(v) for v in rf.jump],
+        )
         if shown != actual:
             wrong.append(f"{name}: the page shows {shown}, cnnstat gives {actual}")
     assert not wrong, "\n".join(wrong)
