@@ -7,6 +7,7 @@ torchvision's own (vit_b_16, convnext_tiny, ShiftedWindowAttention), PyTorch's F
 torchvision's shifted window attention for what the built modules compute.
 """
 
+import copy
 import math
 
 import pytest
@@ -419,21 +420,200 @@ def _field(module, x, unit) -> list:
     return out
 
 
-def test_window_attention_field():
+def structural(module: nn.Module) -> nn.Module:
+    """``module`` (cnnstat's built modules) with its connectivity made measurable: every
+    weight positive (so is the input below: a gradient is a sum of positive terms, zero exactly
+    off the field), attention with zero queries, keys and position bias (the logits are
+    constant, so the softmax's mixed-sign derivative meets no weights; the values carry the
+    connectivity, and they read every unit a query may attend to), Swin's mask exact (its -100
+    logits, a weight of e^-100 by torchvision's convention not attended to, made -1e8: exp
+    gives 0), layer norms and GELU (per position, derivatives of mixed sign) the identity."""
+    with torch.no_grad():
+        for p in module.parameters():
+            fan = p[0].numel() if p.dim() > 1 else 1
+            p.uniform_(0.5 / fan, 1.5 / fan)
+    for m in list(module.modules()):
+        for name, child in list(m.named_children()):
+            if isinstance(child, (nn.LayerNorm, nn.GELU)):
+                setattr(m, name, nn.Identity())
+        if isinstance(m, SelfAttention):
+            with torch.no_grad():
+                m.qkv.weight[: 2 * m.dim] = 0
+                if m.qkv.bias is not None:
+                    m.qkv.bias[: 2 * m.dim] = 0
+                if m.rel_pos_bias:
+                    m.relative_position_bias_table.zero_()
+            m._mask = lambda *args, mask=m._mask: mask(*args) * 1e6
+    return module
+
+
+def measured_fields(graph, probes: dict) -> dict:
+    """``{layer name: [unit, ...]}`` -> per unit, per spatial axis, the first and last input
+    pixel whose gradient reaches the unit (float64, :func:`structural` weights; summed over
+    the unit's channels). The layers after the last probed one are not built."""
+    last = max(i for i, la in enumerate(graph.layers) if la.name in probes)
+    pruned = copy.copy(graph)
+    pruned.layers = graph.layers[: last + 1]
     torch.manual_seed(0)
-    module = SelfAttention(8, 2, window=4, rank=2).double()
-    x = torch.randn(1, 8, 12, 12, dtype=torch.float64)
-    la = one("attention: {heads: 2, window: 4}", "[8, 12, 12]")
-    assert la.rf.size == (4, 4) and la.rf.jump == (1, 1) and not la.rf.collapsed
-    # a unit at a window's start: its field is centred at start + unit x jump
-    (r0, r1), (c0, c1) = _field(module, x, (4, 8))
-    assert (r1 - r0 + 1, c1 - c0 + 1) == la.rf.size
-    assert ((r0 + r1) / 2, (c0 + c1) / 2) == (la.rf.start[0] + 4, la.rf.start[1] + 8)
-    # with a shift and a padded map no unit sees more than a window
-    module = SelfAttention(8, 2, window=4, shift=2, rank=2).double()
-    x = torch.randn(1, 8, 10, 10, dtype=torch.float64)
-    for unit in [(i, j) for i in range(10) for j in range(0, 10, 3)]:
-        assert all(last - first + 1 <= 4 for first, last in _field(module, x, unit))
+    module = structural(build_graph(pruned).double().eval())
+    outputs = {}
+    for name in probes:
+        module.get_submodule(name).register_forward_hook(lambda m, i, o, n=name: outputs.setdefault(n, o))
+    x = (torch.rand(1, *graph.input, dtype=torch.float64) + 0.5).requires_grad_(True)
+    module(x)
+    found = {}
+    for name, units in probes.items():
+        y = outputs[name][0].sum(0)
+        found[name] = []
+        for unit in units:
+            (grad,) = torch.autograd.grad(y[tuple(unit)], x, retain_graph=True)
+            assert (grad >= 0).all() and torch.isfinite(grad).all()
+            hit = grad[0].sum(0) != 0
+            per_axis = []
+            for axis in range(hit.dim()):
+                other = tuple(a for a in range(hit.dim()) if a != axis)
+                idx = (hit.any(dim=other) if other else hit).nonzero().flatten()
+                per_axis.append((int(idx.min()), int(idx.max())) if len(idx) else None)
+            found[name].append(per_axis)
+    return found
+
+
+def reported_field(rf, unit, sizes) -> list:
+    """Per axis, the analyzer's field of ``unit`` (``RF.table``: unit ``u + P`` sees unit
+    ``u``'s field shifted by ``P x jump``) clipped to the input's ``sizes``."""
+    out = []
+    for i, n in enumerate(sizes):
+        table = rf.table(i)
+        period = len(table)
+        first, last = table[unit[i] % period]
+        shift = unit[i] // period * period * rf.jump[i]
+        first, last = max(first + shift, 0), min(last + shift, n - 1)
+        out.append((int(first), int(last)) if first <= last else None)
+    return out
+
+
+def diagonal(extent) -> list:
+    """Units that take every index on every axis (a field along an axis depends only on the
+    unit's index on that axis: windows and masks are products over the axes)."""
+    return [tuple(k % e for e in extent) for k in range(max(extent))]
+
+
+def test_window_fields_by_hand():
+    # W-MSA over 28 units, windows of 7: units 0-6 all see units 0-6
+    text = "input: [8, 28]\nlayers:\n  - attention: {heads: 2, window: 7}\n"
+    wmsa, swmsa = analyze_text(text + "  - attention: {heads: 2, window: 7, shift: 3}\n").layers
+    assert wmsa.rf.phases == (((0, 6),) * 7,) and wmsa.rf.size == (7,) and wmsa.rf.jump == (1,)
+    # centre 3 - u for u = 0..6: mean 0 (a sliding window of 7 centred, padded by 3, has the same)
+    assert wmsa.rf.start == (0,)
+    # SW-MSA, shift 3: units 3-9 attend to each other; they straddle W-MSA's windows 0-6 and
+    # 7-13, so they see 14 units (sliding windows would say 7 + 7 - 1 = 13); units 0-2 are
+    # the window of units -4..2 (the map's start: 0-2 only, torchvision's mask)
+    assert swmsa.rf.phases == (((-7, 6),) * 3 + ((0, 13),) * 4,)
+    assert swmsa.rf.size == (14,)
+    # centres -0.5 (units 0-2) and 6.5 (3-6) less u: mean (-4.5 + 8) / 7 = 0.5
+    assert swmsa.rf.start == (0.5,)
+    # no shift where one window covers the map (torchvision turns it off): 5 rows, windows of 7
+    la = one("attention: {heads: 2, window: 7, shift: 3}", "[8, 5, 9]")
+    assert la.rf.phases == (((0, 6),) * 7, ((-4, 2),) * 3 + ((3, 9),) * 4)
+    assert la.rf.size == (7, 7)  # the 5 rows and their padding to a whole window
+    assert la.rf.start == (0, 0)
+
+
+ONE_D_WINDOWS = """
+input: [8, 28]
+layers:
+  - attention: {heads: 2, window: 7}
+  - attention: {heads: 2, window: 7, shift: 3}
+"""
+
+# 30 units: padded to 35 (windows of 7), then to 16 (windows of 4); conv k = s = 2 merges as
+# Swin's patch merging does (1-D: pixel_unshuffle is 2-D)
+ONE_D_PADDED = """
+input: [4, 30]
+layers:
+  - attention: {heads: 2, window: 7, shift: 3}
+  - attention: {heads: 2, window: 7}
+  - attention: {heads: 2, window: 7, shift: 3}
+  - conv: {out: 4, k: 2, s: 2}
+  - attention: {heads: 2, window: 4, shift: 2}
+  - attention: {heads: 2, window: 4}
+"""
+
+# per-axis windows and shifts, a 22 x 17 map (padded to 24 x 20), Swin's patch merging of an
+# odd map (17 -> 9 columns), then 11 x 9 in windows of 3 (padded to 12 x 9)
+TWO_D_WINDOWS = """
+input: [4, 22, 17]
+layers:
+  - attention: {heads: 2, window: [3, 4], shift: [1, 2], rel_pos_bias: true}
+  - attention: {heads: 2, window: [3, 4]}
+  - pixel_unshuffle: {factor: 2, pad: true}
+  - linear: {out: 4}
+  - attention: {heads: 2, window: 3, shift: 1}
+  - attention: {heads: 2, window: 3, rel_pos_bias: true}
+"""
+
+# one window covers the 5 rows: no shift along them (torchvision), shifted along the 9 columns
+SMALL_MAP = """
+input: [4, 5, 9]
+layers:
+  - attention: {heads: 2, window: 7}
+  - attention: {heads: 2, window: 7, shift: 3}
+  - attention: {heads: 2, window: 7}
+"""
+
+
+@pytest.mark.parametrize(
+    "text, sizes",
+    [
+        (ONE_D_WINDOWS, {"attention1": (7,), "attention2": (14,)}),
+        (ONE_D_PADDED, {"attention1": (7,), "attention2": (14,), "attention3": (21,)}),
+        (TWO_D_WINDOWS, {"attention1": (3, 4), "attention2": (6, 8), "pixel_unshuffle1": (9, 8)}),
+        (SMALL_MAP, {"attention1": (5, 7)}),  # reported (7, 7): 2 of the 7 rows are padding
+    ],
+    ids=["1d", "1d-padded-merged", "2d-padded-merged", "one-window"],
+)
+def test_window_fields_by_autograd(text, sizes):
+    """Every layer: each unit's measured field (every unit in 1-D, every index of every axis in
+    2-D) is the analyzer's per-phase field clipped to the input; ``sizes``: the widest field
+    measured, where the input holds it whole the reported size (the analyzer's)."""
+    graph = build_spec(spec_from_text(text))
+    probes = {la.name: diagonal(la.output[1:]) for la in graph.layers}
+    found = measured_fields(graph, probes)
+    for la in graph.layers:
+        for unit, got in zip(probes[la.name], found[la.name]):
+            assert got == reported_field(la.rf, unit, graph.input[1:]), f"{la.name} unit {unit}"
+        if la.name in sizes:
+            axes = range(len(graph.input) - 1)
+            assert tuple(max(f[i][1] - f[i][0] + 1 for f in found[la.name]) for i in axes) == sizes[la.name]
+            if text != SMALL_MAP:
+                assert la.rf.size == sizes[la.name]
+
+
+def test_windows_as_torchvisions_swin_attention_reads():
+    """torchvision's own ShiftedWindowAttention (channels last) measured the same way: the
+    analyzer's per-unit fields are those of torchvision's padding, roll and mask."""
+    from torchvision.models.swin_transformer import ShiftedWindowAttention
+
+    la = one("attention: {heads: 2, window: [3, 4], shift: [1, 2], rel_pos_bias: true}", "[6, 22, 17]")
+    torch.manual_seed(0)
+    ref = structural(ShiftedWindowAttention(6, [3, 4], [1, 2], 2).double().eval())
+    with torch.no_grad():
+        ref.qkv.weight[:12] = 0
+        ref.qkv.bias[:12] = 0
+        ref.relative_position_bias_table.zero_()
+    x = (torch.rand(1, 22, 17, 6, dtype=torch.float64) + 0.5).requires_grad_(True)
+    softmax = F.softmax
+    # the logits are 0, or -100 where masked: made -1e8, whose exp is 0 (not attended to)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F, "softmax", lambda a, dim: softmax(a * 1e6, dim))
+        y = ref(x)[0].sum(-1)
+    for unit in diagonal((22, 17)):
+        (grad,) = torch.autograd.grad(y[unit], x, retain_graph=True)
+        hit = grad[0].sum(-1) != 0
+        rows, cols = hit.any(1).nonzero().flatten(), hit.any(0).nonzero().flatten()
+        got = [(int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max()))]
+        assert got == reported_field(la.rf, unit, (22, 17)), unit
+    assert la.rf.size == (3, 4)
 
 
 def test_global_attention_sees_everything():

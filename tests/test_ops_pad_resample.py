@@ -837,3 +837,74 @@ def test_like_round_trips_through_torch():
     import torch
 
     assert tuple(real(torch.zeros(1, *g.input)).shape) == (1, 16, 62, 62)
+
+
+# --- pixel_unshuffle with pad (Swin's patch merging of odd maps) ------------------------------
+
+
+def test_pixel_unshuffle_pad_by_hand():
+    # 5x7 padded to 6x8 (one zero row and column at the end): 3x4 blocks of 2x2
+    layer = last("pixel_unshuffle: {factor: 2, pad: true}", "[2, 5, 7]")
+    assert layer.output == (8, 3, 4) and layer.args["pad"] is True
+    assert (layer.weights, layer.biases, layer.macs) == (0, 0, 0)
+    # the field of a 2x2 window of stride 2: the last row's and column's blocks reach into the
+    # padding, as a convolution's field does
+    assert (layer.rf.size, layer.rf.jump, layer.rf.start) == ((2, 2), (2, 2), (0.5, 0.5))
+    # 7x8 by 3: 9x9 (two rows, one column of padding), 3x3 blocks
+    layer = last("pixel_unshuffle: {factor: 3, pad: true}", "[1, 7, 8]")
+    assert layer.output == (9, 3, 3) and layer.rf.size == (3, 3) and layer.rf.start == (1, 1)
+    # multiples of the factor: pad changes nothing
+    plain, padded = (last(f"pixel_unshuffle: {{factor: 2{p}}}", "[3, 6, 8]") for p in ("", ", pad: true"))
+    assert (plain.output, plain.rf) == (padded.output, padded.rf) == ((12, 3, 4), padded.rf)
+    assert "(pad: true pads it at the end, as Swin's patch merging)" in error_of(
+        "pixel_unshuffle: {factor: 2}", "[3, 5, 8]"
+    )
+
+
+@pytest.mark.parametrize("input", ["[1, 7, 9]", "[2, 5, 6]", "[1, 8, 3]"])
+def test_pixel_unshuffle_pad_fields_unit_by_unit(input):
+    check_every_unit(graph_of("pixel_unshuffle: {factor: 2, pad: true}", input))
+    stack = "conv: {out: 2, k: 3, p: 1}\npixel_unshuffle: {factor: 3, pad: true}\nconv: {out: 2, k: 2}"
+    check_every_unit(graph_of(stack, "[1, 13, 11]"))
+
+
+def test_pixel_unshuffle_pad_round_trip():
+    graph = graph_of(
+        "conv: {out: 4, k: 3, s: 2}\npixel_unshuffle: {factor: 2, pad: true}\n"
+        "conv: {out: 4, k: 1}\npixel_unshuffle: {factor: 2, pad: true}",
+        "[3, 21, 19]",
+    )
+    assert [la.output for la in graph.layers] == [(4, 10, 9), (16, 5, 5), (4, 5, 5), (16, 3, 3)]
+    back = assert_round_trip(graph)
+    assert [la.args.get("pad") for la in back.layers if la.op == "pixel_unshuffle"] == [True, True]
+
+
+@pytest.mark.parametrize("hw", [(7, 9), (6, 5), (8, 8)])
+def test_pixel_unshuffle_pad_is_torchvisions_patch_merging(hw):
+    """Swin's PatchMerging (pad the end to even sizes, gather 2x2, LayerNorm 4C, linear 4C -> 2C)
+    as the spec writes it, against torchvision's module with the same weights; torchvision's
+    concat channel (dy + 2 dx) C + ch is pixel_unshuffle's 4 ch + 2 dy + dx."""
+    from torchvision.models.swin_transformer import PatchMerging, _patch_merging_pad
+
+    c = 3
+    graph = graph_of(
+        "pixel_unshuffle: {factor: 2, pad: true}\nlayernorm\nlinear: {out: 6, bias: false}",
+        f"[{c}, {hw[0]}, {hw[1]}]",
+    )
+    ours = build_graph(graph).double()
+    torch.manual_seed(0)
+    ref = PatchMerging(c).double().eval()
+    perm = [(dy + 2 * dx) * c + ch for ch in range(c) for dy in (0, 1) for dx in (0, 1)]
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_()
+        ours.layernorm1.weight.copy_(ref.norm.weight[perm])
+        ours.layernorm1.bias.copy_(ref.norm.bias[perm])
+        ours.linear1.linear.weight.copy_(ref.reduction.weight[:, perm])
+        x = torch.randn(1, c, *hw, dtype=torch.float64)
+        gathered = _patch_merging_pad(x.permute(0, 2, 3, 1))[..., perm].permute(0, 3, 1, 2)
+        assert torch.equal(ours.pixel_unshuffle1(x), gathered)
+        want = ref(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        assert torch.allclose(ours(x), want, rtol=1e-12, atol=1e-12)
+    assert want.shape[1:] == graph.layers[-1].output == (6, -(-hw[0] // 2), -(-hw[1] // 2))
+    assert Analysis(graph).totals()["params"] == sum(p.numel() for p in ref.parameters())

@@ -57,6 +57,12 @@ REFUSE_FULL_HD = {
     **dict.fromkeys(["alexnet", "alexnet-grouped", "lenet5"], FC_SIZED),
     **{f"vgg{n}{bn}": FC_SIZED for n in (11, 13, 16, 19) for bn in ("", "_bn")},
     "bn_inception": r"concat: spatial sizes differ: .* \[320, 67, 120\]",
+    # ViT's position embedding holds one vector per token of the spec's input (197 at 224x224)
+    **{
+        f"vit_{s}_{p}": r"pos_embed 'pos_embed1' gets input .* sized for the spec's input"
+        for s in ("b", "l")
+        for p in (16, 32)
+    },
 }
 
 

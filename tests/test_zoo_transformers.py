@@ -5,8 +5,8 @@ tests/test_zoo.py and tests/test_torch_build.py already check every zoo model's 
 its build -> torch -> import round trip; this file pins torchvision's published numbers, counts
 torchvision's modules on the meta device (sum(p.numel()), buffers, PyTorch's FlopCounterMode),
 runs the built modules against torchvision's with the same weights (the specs compute what
-torchvision computes, not only the same counts), and checks the receptive fields by hand and,
-for ConvNeXt, by autograd (tests/test_rf_oracle.py).
+torchvision computes, not only the same counts), and checks the receptive fields by hand and by
+autograd (ConvNeXt: tests/test_rf_oracle.py; Swin: test_ops_attention's structural weights).
 """
 
 import dataclasses
@@ -110,6 +110,38 @@ def test_torchvision_module(name):
     assert sum(p.numel() for p in module.parameters()) == TORCHVISION[name][0]
     assert sum(b.numel() for b in module.buffers()) == BUFFERS.get(name, 0)
     assert flop_counter_macs(module, (3, 224, 224)) == MACS[name]
+
+
+# torchvision's Swin at 1920x1080 (meta device, FlopCounterMode): its windows are padded at run
+# time and its patch merging pads odd maps (135x240 -> 136x240 after stage 2, 34x60 after 3)
+SWIN_FULL_HD_MACS = {"swin_t": 190_578_132_096, "swin_s": 372_499_207_296, "swin_b": 657_475_847_680}
+
+
+def test_swin_t_over_a_full_hd_frame(run):
+    import json
+
+    res = run("flops", "swin_t", "--mode", "frame", "--resolution", "1920x1080", "--format", "json")
+    assert res.exit_code == 0, res.stdout[-2000:]
+    (row,) = json.loads(res.stdout)
+    assert row["macs_per_frame"] == SWIN_FULL_HD_MACS["swin_t"] and row["output"] == [1000, 1, 1]
+    graph = build_spec(get("swin_t"), (3, 1080, 1920))
+    layers = {la.name: la for la in graph.layers}
+    maps = [layers[f"stage{k}.0.wmsa.add1"].output[1:] for k in (1, 2, 3, 4)]
+    assert maps == [(270, 480), (135, 240), (68, 120), (34, 60)]
+    module = meta_module("swin_t")
+    assert (
+        sum(p.numel() for p in module.parameters())
+        == Analysis(graph).totals()["params"]
+        == TORCHVISION["swin_t"][0]
+    )
+    assert flop_counter_macs(module, (3, 1080, 1920)) == SWIN_FULL_HD_MACS["swin_t"]
+
+
+@pytest.mark.parametrize("name", ["swin_s", "swin_b"])
+def test_swin_at_full_hd_is_torchvisions(name):
+    totals = Analysis(build_spec(get(name), (3, 1080, 1920))).totals()
+    assert totals["macs"] == SWIN_FULL_HD_MACS[name] and totals["params"] == TORCHVISION[name][0]
+    assert flop_counter_macs(meta_module(name), (3, 1080, 1920)) == SWIN_FULL_HD_MACS[name]
 
 
 def test_vit_h_14_from_the_same_layers():
@@ -248,16 +280,23 @@ def _compare(graph, ours, ref):
     assert torch.allclose(got, want, rtol=1e-9, atol=1e-9), (got - want).abs().max()
 
 
-def test_built_swin_is_torchvisions():
-    """Swin-T's layers at width 16 (heads 1-2-4-8), depths 2-2-2-2, at 64x64: maps of 16, 8, 4
+@pytest.mark.parametrize("hw", [(64, 64), (72, 84)])
+def test_built_swin_is_torchvisions(hw):
+    """Swin-T's layers at width 16 (heads 1-2-4-8), depths 2-2-2-2. At 64x64: maps of 16, 8, 4
     and 2, padded to whole 7x7 windows (21, 14, 7, 7); shifted windows with their masks in
-    stages 1-2, no shift where one window covers the map (stages 3-4)."""
+    stages 1-2, no shift where one window covers the map (stages 3-4). At 72x84: maps 18x21,
+    9x11, 5x6 and 3x3: patch merging pads the odd maps by a zero row or column at their end
+    (pixel_unshuffle's pad, torchvision's _patch_merging_pad)."""
     from torchvision.models.swin_transformer import SwinTransformer
 
     from cnnstat.torch.ops.attention import relative_position_index
 
     c, depths = 16, (2, 2, 2, 2)
-    graph = small("swin_t", (3, 64, 64), c=c, h=1, n3=2)
+    graph = small("swin_t", (3, *hw), c=c, h=1, n3=2)
+    maps = [la.output[1:] for la in graph.layers if la.name.endswith(".wmsa.add1")]
+    assert maps == (
+        [(16, 16), (8, 8), (4, 4), (2, 2)] if hw == (64, 64) else [(18, 21), (9, 11), (5, 6), (3, 3)]
+    )
     ours = _cpu(build_graph(graph, "meta"))
     ref = _torchvision(SwinTransformer, [4, 4], c, list(depths), [1, 2, 4, 8], [7, 7])
     for m in ref.modules():  # to_empty left the buffers uninitialised: torchvision's own index
@@ -422,13 +461,6 @@ def test_swin_window_attention_field_by_autograd():
     assert _measured_field(graph, name, (9, 12)) == [(28, 55), (28, 55)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the attention op models a window as a sliding 7-tap window (+6 x jump: 52 pixels); "
-    "after W-MSA the fields are whole aligned windows, so a shifted window straddling two of them "
-    "sees both: 14 patches, 56 pixels (cnnstat/ops/attention.py, reported to its owner)",
-)
 def test_swin_shifted_window_field_by_autograd():
     graph = small("swin_t", **SWIN_FIELD)
     name = "stage1.0.swmsa.add1"
@@ -437,6 +469,50 @@ def test_swin_shifted_window_field_by_autograd():
     measured = _measured_field(graph, name, (5, 5))
     assert measured == [(0, 55), (0, 55)]
     assert layer.rf.size == (56, 56)
+
+
+# cnnstat rf swin_t --input 3x896x896 (the fields stay inside the image up to stage 3):
+# layer -> (size, start) per axis, jump 4 in stage 1, 8 after the first merge, 16 in stage 3
+SWIN_T_896 = {
+    "stage1.0.wmsa.add1": (28, 1.5),  # a 7x7 window of 4x4 patches
+    "stage1.0.swmsa.add1": (56, 3.5),  # a shifted window straddles two: 14 patches
+    "merge1.pixel_unshuffle1": (84, 5.5),  # a 2x2 merge straddles two shifted windows: 21
+    "stage2.0.swmsa.add2": (168, 7.5),
+    "stage3.2.swmsa.add2": (840, 15.5),
+    "norm": (1288, 31.5),
+}
+
+
+def test_swin_t_fields_at_896_by_autograd():
+    """The fields of cnnstat rf swin_t --input 3x896x896 against autograd through the built
+    network, with test_ops_attention's structural weights, on a Swin-T of width 8 at 896x128
+    (the fields along H depend on neither the width nor W; 128 columns keep the backward passes
+    cheap, and stage 3's 8 columns are padded to two windows, shifted): for a run of units
+    covering every phase, each unit's field is the analyzer's (per phase, clipped to the image)
+    on both axes, and the widest along H is the reported size."""
+    from test_ops_attention import measured_fields, reported_field
+
+    full = {la.name: la for la in Analysis(build_spec(get("swin_t"), (3, 896, 896))).layers}
+    for name, (size, start) in SWIN_T_896.items():
+        assert full[name].rf.size == (size, size) and full[name].rf.start == (start, start), name
+    graph = small("swin_t", (3, 896, 128), c=8, h=1)
+    layers = {la.name: la for la in graph.layers}
+    probes = {}
+    for name in ("stage1.0.swmsa.add1", "merge1.pixel_unshuffle1", "stage3.2.swmsa.add2"):
+        assert layers[name].rf.size[0] == full[name].rf.size[0]
+        assert layers[name].rf.phases[0] == full[name].rf.phases[0]
+        rows, cols = layers[name].output[1:]
+        probes[name] = [(rows // 2 - 4 + k, k % cols) for k in range(8)]  # a period (7) and one
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two cores shared with other tests: one thread runs faster
+    try:
+        found = measured_fields(graph, probes)
+    finally:
+        torch.set_num_threads(threads)
+    for name, units in probes.items():
+        for unit, got in zip(units, found[name]):
+            assert got == reported_field(layers[name].rf, unit, (896, 128)), f"{name} unit {unit}"
+        assert max(f[0][1] - f[0][0] + 1 for f in found[name]) == layers[name].rf.size[0], name
 
 
 def test_swin_receptive_field_covers_the_input():

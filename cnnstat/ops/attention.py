@@ -21,6 +21,33 @@ def global_rf(rf: RF) -> RF:
     return rf if rf.collapsed or not rf.size else rf.collapse()
 
 
+def window_reads(window: int, shift: int, size: int) -> tuple:
+    """The input units that output unit ``r`` of one period (``window`` units) reads along one
+    axis of ``size`` units, as torchvision's ``shifted_window_attention`` partitions it.
+
+    The map is padded at its end to ``P`` units, a multiple of ``window``, and rolled by
+    ``-shift``: window ``n`` of the rolled map holds units ``n w + shift .. n w + shift + w - 1``
+    (mod P), and the mask keeps apart the units the roll brought together (the last window's,
+    from the map's end and from its start). So unit ``u`` attends to the ``w`` units from
+    ``u - (u - shift) mod w``, the aligned windows moved by ``shift``; the first group holds
+    only units ``0 .. shift - 1`` and the last ends at ``P - 1``. The reads are periodic: at the
+    map's ends they reach past it, as a convolution's field reaches into its padding (clipped to
+    the map, they are torchvision's groups). No shift where one window covers the padded map
+    (``size <= window``), as torchvision."""
+    shift = shift if size > window else 0
+    firsts = (r - (r - shift) % window for r in range(window))
+    return tuple(range(f, f + window) for f in firsts)
+
+
+def window_rf(rf: RF, window: tuple, shift: tuple, spatial: tuple) -> RF:
+    """The field after attention in (shifted) windows: a unit's field is the union of the
+    fields of the units of its window (:func:`window_reads`), tracked exactly per phase by
+    :meth:`RF.upsample` with factor 1 and a period of one window."""
+    rank = len(window)
+    reads = tuple(window_reads(w, s, n) for w, s, n in zip(window, shift, spatial))
+    return rf.upsample(window, (1,) * rank, (0,) * rank, rf.extent, reads)
+
+
 @register
 class Attention(Op):
     """Multi-head self-attention over all positions of [D, N] tokens or a [C, *spatial] map;
@@ -48,10 +75,17 @@ class Attention(Op):
     Receptive field: global attention (and ``sr``) gives every unit the whole input
     (collapsed, as global pooling does; a residual ``add`` keeps the field of its other
     branch, as for a squeeze-excitation gate, and ``to_map`` right after the attention needs
-    its ``size``). With windows: the field of a window. Every unit of an unshifted window
-    sees exactly its window, so ``size`` is the window's (shifted windows see no more); the
-    first unit of each window has its field centred at ``start + unit x jump``, the others
-    share their window's field.
+    its ``size``). With windows, per axis: a unit attends to every unit of its window, so its
+    field is the union of theirs, tracked exactly per phase (:func:`window_rf`). Unshifted,
+    unit ``u`` reads units ``u - u mod w .. u - u mod w + w - 1``; shifted, the windows move
+    by ``shift``: ``u - (u - shift) mod w`` onwards (torchvision rolls the map by ``-shift``
+    and masks what the roll brings together, so no window wraps around; no shift where one
+    window covers the map). The padding to whole windows is read as a convolution reads its
+    padding. Fields then differ from unit to unit: ``size`` is the largest any unit has (an
+    SW-MSA window after a W-MSA straddles two of its windows: 2w units where sliding windows
+    would give 2w - 1), ``start`` the mean over a window of each unit's field centre less
+    ``unit x jump``. Masked pairs (torchvision's -100 logits, a weight of about e^-100) count
+    as not attending.
     """
 
     name = "attention"
@@ -104,11 +138,7 @@ class Attention(Op):
             if a["rel_pos_bias"]:
                 weights += prod(2 * v - 1 for v in w) * heads
                 buffers += area * area
-            if rf.collapsed:
-                out_rf = rf
-            else:
-                k = tuple(min(v, s) for v, s in zip(w, spatial))
-                out_rf = rf.window(k, (1,) * rank, (0,) * rank, (1,) * rank, rf.extent)
+            out_rf = rf if rf.collapsed else window_rf(rf, w, shift, spatial)
         elif sr > 1:
             reduced = tuple(s // sr for s in spatial)
             if min(reduced) < 1:

@@ -187,21 +187,34 @@ class PixelShuffle(Op):
 @register
 class PixelUnshuffle(Op):
     """The inverse of ``pixel_shuffle`` (space-to-depth): [C, H, W] -> [C x r^2, H / r, W / r],
-    2-D inputs whose H and W are multiples of r, as torch's ``nn.PixelUnshuffle``. 0 MACs, no
-    parameters.
+    2-D inputs whose H and W are multiples of r (unless ``pad``), as torch's
+    ``nn.PixelUnshuffle``. 0 MACs, no parameters.
 
-    Receptive field: each output position gathers an r x r block: a window k = r, stride r.
+    ``pad: true``: H and W that are not multiples of r are first zero-padded at their end
+    (bottom, right) up to the next multiple, as torchvision's Swin ``PatchMerging`` pads an odd
+    map by one row and column: [C, H, W] -> [C x r^2, ceil(H / r), ceil(W / r)]; the padding
+    costs 0 MACs, as ``pad``.
+
+    Receptive field: each output position gathers an r x r block: a window k = r, stride r
+    (with ``pad``, the last block's padded units lie outside the input, as a convolution's
+    padding).
     """
 
     name = "pixel_unshuffle"
-    args = (Arg("factor", "int", aliases=("r", "downscale_factor"), min=1, help="downscale factor r"),)
+    args = (
+        Arg("factor", "int", aliases=("r", "downscale_factor"), min=1, help="downscale factor r"),
+        Arg("pad", "bool", False, help="zero-pad H and W at their end to multiples of r (Swin)"),
+    )
 
     def infer(self, a, shapes, rfs):
         c, *spatial = shapes[0]
         r = _factor(a)
         if len(spatial) != 2:
             raise OpError(f"needs a [C, H, W] input, got {list(shapes[0])}")
-        if any(v % r for v in spatial):
-            raise OpError(f"the input's size {spatial} is not a multiple of factor {r}")
-        out = (c * r * r, spatial[0] // r, spatial[1] // r)
+        if not a["pad"] and any(v % r for v in spatial):
+            raise OpError(
+                f"the input's size {spatial} is not a multiple of factor {r} "
+                "(pad: true pads it at the end, as Swin's patch merging)"
+            )
+        out = (c * r * r, *(-(-v // r) for v in spatial))
         return out, self.cost(a, shapes, out), rfs[0].window((r, r), (r, r), (0, 0), (1, 1), out[1:])

@@ -28,6 +28,24 @@ class UpsampleLike(nn.Module):
         return f"mode={self.mode!r}, align_corners={self.align_corners}"
 
 
+class PaddedPixelUnshuffle(nn.Module):
+    """cnnstat ``pixel_unshuffle`` with ``pad: true``: H and W zero-padded at their end to
+    multiples of the factor (as torchvision's Swin ``PatchMerging``), then
+    ``F.pixel_unshuffle``."""
+
+    def __init__(self, downscale_factor: int):
+        super().__init__()
+        self.downscale_factor = downscale_factor
+
+    def forward(self, x):
+        r = self.downscale_factor
+        x = F.pad(x, (0, -x.shape[-1] % r, 0, -x.shape[-2] % r))
+        return F.pixel_unshuffle(x, r)
+
+    def extra_repr(self):
+        return f"downscale_factor={self.downscale_factor}"
+
+
 # --- build ------------------------------------------------------------------------------------
 
 
@@ -46,7 +64,9 @@ def _build_upsample(a, shapes):
 
 
 builds("pixel_shuffle")(lambda a, shapes: nn.PixelShuffle(a["factor"]))
-builds("pixel_unshuffle")(lambda a, shapes: nn.PixelUnshuffle(a["factor"]))
+builds("pixel_unshuffle")(
+    lambda a, shapes: (PaddedPixelUnshuffle if a["pad"] else nn.PixelUnshuffle)(a["factor"])
+)
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -123,6 +143,11 @@ def _m_shuffle(op, attr):
     return handle
 
 
+def _m_padded_unshuffle(rec, call):
+    a = {"factor": call.module.downscale_factor, "pad": True}
+    rec.emit(call, "pixel_unshuffle", a, [rec.ref(call.args[0])])
+
+
 def _f_shuffle(op, name):
     def handle(rec, call):
         rec.emit(call, op, {"factor": int(call.arg(1, name))}, [rec.ref(call.arg(0, "input"))])
@@ -136,6 +161,7 @@ MODULES[nn.UpsamplingBilinear2d] = _m_upsample
 MODULES[UpsampleLike] = _m_upsample_like
 MODULES[nn.PixelShuffle] = _m_shuffle("pixel_shuffle", "upscale_factor")
 MODULES[nn.PixelUnshuffle] = _m_shuffle("pixel_unshuffle", "downscale_factor")
+MODULES[PaddedPixelUnshuffle] = _m_padded_unshuffle
 FUNCTIONS["interpolate"] = FUNCTIONS["upsample"] = _f_interpolate
 FUNCTIONS["upsample_nearest"] = _f_upsample_fixed("nearest", None)
 FUNCTIONS["upsample_bilinear"] = _f_upsample_fixed("bilinear", True)
