@@ -501,14 +501,9 @@ def _cost(graph) -> float:
     return macs * (3 if not _inside(layer.rf, _centre(layer), graph.input[1:]) else 2)
 
 
-# Models whose reported field disagrees with the oracle: name -> reason (strict xfail).
-SWIN = (
-    "windowed attention: the units of a window share one field, and a shifted window straddles "
-    "two windows of the layer before, but the analyzer slides the window unit by unit; at "
-    "3x96x96, 'norm' unit [1, 1] sees all of [0, 95] where start + u * jump gives [32, 95] "
-    "(and at 224x224 stage 2's units 7-13 see [28, 139], 112 pixels, reported size 104)"
-)
-DISAGREE = {"swin_t": SWIN, "swin_s": SWIN, "swin_b": SWIN}
+# Models whose reported field disagrees with the oracle: name -> reason (strict xfail). None
+# today (Swin's windowed attention was, until its field was tracked per window phase).
+DISAGREE: dict = {}
 
 ZOO = [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=DISAGREE[n])) if n in DISAGREE else n
