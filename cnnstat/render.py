@@ -6,16 +6,33 @@ format. rich is imported only when a terminal table is printed.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 
 
 class Column:
-    def __init__(self, header: str, key: str, fmt: Callable = str, numeric: bool = True, wrap: bool = False):
+    """One column: ``fmt`` turns a raw value into text (CSV keeps the raw value).
+
+    In a terminal a column is never narrower than its widest cell, so no number is ever cut:
+    only ``wrap`` columns (layer names, descriptions) are narrowed, their text wrapped. When the
+    table is still too wide, ``optional`` columns leave it (the highest rank first, with a note
+    naming them; ``--wide`` keeps every column), and then the table turns vertical."""
+
+    def __init__(
+        self,
+        header: str,
+        key: str,
+        fmt: Callable = str,
+        numeric: bool = True,
+        wrap: bool = False,
+        optional: int = 0,
+    ):
         self.header, self.key = header, key
         self.fmt = fmt  # raw value -> text for table/markdown; CSV keeps the raw value
         self.numeric = numeric
-        self.wrap = wrap  # long text (descriptions) wraps; everything else stays on one line
+        self.wrap = wrap  # long text (names, descriptions) wraps; everything else stays on one line
+        self.optional = optional  # 0: always shown; else dropped first (highest) on a narrow terminal
 
 
 class Bound:
@@ -106,23 +123,242 @@ def render(table: Table, fmt: str, out=None) -> None:
         lines += [""] + table.notes if table.notes else []
         out.write("\n".join(lines) + "\n")
         return
+    _terminal(table, out)
+
+
+def _wide() -> bool:
+    """``--wide`` on the command line (kept in click's context by the format option)."""
+    click = sys.modules.get("click")
+    ctx = click.get_current_context(silent=True) if click else None
+    return bool(ctx and ctx.meta.get("cnnstat.wide"))
+
+
+PIPED_WIDTH = 160  # notes wrap here when stdout is not a terminal
+
+
+def _terminal(table: Table, out) -> None:
+    """A rich table that fits the terminal without cutting a cell: see :func:`layout`."""
     from rich.console import Console
+
+    tty = out.isatty()
+    probe = Console(file=out, width=None if tty else PIPED_WIDTH)
+    width = probe.width
+    plan = layout(table, width, wide=_wide(), piped=not tty)
+    console = Console(
+        file=out, width=max(width, plan.width), highlight=False, emoji=False, markup=False, soft_wrap=False
+    )
+    for item in plan.tables:
+        console.print(item)
+    for note in plan.notes + table.notes:
+        console.print(note, markup=False, width=width)
+
+
+def _len(text: str) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(line) for line in text.split("\n")), default=0)
+
+
+class _Plan:
+    def __init__(self, tables: list, width: int, notes: list):
+        self.tables, self.width, self.notes = tables, width, notes
+
+
+def _pieces(text: str, wrap) -> list:
+    """What a cell may be wrapped into: words (``wrap=True``) or the parts a separator leaves
+    (``wrap=", "``: the separator's comma stays at the end of a line)."""
+    if isinstance(wrap, str):
+        parts = text.split(wrap)
+        return [p + wrap.rstrip() for p in parts[:-1]] + parts[-1:]
+    return text.split()
+
+
+def _widths(
+    headers: list, cells: list, wrap: list, avail: int, floor: list | None = None, fold: bool = False
+) -> list | None:
+    """Column widths (without padding) that fit ``avail`` characters, or None.
+
+    A column that does not wrap is as wide as its widest cell and its header's longest word
+    (a header wraps between words); a wrapping column may narrow to 12 characters or its
+    longest header word (``wrap=True``: long words fold), or to its longest piece
+    (``wrap=SEPARATOR``), never below ``floor``. Headers wider than their cells wrap first
+    (the widest first), then the widest text column (``wrap=True``) gives way, then the widest
+    list (``wrap=SEPARATOR``); ``fold``: headers but the first may break inside a word too (the
+    names heading a vertical table's columns)."""
+    n = len(headers)
+    floor = floor or [0] * n
+    content = [max((_len(row[i]) for row in cells), default=0) for i in range(n)]
+    word = [max((_len(w) for w in headers[i].split()), default=0) for i in range(n)]
+    if fold:
+        word[1:] = [min(w, 12) for w in word[1:]]
+    natural = [max(content[i], _len(headers[i])) for i in range(n)]
+    if sum(natural) <= avail:
+        return natural
+    low = []
+    for i in range(n):
+        if isinstance(wrap[i], str):
+            piece = max((_len(p) for row in cells for p in _pieces(row[i], wrap[i])), default=0)
+            low.append(max(word[i], piece))
+        elif wrap[i]:
+            low.append(max(word[i], min(content[i], 12)))
+        else:
+            low.append(max(content[i], word[i]))
+        low[i] = max(low[i], floor[i])
+    if sum(low) > avail:
+        return None
+    widths = list(natural)
+    headers_only = [not wrap[i] for i in range(n)]  # widths[i] > low[i]: a header wider than its cells
+    stages = headers_only, [wrap[i] is True for i in range(n)], [isinstance(wrap[i], str) for i in range(n)]
+    for stage in stages:  # headers (a line each), then text, then lists give way
+        while sum(widths) > avail:  # narrow the widest column that can give (as rich does)
+            free = [i for i in range(n) if stage[i] and widths[i] > low[i]]
+            if not free:
+                break
+            widths[max(free, key=lambda i: widths[i])] -= 1
+    return widths
+
+
+def _tokens(text: str, wrap, width: int) -> list:
+    """(piece, glue) pairs a cell may break between: words (a word longer than ``width`` also
+    after ``.``, ``_``, ``/`` or ``-``, else every ``width`` characters), or a separator's
+    parts; ``glue`` joins a piece to the one before it on the same line."""
+    if isinstance(wrap, str):
+        return [(p, " ") for p in _pieces(text, wrap)]
+    out = []
+    for word in text.split(" "):
+        parts = re.findall(r"[^./_-]*[./_-]|[^./_-]+$", word) if _len(word) > width else [word]
+        for i, part in enumerate(parts or [word]):
+            while _len(part) > width:
+                out.append((part[:width], " " if i == 0 else ""))
+                part, i = part[width:], 1
+            out.append((part, " " if i == 0 else ""))
+    return out
+
+
+def _fill(text: str, wrap, width: int) -> str:
+    """A wrapping column's cell broken into lines of at most ``width`` characters."""
+    if not wrap or _len(text) <= width:
+        return text
+    lines, line = [], ""
+    for piece, glue in _tokens(text, wrap, width):
+        joined = line + glue + piece if line else piece
+        if line and _len(joined) > width:
+            lines.append(line.rstrip())
+            joined = piece
+        line = joined
+    return "\n".join(lines + [line])
+
+
+def _rich(title, headers, cells, justify, wrap, widths, total: bool, bold_last_column=False):
     from rich.table import Table as RichTable
 
-    console = Console(
-        file=out, width=None if out.isatty() else 160, highlight=False, emoji=False, markup=False
-    )
-    t = RichTable(title=table.title or None, title_justify="left", show_footer=False)
-    for c in table.columns:
-        t.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=not c.wrap)
-    for row in table.shown():
-        t.add_row(*_cells(table, row))
-    if table.total:
+    t = RichTable(title=title or None, title_justify="left", show_footer=False)
+    for i, header in enumerate(headers):
+        t.add_column(
+            _fill(header, True, widths[i]),
+            justify=justify[i],
+            width=widths[i],
+            no_wrap=False,
+            overflow="fold",
+            style="bold" if bold_last_column and i == len(headers) - 1 else None,
+        )
+    cells = [[_fill(text, wrap[i], widths[i]) for i, text in enumerate(row)] for row in cells]
+    body = cells[:-1] if total else cells
+    for row in body:
+        t.add_row(*row)
+    if total:
         t.add_section()
-        t.add_row(*_cells(table, table.total), style="bold")
-    console.print(t)
-    for note in table.notes:
-        console.print(note, markup=False)
+        t.add_row(*cells[-1], style="bold")
+    return t
+
+
+def _chrome(n: int) -> int:
+    """Borders and padding of a rich table with ``n`` columns."""
+    return 3 * n + 1
+
+
+def layout(table: Table, width: int, wide: bool = False, piped: bool = False) -> _Plan:
+    """How a table is drawn at ``width`` characters, in this order:
+
+    1. every column, wrapping columns narrowed (never a numeric cell);
+    2. without ``optional`` columns, the highest rank first (a note names them);
+    3. vertical: the table transposed (one column per row, its first cell as the header), in
+       as many pieces as it takes; a piece of one row is a record.
+
+    ``wide`` (``--wide``): every column at its natural width, however wide. ``piped`` (stdout is
+    not a terminal): step 1, else every column at its natural width: a file or a pipe gets every
+    column, in the same layout whatever the width."""
+    rows = table.shown() + ([table.total] if table.total else [])
+    total = bool(table.total)
+    columns = list(table.columns)
+
+    def attempt(cols, wide=wide):
+        headers = [c.header for c in cols]
+        cells = [[_cell(c, row.get(c.key)) for c in cols] for row in rows]
+        wrap = [c.wrap for c in cols]
+        avail = 10**9 if wide else width - _chrome(len(cols))
+        widths = _widths(headers, cells, wrap, avail)
+        if widths is None:
+            return None
+        justify = ["right" if c.numeric else "left" for c in cols]
+        rt = _rich(table.title, headers, cells, justify, wrap, widths, total)
+        return _Plan([rt], sum(widths) + _chrome(len(cols)), [])
+
+    plan = attempt(columns)
+    if plan is not None:
+        return plan
+    if piped:
+        return attempt(columns, wide=True)
+    ranked = sorted({c.optional for c in columns if c.optional}, reverse=True)
+    dropped = []
+    for rank in ranked:
+        dropped += [c for c in columns if c.optional == rank]
+        plan = attempt([c for c in columns if c not in dropped])
+        if plan is not None:
+            names = ", ".join(c.header or c.key for c in dropped)
+            plan.notes.append(
+                f"Not shown at {width} columns: {names} (--wide shows every column; "
+                "--format csv or json carries all)."
+            )
+            return plan
+    return _vertical(table, columns, rows, width)
+
+
+def _vertical(table: Table, columns: list, rows: list, width: int) -> _Plan:
+    """The table transposed, cut into pieces of consecutive rows that each fit ``width``."""
+    first, rest = columns[0], columns[1:]
+    labels = [c.header or c.key for c in rest]
+    texts = [[_cell(c, row.get(c.key)) for c in columns] for row in rows]
+    total_index = len(rows) - 1 if table.total else None
+    tables, start = [], 0
+    while start < len(rows):
+        best = None
+        for stop in range(start + 1, len(rows) + 1):
+            headers = [first.header or first.key] + [texts[r][0] for r in range(start, stop)]
+            cells = [[labels[i]] + [texts[r][i + 1] for r in range(start, stop)] for i in range(len(rest))]
+            wrap = [True] + [any(c.wrap for c in rest)] * (stop - start)
+            rigid = [
+                max((_len(texts[r][i + 1]) for i, c in enumerate(rest) if not c.wrap), default=0)
+                for r in range(start, stop)
+            ]
+            avail = width - _chrome(stop - start + 1)
+            widths = _widths(headers, cells, wrap, avail, [0] + rigid, fold=True)
+            if widths is None and best is not None:
+                break
+            justify = ["left"] + ["right" if all(c.numeric for c in rest) else "left"] * (stop - start)
+            best = (stop, headers, cells, justify, wrap, widths or _squeezed(headers, cells, avail))
+        stop, headers, cells, justify, wrap, widths = best
+        title = table.title if start == 0 else None
+        bold = total_index is not None and stop - 1 == total_index
+        tables.append(_rich(title, headers, cells, justify, wrap, widths, False, bold_last_column=bold))
+        start = stop
+    return _Plan(tables, width, [])
+
+
+def _squeezed(headers, cells, avail) -> list:
+    """A single record wider than the terminal: the label column gives way to the value."""
+    value = max(_len(headers[1]), max((_len(row[1]) for row in cells), default=0))
+    return [max(4, avail - value), value]
 
 
 def _csv(value):

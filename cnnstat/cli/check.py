@@ -6,12 +6,22 @@ import sys
 
 import click
 
+from cnnstat.cli.common import wide_option
+
 FORMATS = ("table", "json", "junit", "github")
 
 
 @click.command("check")
 @click.argument("path", required=False)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table; json; junit (JUnit XML for CI test reports); github (GitHub Actions annotations).",
+)
+@wide_option
 @click.option("--baseline", metavar="FILE", help="Fail when a metric grew over this snapshot.")
 @click.option(
     "--max-growth",
@@ -210,11 +220,11 @@ def _table(doc):
     table = Table(
         title=f"cnnstat check: {doc['file']}",
         columns=[
-            Column("model", "model", numeric=False),
-            Column("limit", "metric", numeric=False),
+            Column("model", "model", numeric=False, wrap=True),
+            Column("limit", "metric", numeric=False, wrap=True),
             Column("limit value", "limit"),
             Column("value", "value"),
-            Column("margin", "margin", numeric=False),
+            Column("margin", "margin", numeric=False, wrap=True),
             Column("", "status", numeric=False),
         ],
         rows=rows,

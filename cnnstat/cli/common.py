@@ -23,6 +23,7 @@ def abort(error, code: int = 2):
 
 
 def format_option(f):
+    f = wide_option(f)
     return click.option(
         "--format",
         "fmt",
@@ -30,6 +31,18 @@ def format_option(f):
         default="table",
         show_default=True,
         help="Output format.",
+    )(f)
+
+
+def wide_option(f):
+    """``--wide``: every column, however narrow the terminal (read by cnnstat.render)."""
+    return click.option(
+        "--wide",
+        is_flag=True,
+        expose_value=False,
+        callback=_keep,
+        help="Tables: every column at full width, even past the terminal's edge (by default "
+        "optional columns give way on a narrow terminal, and then the table turns vertical).",
     )(f)
 
 

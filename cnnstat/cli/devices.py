@@ -39,7 +39,7 @@ def command(fmt):
         title="Devices (peak dense MAC/s from datasheets; 1 MAC = 2 datasheet ops)",
         columns=[
             Column("device", "name", numeric=False),
-            Column("MAC/s by dtype", "macs_per_second", rates, numeric=False),
+            Column("MAC/s by dtype", "macs_per_second", rates, numeric=False, wrap=", "),
             Column("bandwidth", "bandwidth", lambda v: si(v) + "B/s"),
             Column("description / source", "description", numeric=False, wrap=True),
         ],

@@ -138,11 +138,11 @@ def _render_roofline(row, dev, dtype, fmt):
     table = Table(
         title=f"{row['model']}: roofline per layer on {dev.name}, {dtype} (one pass)",
         columns=[
-            Column("layer", "name", numeric=False),
-            Column("op", "op", numeric=False),
+            Column("layer", "name", numeric=False, wrap=True),
+            Column("op", "op", numeric=False, optional=1),
             Column("MACs", "macs", si),
             Column("bytes moved", "bytes", human_bytes),
-            Column("MAC/byte", "intensity", lambda v: f"{v:.1f}"),
+            Column("MAC/byte", "intensity", lambda v: f"{v:.1f}", optional=2),
             Column("compute ms", "compute_s", ms),
             Column("memory ms", "memory_s", ms),
             Column("bound", "bound", numeric=False),
@@ -177,17 +177,17 @@ def _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, 
     columns = [Column("model", "model", numeric=False)]
     if mode == "tile":
         columns += [
-            Column("tile", "tile", shape_text),
-            Column("tiles", "tiles", lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)),
-            Column("MACs/image", "macs_per_image", si),
+            Column("tile", "tile", shape_text, optional=2),
+            Column("tiles", "tiles", lambda v: f"{v:.2f}" if isinstance(v, float) else str(v), optional=1),
+            Column("MACs/image", "macs_per_image", si, optional=3),
         ]
     else:
         columns += [Column("output", "output", shape_text), Column("positions", "positions", str)]
     columns += [
         Column("MACs/frame", "macs_per_frame", si),
         Column("MAC/s", "macs_per_second", si),
-        Column(unit, "flops_per_second", si),
-        Column(f"act. {dtype}/s", "activation_bytes_per_second", lambda v: human_bytes(v) + "/s"),
+        Column(unit, "flops_per_second", si, optional=5 if flops_per_mac == 1 else 0),
+        Column(f"act. {dtype}/s", "activation_bytes_per_second", lambda v: human_bytes(v) + "/s", optional=4),
     ]
     rows = [dict(row) for row in rows]  # the JSON's rows keep their plain numbers
     for row in rows:

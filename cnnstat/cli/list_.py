@@ -47,10 +47,10 @@ def command(pattern, fmt):
         title=f"cnnstat zoo: {len(rows)} model(s)",
         columns=[
             Column("model", "name", numeric=False),
-            Column("input", "input", shape_text),
+            Column("input", "input", shape_text, optional=1),
             Column("params", "params", si),
             Column("MACs", "macs", si),
-            Column("description", "description", numeric=False, wrap=True),
+            Column("description", "description", numeric=False, wrap=True, optional=2),
         ],
         rows=rows,
     )

@@ -61,7 +61,7 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, optimizer):
         columns=[
             Column("", "what", numeric=False),
             Column("bytes", "bytes", lambda v: human_bytes(v, binary)),
-            Column("", "note", numeric=False),
+            Column("", "note", numeric=False, wrap=True),
         ],
         rows=rows,
     )

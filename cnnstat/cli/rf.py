@@ -29,12 +29,12 @@ def command(model, input_, resolution, fmt, show_all):
     table = Table(
         title=f"{a.name}: receptive field per layer (input {shape_text(a.graph.input)})",
         columns=[
-            Column("layer", "name", numeric=False),
-            Column("op", "op", numeric=False),
-            Column("output", "output", shape_text),
+            Column("layer", "name", numeric=False, wrap=True),
+            Column("op", "op", numeric=False, wrap=True),
+            Column("output", "output", shape_text, optional=1),
             Column("size", "size", lambda v: v if isinstance(v, str) else shape_text(v)),
             Column("jump", "jump", shape_text),
-            Column("start", "start", shape_text),
+            Column("start", "start", shape_text, optional=2),
         ],
     )
     for layer in a.layers:

@@ -39,15 +39,15 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, show_all):
     table = Table(
         title=f"{a.name}: input {shape_text(a.graph.input)}, batch {a.batch}",
         columns=[
-            Column("layer", "name", numeric=False),
-            Column("op", "op", numeric=False),
-            Column("kind", "kind", numeric=False),
-            Column("output", "output", shape_text),
+            Column("layer", "name", numeric=False, wrap=True),
+            Column("op", "op", numeric=False, wrap=True),
+            Column("kind", "kind", numeric=False, optional=5),
+            Column("output", "output", shape_text, optional=1),
             Column("params", "params", si),
             Column("MACs", "macs", si),
-            Column("activations", "activations", si),
-            Column(f"act. {a.dtype}", "activation_bytes", lambda v: human_bytes(v, binary)),
-            Column("RF size /jump", "rf", rf_text),
+            Column("activations", "activations", si, optional=4),
+            Column(f"act. {a.dtype}", "activation_bytes", lambda v: human_bytes(v, binary), optional=3),
+            Column("RF size /jump", "rf", rf_text, optional=2),
         ],
     )
     for layer in a.layers:

@@ -129,7 +129,7 @@ def _render_differences(r, fmt, Column, Table, render):
     table = Table(
         title=f"{r['model']}: modules where the figures differ",
         columns=[
-            Column("module", "module", numeric=False),
+            Column("module", "module", numeric=False, wrap=True),
             Column("cnnstat MACs", "cnnstat_macs", _n),
             Column("fvcore MACs", "fvcore_macs", _n),
             Column("cnnstat params", "cnnstat_params", _n),

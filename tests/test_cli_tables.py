@@ -1,0 +1,201 @@
+"""Tables in a real terminal: every command at 60 to 200 columns, in a pseudo-terminal.
+
+rich shrinks a table to the terminal's width; cnnstat's layout (cnnstat/render.py) must never
+let it cut a cell: numbers keep their width, text wraps, optional columns give way (with a note
+naming them) and, below that, the table turns vertical. Piped output (CliRunner, files) never
+sees this, so these tests run ``python -m cnnstat`` with a pty as stdout and COLUMNS set.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnstat.render import Bound, Column, Table, layout
+
+REPO = Path(__file__).resolve().parent.parent
+WIDTHS = (60, 80, 100, 120, 200)
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+
+
+def in_terminal(args, columns: int, cwd=None, timeout: float = 120) -> tuple:
+    """(output with ANSI codes removed, exit status) of ``cnnstat ARGS`` in a terminal
+    ``columns`` wide (stdout and stderr both on the pty, as a user sees them)."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm-256color"}
+    for key in ("NO_COLOR", "FORCE_COLOR"):
+        env.pop(key, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnstat", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=cwd or REPO,
+    )
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], timeout)
+            if not ready:
+                proc.kill()
+                pytest.fail(f"cnnstat {' '.join(args)} printed nothing for {timeout} s")
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        proc.wait()
+    text = b"".join(chunks).decode("utf-8", errors="replace").replace("\r\n", "\n")
+    return ANSI.sub("", text), proc.returncode
+
+
+BUDGET = """\
+[[budget]]
+model = "resnet50"
+max_params = "30M"
+max_macs = "4G"
+max_peak_activation_bytes = "20 MB"
+min_receptive_field = 200
+
+[[budget]]
+model = "mobilenet_v2"
+name = "mobilenet_v2 at Full HD, tiled"
+max_macs_per_second = "500G"
+"""
+
+# command, texts that must appear whole at every width (totals; numbers)
+COMMANDS = [
+    ("params vgg16", ["138.36M", "15.47G", "553.43 MB", "123.64M"]),
+    ("summary alexnet", ["60.97M", "724.41M", "105.42M", "37.75M"]),
+    ("summary resnet50", ["25.56M", "4.09G", "118.01M"]),
+    ("rf vgg16", ["212x212", "32x32"]),
+    ("memory resnet50", ["102.23 MB", "10.24 MB", "499.24 MB"]),
+    ("flops alexnet-grouped vgg16", ["805.43G", "19.18T", "639.33G"]),
+    ("flops mobilenet_v2 --device jetson-orin-nano --dtype fp16", ["372.90G", "52.55", "19.0"]),
+    ("flops lenet5 --device cpu-8core-avx2 --per-layer", ["117.60K", "240.00K"]),
+    (
+        "compare resnet50 vgg16 mobilenet_v2 --device jetson-orin-nano",
+        ["25.56M", "138.36M", "3.50M", "15.47G", "300.77M", "553.43 MB", "19.18T", "372.90G"],
+    ),
+    ("devices", ["989.45T", "3.35TB/s", "102.00GB/s"]),
+    ("list", ["138.36M", "15.47G", "60.97M"]),
+    ("check", ["25.56M", "4.09G", "4.00G", "372.90G"]),
+]
+
+
+@pytest.fixture(scope="module")
+def budget_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("budget")
+    (path / "cnnstat.toml").write_text(BUDGET, encoding="utf-8")
+    return path
+
+
+def cells(text: str) -> list:
+    """The cells of the tables in ``text`` (rows of box-drawing characters)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("│", "┃")):
+            out += [c.strip() for c in re.split("[│┃]", line)[1:-1]]
+    return out
+
+
+@pytest.mark.parametrize("command,numbers", COMMANDS, ids=[c for c, _ in COMMANDS])
+def test_no_cell_is_cut(command, numbers, budget_dir):
+    for columns in WIDTHS:
+        out, status = in_terminal(command.split(), columns, cwd=budget_dir)
+        where = f"`cnnstat {command}` at {columns} columns:\n{out}"
+        assert status in (0, 1), where  # check: 1 when a limit is exceeded
+        assert "…" not in out, where
+        assert "┏" in out, where  # a table was drawn
+        assert max(len(line) for line in out.splitlines()) <= columns, where
+        table_cells = cells(out)
+        for number in numbers:
+            assert any(re.search(rf"(^|[ ,]){re.escape(number)}([ ,]|$)", c) for c in table_cells), (
+                f"{number} not whole in {where}"
+            )
+
+
+def test_hidden_columns_are_named_and_wide_shows_them():
+    out, _ = in_terminal(["summary", "resnet50"], 80)
+    assert "Not shown at 80 columns: kind, activations" in re.sub(r"\s+", " ", out)
+    assert "--wide shows every column" in re.sub(r"\s+", " ", out)
+    assert "act. fp32" not in cells(out)
+    wide, _ = in_terminal(["summary", "resnet50", "--wide"], 80)
+    assert {"kind", "activations", "act. fp32", "RF size /jump"} <= set(cells(wide))
+    assert "Not shown" not in wide and "…" not in wide
+
+
+def test_narrow_terminal_turns_the_table_vertical():
+    out, _ = in_terminal(["compare", "resnet50", "vgg16", "mobilenet_v2"], 60)
+    rows = cells(out)
+    # one column per model, one row per figure
+    assert rows[:4] == ["model", "resnet50", "vgg16", "mobilenet_v2"]
+    assert ["params", "25.56M", "138.36M", "3.50M"] == rows[rows.index("params") :][:4]
+
+
+# --- the layout itself, without a terminal ----------------------------------------------------
+
+
+def wide_numbers_table(n_rows=3) -> Table:
+    columns = [Column("name", "name", numeric=False, wrap=True)] + [
+        Column(f"figure number {i}", f"v{i}", lambda v: f"{v:,}") for i in range(8)
+    ]
+    rows = [
+        {"name": f"layer{r}.block.conv", **{f"v{i}": 10**12 + i for i in range(8)}} for r in range(n_rows)
+    ]
+    table = Table("t", columns, rows)
+    table.total = {"name": "total", **{f"v{i}": Bound(3 * 10**12) for i in range(8)}}
+    return table
+
+
+def drawn(plan) -> str:
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, width=plan.width, highlight=False, markup=False)
+    for t in plan.tables:
+        console.print(t)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("width", [30, 40, 60, 80, 120, 200])
+def test_layout_never_cuts_a_number(width):
+    table = wide_numbers_table()
+    text = drawn(layout(table, width))
+    assert "…" not in text
+    assert text.count("1,000,000,000,007") == 3 and text.count("≥ 3,000,000,000,000") == 8
+    assert max(len(line) for line in text.splitlines()) <= max(width, 30)
+
+
+def test_piped_output_keeps_every_column():
+    table = wide_numbers_table()
+    plan = layout(table, 80, piped=True)
+    assert len(plan.tables) == 1 and not plan.notes
+    assert "figure number 7" in re.sub(r"\s+", " ", drawn(plan).replace("┃", " "))
+
+
+@pytest.mark.parametrize("columns", [60, 120])
+def test_verify_table_is_not_cut(columns):
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    out, status = in_terminal(["verify", "lenet5"], columns)
+    assert status == 0, out
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= columns, out
+    assert "61,706" in cells(out) and "416,520" in cells(out), out
