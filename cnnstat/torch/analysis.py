@@ -82,11 +82,11 @@ def input_for(model: str, module, input_=None, resolution=None) -> tuple:
     if resolution:
         w, h = parse_resolution(resolution)
         default = default_input(model, module)
-        if len(default) != 3:
+        if len(default) not in (3, 4):
             raise CnnstatError(
-                f"--resolution needs a model with image input; '{model}' takes {list(default)}"
+                f"--resolution needs a model with image or video input; '{model}' takes {list(default)}"
             )
-        return (default[0], h, w)
+        return (*default[:-2], h, w)  # a video keeps its clip length
     return default_input(model, module)
 
 
@@ -95,7 +95,7 @@ def import_graph(model, input=None, resolution=None, kwargs=None, tracer="auto",
     require_torch()
     from torch import nn
 
-    from cnnstat.torch.load import instantiate, meta_copy
+    from cnnstat.torch.load import instantiate, meta_copy, offline
     from cnnstat.torch.trace import trace_module
 
     if isinstance(model, nn.Module):
@@ -104,7 +104,8 @@ def import_graph(model, input=None, resolution=None, kwargs=None, tracer="auto",
         module = instantiate(model, kwargs, device="meta")
     module = meta_copy(module.eval())
     shape = input_for(model, module, input, resolution)
-    return trace_module(module, shape, name=model, tracer=tracer), module
+    with offline(model):
+        return trace_module(module, shape, name=model, tracer=tracer), module
 
 
 def analyze(

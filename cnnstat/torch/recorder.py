@@ -155,6 +155,7 @@ class Recorder:
         self.lost: dict = {}  # layer name -> ((call, layer), ...) past which its field is unknown
         self.owners: dict = {}  # layer name -> module path that owns it ('' = the root)
         self.taken: set = {"input"}
+        self.stopped: str | None = None  # why the forward stopped early (an op meta cannot run)
 
     # --- tensors ----------------------------------------------------------------------------
 
@@ -431,8 +432,9 @@ class Recorder:
         """Layers, put first, for what no layer holds: calls on parameters and constants alone
         whose MACs are lost (``unattributed``, MACs unknown; their parameters count where the
         result is read), then per module the parameters and buffers left: never read
-        (``unused``: the module did not run, 0 MACs) or read by calls that did not claim them
-        (``unattributed``; MACs unknown when parameters are among them)."""
+        (``unused``: the module did not run, 0 MACs; when the forward ``stopped`` early,
+        ``unattributed`` with MACs unknown: not reached) or read by calls that did not claim
+        them (``unattributed``; MACs unknown when parameters are among them)."""
         front = []
 
         def layer(name, op, owner, params, buffers, unknown, args):
@@ -476,6 +478,10 @@ class Recorder:
             if read:
                 unknown = UNATTRIBUTED if params else None
                 args = {"module": owner, "call": "(parameters no layer holds)"}
+                layer(name, "unattributed", owner, params, buffers, unknown, args)
+            elif self.stopped:  # past the stop: may well run, at a cost not known
+                unknown = f"not reached: the forward stopped at an op meta cannot run ({self.stopped})"
+                args = {"module": owner, "call": "(not reached)"}
                 layer(name, "unattributed", owner, params, buffers, unknown, args)
             else:
                 layer(name, "unused", owner, params, buffers, None, {"module": owner})

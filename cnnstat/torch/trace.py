@@ -38,6 +38,7 @@ class TorchGraph(Graph):
         "owners",
         "module_params",
         "module_buffers",
+        "stopped",
     )
 
 
@@ -150,6 +151,8 @@ def run_hooks(module, x, rec):
 def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph:
     """The cnnstat graph of ``module`` (which must be on the meta device) at ``input_shape``
     (without batch). ``tracer``: 'auto' (fx, else hooks), 'fx' or 'hooks'."""
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in input_shape):
+        raise CnnstatError(f"'{name}': the input must be positive sizes, got {list(input_shape)}")
     x = torch.empty(TRACE_BATCH, *input_shape, device="meta")
     fx_error = None
     rec = None
@@ -173,10 +176,15 @@ def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph
                 run_hooks(module, x, rec)
             except Exception as exc:
                 text = str(exc).strip().splitlines()
-                raise CnnstatError(
-                    f"the forward of '{name}' fails at input {'x'.join(map(str, input_shape))} "
-                    f"(on the meta device): {type(exc).__name__}: {text[0] if text else ''}"
-                ) from None
+                first = text[0] if text else ""
+                if not (rec.layers and _data_dependent(exc)):
+                    raise CnnstatError(
+                        f"the forward of '{name}' fails at input {'x'.join(map(str, input_shape))} "
+                        f"(on the meta device): {type(exc).__name__}: {first}"
+                    ) from None
+                # An op whose output shape depends on values (nms, nonzero, unique): the meta
+                # device cannot run it. What ran before it is counted; the rest is unknown.
+                rec.stopped = f"{type(exc).__name__}: {first[:160]}"
             used = "hooks"
     if not rec.layers:
         raise CnnstatError(f"'{name}': the forward at this input made no layer cnnstat knows")
@@ -185,13 +193,22 @@ def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph
         name=name, input=tuple(input_shape), layers=rec.layers, description=type(module).__name__
     )
     graph.unsupported = rec.unsupported
-    graph.not_executed = _not_executed(module, rec.used)
+    graph.stopped = rec.stopped
+    # modules past the stop were not reached (MACs unknown), not skipped by the forward
+    graph.not_executed = {} if rec.stopped else _not_executed(module, rec.used)
     graph.tracer = used
     graph.fx_error = fx_error
     graph.owners = rec.owners
     graph.module_params = sum(p.numel() for p in module.parameters())
     graph.module_buffers = sum(rec._buffer_sizes.values())
     return graph
+
+
+def _data_dependent(exc: Exception) -> bool:
+    """A meta-device limitation (an op whose output shape depends on tensor values: nms,
+    nonzero, unique), not an error of the model or of its input."""
+    text = str(exc).lower()
+    return isinstance(exc, NotImplementedError) or "meta" in text or "data-dependent" in text
 
 
 def _not_executed(module, used: set) -> dict:
