@@ -27,12 +27,14 @@ class Column:
         numeric: bool = True,
         wrap: bool = False,
         optional: int = 0,
+        csv: bool = True,
     ):
         self.header, self.key = header, key
         self.fmt = fmt  # raw value -> text for table/markdown; CSV keeps the raw value
         self.numeric = numeric
         self.wrap = wrap  # long text (names, descriptions) wraps; everything else stays on one line
         self.optional = optional  # 0: always shown; else dropped first (highest) on a narrow terminal
+        self.csv = csv  # False: tables and Markdown only (a share that CSV's columns give)
 
 
 class Bound:
@@ -106,9 +108,10 @@ def render(table: Table, fmt: str, out=None) -> None:
         import csv
 
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([c.key for c in table.columns])
+        columns = [c for c in table.columns if c.csv]
+        writer.writerow([c.key for c in columns])
         for row in table.rows + ([table.total] if table.total else []):
-            writer.writerow([_csv(row.get(c.key)) for c in table.columns])
+            writer.writerow([_csv(row.get(c.key)) for c in columns])
         return
     if fmt == "markdown":
         lines = [f"**{table.title}**", ""] if table.title else []

@@ -46,7 +46,23 @@ def models(pattern: str = "*") -> list:
     """Specs of the zoo models whose names match a shell pattern (case-insensitive), sorted."""
     known = index()
     pattern = pattern.lower()
-    return [known[n].variant(n) for n in sorted(known) if fnmatch.fnmatch(n.lower(), pattern)]
+    names = sorted(known, key=natural_key)
+    return [known[n].variant(n) for n in names if fnmatch.fnmatch(n.lower(), pattern)]
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key putting numbers in numeric order: resnet18 < resnet34 < resnet101."""
+    import re
+
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name.lower()))
+
+
+def _match(name: str, names) -> str | None:
+    """``name`` in ``names``, else the name that equals it but for case (VGG16 -> vgg16)."""
+    if name in names:
+        return name
+    folded = [n for n in names if n.lower() == name.lower()]
+    return folded[0] if folded else None
 
 
 def list_models(pattern: str = "*") -> list:
@@ -55,23 +71,28 @@ def list_models(pattern: str = "*") -> list:
 
 
 def get(name: str) -> Spec:
-    """A zoo model by exact name; unknown names raise with the closest matches."""
+    """A zoo model by name (case-insensitive: VGG16 finds vgg16; an exact match first);
+    unknown names raise with the closest matches."""
     # Fast path: parse only files whose text mentions the name, those named after it (or
     # after a prefix of it: vgg16 -> vgg.yaml) first. The full index is for unknown names.
-    stems = sorted(_stems(), key=lambda s: (not name.startswith(s), -len(s)))
+    key = name.lower()
+    stems = sorted(_stems(), key=lambda s: (not key.startswith(s.lower()), -len(s)))
     for stem in stems:
         with open(os.path.join(zoo_dir(), stem + ".yaml"), encoding="utf-8") as f:
-            if name not in f.read():
+            if key not in f.read().lower():
                 continue
         spec = _load_file(stem)
-        if name in spec.models:
-            return spec.variant(name)
+        found = _match(name, spec.models)
+        if found:
+            return spec.variant(found)
     known = index()
-    if name in known:  # spelled differently in the file (YAML escapes): still found
-        return known[name].variant(name)
+    found = _match(name, known)
+    if found:  # spelled differently in the file (YAML escapes): still found
+        return known[found].variant(found)
     import difflib
 
-    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+    lower = {n.lower(): n for n in known}
+    close = [lower[c] for c in difflib.get_close_matches(key, list(lower), n=3, cutoff=0.5)]
     hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
     raise CnnstatError(
         f"unknown model '{name}'{hint}; 'cnnstat list' shows the zoo, or give a path to a spec file"

@@ -199,3 +199,158 @@ def test_verify_table_is_not_cut(columns):
     assert status == 0, out
     assert "…" not in out and max(len(line) for line in out.splitlines()) <= columns, out
     assert "61,706" in cells(out) and "416,520" in cells(out), out
+
+
+# --- what users of torchinfo, ptflops and fvcore look for ---------------------------------------
+
+
+def test_exact_totals_under_the_table(run):
+    for command in ("params", "summary"):
+        out = run(command, "vgg16").stdout
+        assert "Total params: 138,357,544\nTotal MACs: 15,470,264,320\n" in out
+    out = run("params", "vgg16", "--batch", "4").stdout
+    assert f"Total MACs: {4 * 15_470_264_320:,} (batch 4)" in out
+    md = run("params", "vgg16", "--format", "markdown").stdout
+    assert "Total params: 138,357,544" in md
+
+
+ROLLNET = """\
+import torch
+from torch import nn
+
+
+class RollNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = torch.roll(self.conv(x), 1, dims=2)
+        return self.head(x.mean((2, 3)))
+"""
+
+
+def test_an_incomplete_import_prints_a_lower_bound(run, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    (tmp_path / "rollnet.py").write_text(ROLLNET, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    out = run("summary", "rollnet.py:RollNet", "--input", "3x32x32").stdout
+    assert "Total params: 618\nTotal MACs: ≥ 442,528\n" in out
+    rows = {r[0]: r for r in (cells(line) for line in out.splitlines() if line.startswith("│"))}
+    assert rows["roll"][-1] == "?" and rows["conv"][-1] == "≤ 100.0%"  # % MACs
+
+
+def csv_rows(run, *args) -> list:
+    import csv
+
+    res = run(*args, "--format", "csv")
+    assert res.exit_code == 0, res.output
+    return list(csv.DictReader(io.StringIO(res.stdout)))
+
+
+def test_summary_depth_folds_by_dotted_name(run):
+    rows = csv_rows(run, "summary", "resnet50", "--depth", "3")
+    names = [r["name"] for r in rows]
+    assert names[:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert "layer1.block.0" in names and "layer4.block.2" in names
+    assert not any(n.count(".") > 2 for n in names)
+    body, total = rows[:-1], rows[-1]
+    assert sum(int(r["params"]) for r in body) == int(total["params"]) == 25_557_032
+    assert sum(int(r["macs"]) for r in body) == int(total["macs"]) == 4_089_184_256
+    block = next(r for r in rows if r["name"] == "layer2.block.0")
+    assert block["output"] == "512x28x28" and block["op"].endswith(" layers")
+    folded = csv_rows(run, "summary", "resnet50", "--depth", "1")
+    assert [r["name"] for r in folded[4:8]] == ["layer1", "layer2", "layer3", "layer4"]
+
+
+def test_summary_depth_on_a_torchvision_import(run):
+    pytest.importorskip("torchvision")
+    rows = csv_rows(run, "summary", "torchvision:resnet18", "--depth", "2")
+    names = [r["name"] for r in rows]
+    assert ["layer2.0", "layer2.1"] == [n for n in names if n.startswith("layer2")]
+    assert int(rows[-1]["params"]) == 11_689_512
+
+
+def test_summary_shares_sort_and_top(run):
+    out = run("summary", "lenet5").stdout
+    c3 = next(line for line in out.splitlines() if line.startswith("│ c3 "))
+    assert cells(c3)[-2:] == ["3.9%", "57.6%"]  # 2,416 of 61,706 params; 240,000 of 416,520 MACs
+    rows = csv_rows(run, "summary", "densenet201", "--sort", "macs", "--top", "10")
+    assert len(rows) == 11 and rows[-1]["name"] == "total"
+    macs = [int(r["macs"]) for r in rows[:-1]]
+    assert macs == sorted(macs, reverse=True) and macs[0] == 314_703_872
+    assert int(rows[-1]["macs"]) == 4_291_365_888  # the total stays the network's
+    assert "params_pct" not in rows[0]  # shares: tables only
+    out = run("summary", "densenet201", "--sort", "macs", "--top", "10").stdout
+    assert "The first 10 of 707 layers by macs (--top): 10.0% of the params, 31.0% of the MACs." in out
+    rows = csv_rows(run, "summary", "vgg16", "--sort", "params", "--top", "1")
+    assert rows[0]["name"] == "fc1" and int(rows[0]["params"]) == 102_764_544
+
+
+def test_names_are_case_insensitive(run):
+    res = run("params", "VGG16", "--format", "json")
+    assert res.exit_code == 0 and '"model": "vgg16"' in res.stdout
+    assert run("summary", "ResNet50", "--format", "csv").exit_code == 0
+    res = run("params", "VGG61")
+    assert res.exit_code == 2
+    assert "unknown model 'VGG61' (did you mean 'vgg19', 'vgg16', 'vgg13'?)" in res.stderr
+
+
+def test_list_in_natural_order(run):
+    import json
+
+    names = [r["name"] for r in json.loads(run("list", "resnet*", "--format", "json").stdout)]
+    assert names == [
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet50-v1",
+        "resnet101",
+        "resnet101-v1",
+        "resnet152",
+        "resnet152-v1",
+    ]
+
+
+def test_a_batch_in_input_points_to_batch(run):
+    res = run("params", "vgg16", "--input", "1x3x224x224")
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (
+        "error: --input 1x3x224x224 has 4 dimensions; vgg16 takes 3 (3x224x224). "
+        "--input is one sample; the batch is --batch: --input 3x224x224 --batch 1"
+    )
+    res = run("summary", "r3d_18", "--input", "2x3x16x112x112")
+    assert res.exit_code == 2 and "the batch is --batch: --input 3x16x112x112 --batch 2" in res.stderr
+    res = run("flops", "vgg16", "--input", "1x3x224x224")  # flops has no --batch
+    assert res.exit_code == 2 and res.stderr.strip().endswith("without the batch: --input 3x224x224")
+    res = run("params", "vgg16", "--input", "3x224")  # one too few: no hint
+    assert res.exit_code == 2 and "--batch" not in res.stderr
+
+
+TCN = (
+    "name: tcn\ninput: [8, 256]\nlayers:\n  - conv: {out: 16, k: 3}\n  - gap\n  - flatten\n  - fc: {out: 4}\n"
+)
+MLP = "name: mlp\ninput: [784]\nlayers:\n  - fc: {out: 128}\n  - relu\n  - fc: {out: 10}\n"
+
+
+def test_compare_keeps_a_model_that_cannot_tile(run, tmp_path, monkeypatch):
+    import json
+
+    (tmp_path / "tcn.yaml").write_text(TCN, encoding="utf-8")
+    (tmp_path / "mlp.yaml").write_text(MLP, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    res = run("compare", "tcn.yaml", "mlp.yaml", "lenet5", "--device", "jetson-orin-nano")
+    assert res.exit_code == 0, res.output
+    lines = {
+        line.split("│")[1].strip(): line.split("│")[1:-1] for line in res.stdout.splitlines() if "│" in line
+    }
+    assert lines["mlp"][2].strip() == "101.77K" and lines["mlp"][-2:] == [" " * 8, " " * 9]
+    assert lines["lenet5"][-2].strip() == "25.30G"
+    assert (
+        "mlp: no MAC/s or max fps: tile mode needs a [C, H, W] or [C, D, H, W] input, got [784]."
+        in res.stdout
+    )
+    rows = json.loads(run("compare", "tcn.yaml", "lenet5", "--format", "json").stdout)
+    assert rows[0]["macs_per_second"] is None and "tile mode needs" in rows[0]["no_throughput"]
+    assert rows[0]["macs"] == 8 * 16 * 3 * 254 + 16 * 4 and "no_throughput" not in rows[1]

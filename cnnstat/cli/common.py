@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from fractions import Fraction
 
@@ -15,11 +16,38 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 def abort(error, code: int = 2):
     """Print one error message on stderr and exit (2: usage/spec error)."""
-    text = str(error)
+    text = str(error) + batch_hint(str(error))
     if not text.startswith("error:") and ": error: " not in text.split("\n", 1)[0]:
         text = f"error: {text}"
     click.echo(text, err=True)
     sys.exit(getattr(error, "exit_code", code))
+
+
+def batch_hint(message: str) -> str:
+    """For an --input with one dimension too many (1x3x224x224: a batch in front), where the
+    batch goes; '' otherwise."""
+    ctx = click.get_current_context(silent=True)
+    given = ctx.meta.get("cnnstat.input") if ctx else None
+    if not given:
+        return ""
+    dims = given.lower().split("x")
+    m = re.search(r"has (\d+) dimensions; .* takes (\d+) ", message)
+    one_too_many = m and int(m.group(1)) == int(m.group(2)) + 1
+    torch_batch = f"fails at input {given}" in message and len(dims) >= 4  # a PyTorch forward
+    too_long = f"malformed input '{given}'" in message and len(dims) == 5  # a video clip's batch
+    if not (one_too_many or torch_batch or too_long):
+        return ""
+    sample = "x".join(dims[1:])
+    if ctx.meta.get("cnnstat.has_batch"):
+        return f". --input is one sample; the batch is --batch: --input {sample} --batch {dims[0]}"
+    return f". --input is one sample, without the batch: --input {sample}"
+
+
+def _keep_input(ctx, param, value):
+    """--input also waits in ctx.meta (shared with the group's context), for batch_hint."""
+    ctx.meta["cnnstat.input"] = value
+    ctx.meta["cnnstat.has_batch"] = any(p.name == "batch" for p in ctx.command.params)
+    return value
 
 
 def format_option(f):
@@ -51,7 +79,9 @@ def input_option(f):
         "--input",
         "input_",
         metavar="CxHxW",
-        help="Override the spec's input shape, e.g. 3x512x512 (1-D: CxL).",
+        callback=_keep_input,
+        help="Override the input shape of one sample, e.g. 3x512x512 (1-D: CxL; video: CxDxHxW); "
+        "the batch is --batch.",
     )(f)
 
 
@@ -118,6 +148,10 @@ def load_analysis(model, input_=None, resolution=None, dtype="fp32", batch=1):
         from cnnstat.torch.analysis import load_for_cli
 
         return load_for_cli(model, input_, resolution, dtype, batch, options)
+    if model.endswith(".onnx"):  # an ONNX model (onnx is imported from here on)
+        from cnnstat.onnx.analysis import load_for_cli as load_onnx
+
+        return load_onnx(model, input_, resolution, dtype, batch, options)
     if options.get("kwargs"):
         raise CnnstatError("--kwargs applies to PyTorch models (MODEL as module:attr)")
     from cnnstat.analysis import Analysis

@@ -33,20 +33,24 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
     """
     from cnnstat.analysis import Analysis, rf_dict
     from cnnstat.cli.common import load_analysis
+    from cnnstat.errors import CnnstatError
     from cnnstat.hardware import bound, get_device
     from cnnstat.render import Bound, Column, Table, at_least, print_json, render
-    from cnnstat.throughput import frame_graph, throughput_row
+    from cnnstat.throughput import default_tile, throughput_row
     from cnnstat.units import human_bytes, parse_resolution, si
 
     frame = parse_resolution(resolution)
     dev = get_device(device) if device else None
     rows, texts = [], []
     for model in models:
-        trace = lambda m, i, r: load_analysis(m, i, r, dtype)  # noqa: E731  (PyTorch models)
-        graph, tile = frame_graph(model, "tile", frame, input_, trace)
+        graph, overridden = _graph(model, input_, dtype, load_analysis)
         a = Analysis(graph, dtype=dtype)
         t, mem, rf = a.totals(), a.memory(), a.receptive_field()
-        need = throughput_row(a, frame, fps, 1, tile=tile)
+        try:  # a model without a [C, H, W] or [C, D, H, W] input does not tile a frame
+            tile, no_throughput = default_tile(graph, overridden), None
+        except CnnstatError as exc:
+            tile, no_throughput = None, str(exc)
+        need = throughput_row(a, frame, fps, 1, tile=tile) if tile else None
         known_rf = rf is not None and rf.rf is not None
         row = {
             "model": a.name,
@@ -59,13 +63,17 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
             "peak_activation_bytes": mem["peak_activation_bytes"],
             "rf_size": rf_dict(rf.rf)["size"] if known_rf else None,
             "rf_jump": rf_dict(rf.rf)["jump"] if known_rf else None,
-            "macs_per_second": need["macs_per_second"],
+            "macs_per_second": need["macs_per_second"] if need else None,
         }
         if rf is not None and not known_rf:
             row["rf_unknown"] = rf.rf_unknown
-        if dev:
+        if no_throughput:
+            row["no_throughput"] = no_throughput
+        if dev and need:
             row["bound"] = bound(a.graph, dev, dtype, fps, need["passes_per_frame"])
             row["max_fps"] = row["bound"]["max_fps"]
+        elif dev:
+            row["bound"] = row["max_fps"] = None
         rows.append(row)
         texts.append((a.name, a.incomplete_text()))
     if fmt == "json":
@@ -79,8 +87,8 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
         Column(f"weights {dtype}", "weight_bytes", b),
         Column("MACs", "macs", si),
         Column(f"peak act. {dtype}", "peak_activation_bytes", b),
-        Column("RF /jump", "rf_size", shape_text),
-        Column(f"{shape_text(frame)}@{fps:g} MAC/s", "macs_per_second", si),
+        Column("RF /jump", "rf_size", str),
+        Column("MAC/s", "macs_per_second", si),
     ]
     for row in rows:
         if "rf_unknown" in row:
@@ -90,18 +98,36 @@ def command(models, resolution, fps, dtype, device, binary, input_, fmt):
         low = not row["complete"]  # MACs, activations: lower bounds; so fps: an upper bound
         for key in ("macs", "peak_activation_bytes", "macs_per_second"):
             row[key] = at_least(row[key], low)
-        if dev and low:
+        if dev and low and row["max_fps"] is not None:
             row["max_fps"] = Bound(row["max_fps"], upper=True)
-    columns[6] = Column("RF /jump", "rf_size", str)
     if dev:
-        columns.append(Column(f"max fps on {dev.name}", "max_fps", lambda v: f"{v:.1f}"))
+        columns.append(Column("max fps", "max_fps", lambda v: f"{v:.1f}"))
     table = Table(title=f"{len(rows)} models, {dtype}", columns=columns, rows=rows)
     table.notes.append(
-        "MACs per image at the model's input; MAC/s to cover the frame with tiles (no overlap)."
+        f"MACs per image at the model's input; MAC/s to cover {shape_text(frame)} frames at {fps:g} fps "
+        "with tiles (no overlap)."
     )
     if dev:
         table.notes.append(f"max fps: roofline bound on {dev.name} (a bound, not a measurement).")
+    for row in rows:
+        if row.get("no_throughput"):
+            reason = row["no_throughput"].removeprefix(f"{row['model']}: ")
+            table.notes.append(f"{row['model']}: no MAC/s{' or max fps' if dev else ''}: {reason}.")
     for name, text in texts:
         if text:
             table.notes.append(f"{name}: ≥ / ≤: bounds; MACs unknown (counted 0) for {text}.")
     render(table, fmt)
+
+
+def _graph(model, input_, dtype, load_analysis) -> tuple:
+    """(graph at the model's input, whether --input overrides the spec's) for a zoo name,
+    a spec path or a PyTorch model."""
+    from cnnstat.spec.build import build
+    from cnnstat.torch import is_reference
+    from cnnstat.zoo import load
+
+    if is_reference(model):
+        return load_analysis(model, input_, None, dtype).graph, True
+    spec = load(model)
+    shape = spec.input_at(input_)
+    return build(spec, shape), shape is not None

@@ -16,6 +16,16 @@ def incomplete_note(a) -> str:
     )
 
 
+def exact_totals(a) -> list:
+    """The totals to the last digit, under a table (as torchinfo prints them)."""
+    batch = f" (batch {a.batch})" if a.batch > 1 else ""
+    t = a.totals()
+    return [
+        f"Total params: {t['params']:,}",
+        f"Total MACs: {'' if a.complete else '≥ '}{t['macs']:,}{batch}",
+    ]
+
+
 def params_table(a, binary: bool):
     from cnnstat.render import Column, Table, at_least
     from cnnstat.units import human_bytes, si
@@ -47,6 +57,7 @@ def params_table(a, binary: bool):
                 f"{KIND_LABELS[kind]}: {si(c['weights'])} weights = {b(c['weight_bytes'])} "
                 f"(+{si(c['biases'])} biases); {'≥ ' if kind in lower else ''}{si(c['macs'])} MACs"
             )
+    table.notes += exact_totals(a)
     if lower:
         table.notes.append(incomplete_note(a))
     table.notes.append(conventions_note(binary))

@@ -1,10 +1,14 @@
-"""``cnnstat summary MODEL``: one row per layer."""
+"""``cnnstat summary MODEL``: one row per layer (or per block, ``--depth``)."""
 
 from __future__ import annotations
 
 import click
 
 from cnnstat.cli.common import conventions_note, load_analysis, model_options, shape_text
+
+SORT_KEYS = ("params", "macs", "activations")
+SUMMED = ("params", "weights", "biases", "buffers", "macs", "activations", "weight_bytes", "param_bytes")
+SUMMED += ("activation_bytes",)
 
 
 def rf_text(rf) -> str:
@@ -17,52 +21,132 @@ def rf_text(rf) -> str:
     return f"{shape_text(rf.size)} /{shape_text(rf.jump)}"
 
 
-@click.command("summary")
+def layer_rows(a) -> list:
+    """One row per layer: name, op, kind, output, counts, rf, unknown (MACs unknown), layers."""
+    rows = []
+    for layer in a.layers:
+        row = {"name": layer.name, "op": layer.op, "kind": layer.kind, "output": layer.output}
+        row.update(a.counts(layer), rf=layer.rf, unknown=bool(layer.unknown), layers=1)
+        rows.append(row)
+    return rows
+
+
+def fold(rows: list, depth: int) -> list:
+    """Rows folded by the first ``depth`` parts of their dotted names (``layer2.0.conv1`` at
+    depth 2: ``layer2.0``), in the order each group first appears: counts summed, the output
+    and receptive field of the group's last layer, the op when the group is one layer."""
+    groups: dict = {}
+    for row in rows:
+        key = ".".join(row["name"].split(".")[:depth])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = {**row, "name": key}
+            continue
+        for k in SUMMED:
+            group[k] += row[k]
+        group.update(output=row["output"], rf=row["rf"], layers=group["layers"] + 1)
+        group["unknown"] = group["unknown"] or row["unknown"]
+        group["op"] = f"{group['layers']} layers"
+        if group["kind"] != row["kind"]:
+            group["kind"] = "mixed"
+    return list(groups.values())
+
+
+def _percent(v) -> str:
+    return f"{v:.1f}%"
+
+
+@click.command("summary", short_help="One row per layer: op, output, params, MACs, receptive field.")
 @model_options(analysis=True)
-@click.option("--all", "show_all", is_flag=True, help="Every layer, even past 300 rows.")
-def command(model, input_, resolution, batch, dtype, binary, fmt, show_all):
-    """Per-layer table of MODEL: op, output shape, params, MACs, receptive field.
+@click.option("--all", "show_all", is_flag=True, help="Every row, even past 300.")
+@click.option(
+    "--depth",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Fold layers by the first N parts of their dotted names, figures summed (depth 2: "
+    "layer2.0.conv1 counts in layer2.0).",
+)
+@click.option(
+    "--sort",
+    "sort_by",
+    type=click.Choice(SORT_KEYS),
+    help="Rows by this figure, largest first (where does the compute go: --sort macs).",
+)
+@click.option("--top", type=click.IntRange(min=1), metavar="N", help="Only the first N rows (after --sort).")
+def command(model, input_, resolution, batch, dtype, binary, fmt, show_all, depth, sort_by, top):
+    """Per-layer table of MODEL: op, output shape, params, MACs, activations, receptive field,
+    and each layer's share of the params and MACs.
+
+    --depth, --sort and --top shape the table (and CSV, Markdown); --format json always
+    carries every layer.
 
     \b
     Example:
       cnnstat summary alexnet
+      cnnstat summary resnet50 --depth 2
+      cnnstat summary densenet201 --sort macs --top 10
       cnnstat summary vgg16 --format csv > vgg16.csv
     """
-    from cnnstat.cli.params import incomplete_note
-    from cnnstat.render import UNKNOWN, Column, Table, at_least, print_json, render
+    from cnnstat.cli.params import exact_totals, incomplete_note
+    from cnnstat.render import UNKNOWN, Bound, Column, Table, at_least, print_json, render
     from cnnstat.units import human_bytes, si
 
     a = load_analysis(model, input_, resolution, dtype, batch)
     if fmt == "json":
         print_json(a.to_dict())
         return
+    totals, lower = a.totals(), not a.complete
+    rows = layer_rows(a)
+    if depth:
+        rows = fold(rows, depth)
+    count, unit = len(rows), "blocks" if depth else "layers"
+    if sort_by:  # rows whose MACs are unknown last
+        rows.sort(key=lambda r: (not (sort_by == "macs" and r["unknown"]), r[sort_by]), reverse=True)
+    if top:
+        rows = rows[:top]
+    for row in rows:
+        row["params_pct"] = 100 * row["params"] / totals["params"] if totals["params"] else None
+        row["macs_pct"] = 100 * row["macs"] / totals["macs"] if totals["macs"] else None
+        if row["macs_pct"] is not None and lower:  # a share of a lower bound: at most that
+            row["macs_pct"] = Bound(row["macs_pct"], upper=True)
+        if row.pop("unknown"):
+            row["macs"] = row["macs_pct"] = UNKNOWN
+        row["rf"] = UNKNOWN if row["rf"] is None else row["rf"]
     table = Table(
-        title=f"{a.name}: input {shape_text(a.graph.input)}, batch {a.batch}",
+        title=f"{a.name}: input {shape_text(a.graph.input)}, batch {a.batch}"
+        + (f", folded at depth {depth}" if depth else ""),
         columns=[
-            Column("layer", "name", numeric=False, wrap=True),
+            Column("layer" if not depth else "block", "name", numeric=False, wrap=True),
             Column("op", "op", numeric=False, wrap=True),
-            Column("kind", "kind", numeric=False, optional=5),
+            Column("kind", "kind", numeric=False, optional=7),
             Column("output", "output", shape_text, optional=1),
             Column("params", "params", si),
             Column("MACs", "macs", si),
-            Column("activations", "activations", si, optional=4),
-            Column(f"act. {a.dtype}", "activation_bytes", lambda v: human_bytes(v, binary), optional=3),
-            Column("RF size /jump", "rf", rf_text, optional=2),
+            Column("activations", "activations", si, optional=6),
+            Column(f"act. {a.dtype}", "activation_bytes", lambda v: human_bytes(v, binary), optional=5),
+            Column("RF size /jump", "rf", rf_text, optional=3),
+            # shares: not in CSV (they follow from its columns)
+            Column("% params", "params_pct", _percent, optional=4, csv=False),
+            Column("% MACs", "macs_pct", _percent, optional=2, csv=False),
         ],
+        rows=rows,
     )
-    for layer in a.layers:
-        row = {"name": layer.name, "op": layer.op, "kind": layer.kind, "output": layer.output}
-        row.update(a.counts(layer), rf=UNKNOWN if layer.rf is None else layer.rf)
-        if layer.unknown:
-            row["macs"] = UNKNOWN
-        table.rows.append(row)
-    totals, lower = a.totals(), not a.complete
     table.total = {"name": "total", **totals}
     for key in ("macs", "activations", "activation_bytes"):  # what happens inside is not seen
         table.total[key] = at_least(totals[key], lower)
     if fmt == "csv":
         for row in table.rows:
             row["rf"] = "?" if row["rf"] is UNKNOWN else "x".join(map(str, row["rf"].size))
+    table.notes += exact_totals(a)
+    if top and count > len(rows):
+        shown = {k: sum(r[k] for r in rows if r[k] is not UNKNOWN) for k in ("params", "macs")}
+        share = ", ".join(
+            f"{100 * shown[k] / totals[k]:.1f}% of the {label}"
+            for k, label in (("params", "params"), ("macs", "MACs"))
+            if totals[k]
+        )
+        order = f" by {sort_by}" if sort_by else ""
+        table.notes.append(f"The first {len(rows)} of {count} {unit}{order} (--top): {share}.")
     if lower:
         table.notes.append(incomplete_note(a) + " ?: unknown.")
     if any(layer.rf is None for layer in a.layers):
