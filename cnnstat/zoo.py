@@ -11,7 +11,7 @@ import fnmatch
 import os
 
 from cnnstat.errors import CnnstatError
-from cnnstat.spec.model import Spec, load_spec_file
+from cnnstat.spec.model import Spec, _read, load_spec_file
 
 _PKG = os.path.dirname(os.path.abspath(__file__))
 
@@ -26,8 +26,10 @@ def _stems() -> list:
     return sorted(f[:-5] for f in os.listdir(zoo_dir()) if f.endswith(".yaml"))
 
 
-def _load_file(stem: str) -> Spec:
-    return load_spec_file(os.path.join(zoo_dir(), stem + ".yaml"), display=f"zoo:{stem}.yaml")
+def _load_file(stem: str, text: str | None = None) -> Spec:
+    """A zoo file's spec; its includes stay in the zoo's directory tree."""
+    path = os.path.join(zoo_dir(), stem + ".yaml")
+    return load_spec_file(path, display=f"zoo:{stem}.yaml", root=zoo_dir(), text=text)
 
 
 def index() -> dict:
@@ -78,10 +80,10 @@ def get(name: str) -> Spec:
     key = name.lower()
     stems = sorted(_stems(), key=lambda s: (not key.startswith(s.lower()), -len(s)))
     for stem in stems:
-        with open(os.path.join(zoo_dir(), stem + ".yaml"), encoding="utf-8") as f:
-            if key not in f.read().lower():
-                continue
-        spec = _load_file(stem)
+        text = _read(os.path.join(zoo_dir(), stem + ".yaml"), f"zoo:{stem}.yaml")
+        if key not in text.lower():
+            continue
+        spec = _load_file(stem, text)
         found = _match(name, spec.models)
         if found:
             return spec.variant(found)

@@ -81,11 +81,31 @@ class AdaptiveAvgPool(Op):
     def rf(self, a, rfs, shapes, out):
         if all(o == 1 for o in out[1:]):
             return rfs[0].collapse()
-        k, s = [], []
-        for n, m in zip(shapes[0][1:], out[1:]):
-            k.append(max(-(-((i + 1) * n) // m) - (i * n) // m for i in range(m)))
-            s.append(max(n // m, 1))
+        k = [adaptive_window(n, m) for n, m in zip(shapes[0][1:], out[1:])]
+        s = [max(n // m, 1) for n, m in zip(shapes[0][1:], out[1:])]
         return rfs[0].window(k, s, [0] * len(k), [1] * len(k), out[1:])
+
+
+def adaptive_window(n: int, m: int) -> int:
+    """The largest window of PyTorch's adaptive pooling from ``n`` to ``m`` units, in O(1):
+    ``max(ceil((i + 1) n / m) - floor(i n / m) for i in range(m))``.
+
+    Proof. Write n = q m + r with 0 <= r < m. Then i n / m = i q + i r / m, so window i has
+    length L(i) = q + ceil((i + 1) r / m) - floor(i r / m). With a = (i r) mod m,
+    i r = m floor(i r / m) + a, hence ceil((i r + r) / m) = floor(i r / m) + ceil((a + r) / m)
+    and L(i) = q + ceil((a + r) / m).
+    - r = 0: a = 0 and L(i) = q for every i.
+    - r > 0: 0 < a + r < 2m, so L(i) is q + 1, or q + 2 exactly when a > m - r. As i runs
+      over 0 .. m-1, a = (i r) mod m takes every multiple of g = gcd(r, m) below m (r / g and
+      m / g are coprime, so i r / g mod m / g runs through all residues within m / g <= m
+      steps); the largest is m - g. So some window has q + 2 iff m - g > m - r, i.e. g < r,
+      i.e. r does not divide m; else every window has at most q + 1 (and i = 0 has q + 1).
+    Tested against the definition for every n, m <= 60 (tests/test_hostile.py).
+    """
+    q, r = divmod(n, m)
+    if r == 0:
+        return q
+    return q + 1 if m % r == 0 else q + 2
 
 
 @register

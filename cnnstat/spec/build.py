@@ -19,6 +19,7 @@ from cnnstat.spec.expr import FUNCTIONS, is_expr
 from cnnstat.spec.expr import _parse as parse_expr
 from cnnstat.spec.model import Spec, _typed, evaluate_at
 from cnnstat.spec.yamlload import LList, LMap
+from cnnstat.units import MAX_SIZE
 
 RESERVED = ("name", "repeat", "first", "from", "if")
 INPUT = "input"
@@ -27,6 +28,20 @@ IN_CHANNELS = "in_channels"  # inside a block: the channels of the block's input
 # aliases nested to expand exponentially). Raise it with CNNSTAT_MAX_LAYERS.
 MAX_LAYERS = int(os.environ.get("CNNSTAT_MAX_LAYERS", "1000000"))
 LIMIT_HINT = "set CNNSTAT_MAX_LAYERS to allow more"
+# Steps per run, whether or not they emit layers: every repeat iteration (a layer built or a
+# block instantiated), every layer entry skipped (`if: false`, `repeat: 0`, and the entries
+# of a skipped merge's branches), every include and every node YAML aliases and merge keys add
+# (Spec.work). Blocks that emit nothing cannot run for ever. The zoo takes 1 to 3.5 steps per
+# layer (MobileNet v2: 3.4, its optional layers skipped); a step that emits nothing costs about
+# a third of a layer's build and analysis, so a spec that exhausts the default takes about as
+# long as one of MAX_LAYERS layers.
+MAX_WORK = int(os.environ.get("CNNSTAT_MAX_WORK", str(5 * MAX_LAYERS)))
+WORK_HINT = "set CNNSTAT_MAX_WORK to allow more"
+MAX_NESTING = 100  # blocks instantiated inside one another (the builder recurses per level)
+# Every number in an op's arguments: integers up to 2^53 are exact as floats, and no product
+# of a few of them overflows the receptive field's float maths (10^200 did). Shapes are
+# bounded tighter (MAX_SIZE, 2^31: the spec's input and every layer's output).
+MAX_ARG = 2**53
 
 
 class _Tensor:
@@ -78,6 +93,7 @@ class _Builder:
         self.frame = frame
         self.resolved: dict = {}  # id(argument mapping) -> (mapping, resolved arguments)
         self.checked: dict = {}  # (id(argument mapping), block) -> mapping, for skipped layers
+        self.work = spec.work  # steps so far: the spec's loading, then this build's
 
     def run(self, shape: tuple) -> Graph:
         self.input = shape
@@ -141,6 +157,17 @@ class _Builder:
             )
         return op_name, args, op, block
 
+    def spend(self, n, loc, scope):
+        """Count ``n`` steps towards :data:`MAX_WORK`."""
+        self.work += n
+        if self.work > MAX_WORK:
+            raise SpecError(
+                f"the spec takes more than {MAX_WORK:,} steps to expand (layers, block instances, "
+                f"skipped layers, includes, YAML aliases; {WORK_HINT})",
+                loc,
+                scope.notes,
+            )
+
     def item(self, item, loc, cur, scope):
         op_name, args, op, block = self.parse_item(item, loc, scope)
 
@@ -156,6 +183,7 @@ class _Builder:
                     f"'if' must be true or false, got {brief(cond)}", args.locs["if"], scope.notes
                 )
             if not cond:
+                self.spend(1, loc, scope)
                 self.skipped(op, block, args, scope)
                 return cur
         repeat = arg("repeat", 1)
@@ -184,10 +212,12 @@ class _Builder:
         if "from" in args:
             cur = self.lookup(arg("from"), args.locs["from"], scope)
         if repeat == 0:
+            self.spend(1, loc, scope)
             self.skipped(op, block, args, scope)
         numbered = name is not None and "repeat" in args
 
         for i in range(repeat):
+            self.spend(1, loc, scope)
             local = f"{name}.{i}" if numbered else name
             these = _with_first(args, first) if i == 0 and first else args
             if block is not None:
@@ -237,6 +267,12 @@ class _Builder:
         if block.name in scope.blocks:
             chain = " -> ".join((*scope.blocks, block.name))
             raise SpecError(f"block '{block.name}' instantiates itself ({chain})", args.loc, scope.notes)
+        if len(scope.blocks) >= MAX_NESTING:
+            raise SpecError(
+                f"blocks nested more than {MAX_NESTING} deep (block '{block.name}')",
+                args.loc,
+                scope.notes[-3:],
+            )
         child = _Scope(scope.prefix + local + ".", inner, scope.notes + [note], (*scope.blocks, block.name))
         return self.seq(block.body, cur, child)
 
@@ -302,6 +338,7 @@ class _Builder:
                     self.literal(body["from"], body.locs["from"], scope)
                 elif isinstance(body, LList):
                     for i, item in enumerate(body):
+                        self.spend(1, body.loc_of(i), scope)
                         _, item_args, item_op, item_block = self.parse_item(item, body.loc_of(i), scope)
                         self.skipped(item_op, item_block, item_args, scope)
                 else:
@@ -413,8 +450,21 @@ class _Builder:
             raise SpecError(
                 f"{op.name}: {exc}" if not str(exc).startswith(op.name) else str(exc), loc, scope.notes
             ) from None
+        except OverflowError:  # strides multiplied layer after layer past a float's range
+            raise SpecError(
+                f"{op.name}: the receptive field grows past what cnnstat computes (a float overflowed: "
+                "strides or dilations multiplied over many layers)",
+                loc,
+                scope.notes,
+            ) from None
         if min(out) < 1:
             raise SpecError(f"{op.name}: output size {list(out)} is empty", loc, scope.notes)
+        if max(out) > MAX_SIZE:  # sizes bounded as arguments are: float RF maths stays finite
+            raise SpecError(
+                f"{op.name}: output size {brief(list(out))} is too large (each size at most {MAX_SIZE:,})",
+                loc,
+                scope.notes,
+            )
         layer = Layer(
             name=name,
             op=op.name,
@@ -523,7 +573,19 @@ def _with_first(args: LMap, first: LMap) -> LMap:
 
 
 def _coerce(arg, value, op, loc, notes):
-    """Check one argument value against its declared type."""
+    """Check one argument value against its declared type.
+
+    Every number an argument holds is finite and at most :data:`MAX_ARG` either way: sizes,
+    kernels, strides, paddings and dilations of 10^200 would overflow the receptive field's
+    float maths, and NaN or infinity would reach the JSON output.
+    """
+    bad = _unbounded(value)
+    if bad is not None:
+        raise SpecError(
+            f"{op}: '{arg.name}': every number must be finite and at most 2^53 either way, got {brief(bad)}",
+            loc,
+            notes,
+        )
     t = arg.type
     ok = True
     if t == "int":
@@ -557,6 +619,21 @@ def _coerce(arg, value, op, loc, notes):
     if isinstance(value, list):
         return tuple(value)
     return value
+
+
+def _unbounded(value, depth=0):
+    """The first number in ``value`` (lists and mappings included, a few levels) that is out
+    of bounds, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value if not abs(value) <= MAX_ARG else None  # NaN compares false
+    if depth < 4 and isinstance(value, (list, tuple, dict)):
+        for v in value.values() if isinstance(value, dict) else value:
+            bad = _unbounded(v, depth + 1)
+            if bad is not None:
+                return bad
+    return None
 
 
 def _ints(value) -> bool:

@@ -7,13 +7,16 @@ Only structure is checked here; layers are expanded (and their arguments checked
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 
-from cnnstat.errors import OpError, SpecError, brief, did_you_mean
+from cnnstat.errors import CnnstatError, OpError, SpecError, brief, did_you_mean
+from cnnstat.files import MAX_TEXT_BYTES, read_text
 from cnnstat.ops import REGISTRY
 from cnnstat.ops.base import REQUIRED
 from cnnstat.spec.expr import evaluate
-from cnnstat.spec.yamlload import LList, LMap, load_yaml
+from cnnstat.spec.yamlload import LList, LMap, load_yaml_counted
+from cnnstat.units import MAX_SIZE
 
 FORMAT_VERSION = 1
 TOP_KEYS = (
@@ -46,7 +49,11 @@ TYPE_ALIASES = {
     "dict": "any",
     "tuple": "list",
 }
-MAX_FILE_BYTES = 4_000_000
+MAX_FILE_BYTES = MAX_TEXT_BYTES
+# `include:` reads files in the directory tree of the spec analysed (of the zoo, for a zoo
+# model) unless this environment variable is 1: a spec from a pull request must not read, and
+# quote in its errors, files elsewhere on the machine (CI secrets, ~/.ssh).
+INCLUDE_ANYWHERE = "CNNSTAT_INCLUDE_ANYWHERE"
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Spec:
     blocks: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)  # name -> LMap
     doc: LMap | None = None
+    work: int = 0  # steps spent loading (includes, YAML alias and merge-key expansion)
 
     @property
     def models(self) -> list:
@@ -151,7 +159,9 @@ def _shape(value, loc) -> tuple:
             f"input must be [C, H, W], [C, L], [C, D, H, W] or [D] (integers), got {brief(value)}", loc
         )
     if any(v < 1 for v in value):
-        raise SpecError(f"input sizes must be positive, got {list(value)}", loc)
+        raise SpecError(f"input sizes must be positive, got {brief(list(value))}", loc)
+    if any(v > MAX_SIZE for v in value):
+        raise SpecError(f"input sizes must be at most {MAX_SIZE:,}, got {brief(list(value))}", loc)
     return tuple(value)
 
 
@@ -159,7 +169,7 @@ def _nominal(value, loc) -> tuple:
     if (
         not isinstance(value, list)
         or not 1 <= len(value) <= 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIZE for v in value)
     ):
         raise SpecError(f"nominal must be [H, W] (positive integers), got {brief(value)}", loc)
     return tuple(value)
@@ -225,9 +235,24 @@ def _parse_blocks(data: LMap) -> dict:
     return blocks
 
 
-def _includes(data: LMap, filename: str, base_dir: str | None, seen: tuple):
+class _Includes:
+    """The state of one spec's ``include:`` walk: the tree includes stay in, the files read
+    (each is read and parsed once, however many files include it) and the work spent."""
+
+    def __init__(self, root: str | None):
+        self.anywhere = os.environ.get(INCLUDE_ANYWHERE) == "1"
+        self.root = os.path.realpath(root or os.getcwd())
+        self.done: set = set()
+        self.work = 0
+
+
+def _includes(data: LMap, filename: str, base_dir: str | None, state: _Includes, chain: tuple):
     """Blocks of every file in ``include:`` (paths relative to the including file), each a
-    library: a mapping with ``blocks`` (and optionally its own ``include``), no layers."""
+    library: a mapping with ``blocks`` (and optionally its own ``include``), no layers.
+
+    ``chain`` holds ``(shown name, real path)`` of the files being included, outermost first
+    (for cycles). A file already included elsewhere (a diamond) is skipped: its blocks are in.
+    """
     paths = data.get("include") or []
     if isinstance(paths, str):
         paths = [paths]
@@ -235,25 +260,71 @@ def _includes(data: LMap, filename: str, base_dir: str | None, seen: tuple):
         raise SpecError("'include' must be a file name or a list of file names", data.loc_of("include"))
     for i, rel in enumerate(paths):
         loc = data["include"].loc_of(i) if isinstance(data["include"], LList) else data.loc_of("include")
-        path = os.path.normpath(os.path.join(base_dir or os.getcwd(), rel))
+        path = _include_path(rel, base_dir, state, loc)
+        real = os.path.realpath(path)
         shown = os.path.normpath(os.path.join(os.path.dirname(filename), rel))
-        if shown in seen:
-            raise SpecError(f"include cycle: {' -> '.join((*seen, shown))}", loc)
+        if shown in (c[0] for c in chain) or real in (c[1] for c in chain):
+            raise SpecError(f"include cycle: {' -> '.join((*(c[0] for c in chain), shown))}", loc)
+        if real in state.done:
+            continue
+        state.done.add(real)
+        state.work += 1
         try:
-            lib = load_yaml(_read(path, shown), shown)
+            text = read_text(path, "spec file", shown)
+        except CnnstatError as exc:
+            raise SpecError(str(exc), loc) from None
+        try:
+            lib, expanded = load_yaml_counted(text, shown)
+            state.work += expanded
+            if not isinstance(lib, LMap):
+                raise SpecError("an included file must be a mapping with 'blocks'", loc)
+            for key in lib:
+                if key not in LIBRARY_KEYS:
+                    raise SpecError(
+                        f"an included file holds {', '.join(LIBRARY_KEYS)}; this key is none of "
+                        "them (it is not quoted: an included file's content never is)",
+                        lib.key_locs[key],
+                    )
+            blocks = _parse_blocks(lib)
         except SpecError as exc:
-            if exc.loc is None:
-                exc.loc = loc
+            if exc.loc is not None and exc.loc.file == shown:
+                exc.message = _redact(exc.message)
+                exc.args = (exc.message,)
+            exc.loc = exc.loc or loc
             raise
-        if not isinstance(lib, LMap):
-            raise SpecError("an included file must be a mapping with 'blocks'", loc)
-        _check_keys(lib, LIBRARY_KEYS, f"included file {shown}")
-        yield _parse_blocks(lib)
-        yield from _includes(lib, shown, os.path.dirname(path), (*seen, shown))
+        yield blocks
+        yield from _includes(lib, shown, os.path.dirname(path), state, (*chain, (shown, real)))
 
 
-def parse_spec(data, filename: str, base_dir: str | None = None) -> Spec:
-    """A spec from parsed YAML; ``base_dir`` resolves ``include:`` (default: the cwd)."""
+def _include_path(rel: str, base_dir: str | None, state: _Includes, loc) -> str:
+    """The path ``include: rel`` names, refused when it leaves the spec's directory tree."""
+    hint = f"includes stay in the spec's directory ({INCLUDE_ANYWHERE}=1 allows any path)"
+    if not state.anywhere and os.path.isabs(rel):
+        raise SpecError(f"include {brief(rel)} is an absolute path: {hint}", loc)
+    path = os.path.normpath(os.path.join(base_dir or os.getcwd(), rel))
+    if not state.anywhere:
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, state.root]) != state.root:
+            raise SpecError(f"include {brief(rel)} leads out of the spec's directory: {hint}", loc)
+    return path
+
+
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+_SHOWN_VALUE = re.compile(r"\b(got|names, not|constructing) .*?(?=$| \(|;)")
+
+
+def _redact(message: str) -> str:
+    """An error message about an included file without the file's content: quoted names
+    and shown values are left out (the location says where)."""
+    return _SHOWN_VALUE.sub(r"\1 ...", _QUOTED.sub("'...'", message))
+
+
+def parse_spec(
+    data, filename: str, base_dir: str | None = None, root: str | None = None, path: str | None = None
+) -> Spec:
+    """A spec from parsed YAML; ``base_dir`` resolves ``include:`` (default: the cwd), whose
+    files must lie in the directory tree ``root`` (default: ``base_dir``); ``path`` is the
+    spec's own file, if any (an include of it is a cycle)."""
     if not isinstance(data, LMap):
         raise SpecError("a spec must be a mapping with 'input' and 'layers'", _top_loc(data, filename))
     _check_keys(data, TOP_KEYS, "the spec")
@@ -290,7 +361,9 @@ def parse_spec(data, filename: str, base_dir: str | None = None) -> Spec:
         _check_map(args, f"defaults for '{op_name}'", defaults.locs[op_name])
 
     blocks = _parse_blocks(data)
-    for other in _includes(data, filename, base_dir, (filename,)):
+    state = _Includes(root or base_dir)
+    me = os.path.realpath(path) if path is not None else None
+    for other in _includes(data, filename, base_dir, state, ((filename, me),)):
         for bname, block in other.items():
             if bname in blocks:
                 raise SpecError(f"block '{bname}' is defined here and at {block.loc}", blocks[bname].loc)
@@ -315,6 +388,7 @@ def parse_spec(data, filename: str, base_dir: str | None = None) -> Spec:
         blocks=blocks,
         variants=dict(variants),
         doc=data,
+        work=state.work,
     )
 
 
@@ -325,22 +399,27 @@ def _top_loc(data, filename):
 
 
 def _read(path, shown: str) -> str:
+    """A spec file's text: a regular file of at most :data:`MAX_FILE_BYTES` bytes."""
     try:
-        size = os.stat(path).st_size
-        if size > MAX_FILE_BYTES:
-            raise SpecError(f"spec file {shown} is {size} bytes; the limit is {MAX_FILE_BYTES}")
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise SpecError(f"no such spec file: {shown}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read spec file {shown}: {exc}") from None
+        return read_text(path, "spec file", shown, MAX_FILE_BYTES)
+    except CnnstatError as exc:
+        raise SpecError(str(exc)) from None
 
 
-def load_spec_file(path, display: str | None = None) -> Spec:
+def load_spec_file(
+    path, display: str | None = None, root: str | None = None, text: str | None = None
+) -> Spec:
+    """The spec in the file ``path`` (shown as ``display`` in messages); its includes stay in
+    the directory tree ``root`` (default: the file's directory). ``text``: the file's content,
+    when the caller has read it already."""
     shown = display or str(path)
-    text = _read(path, shown)
-    return parse_spec(load_yaml(text, shown), shown, os.path.dirname(os.path.abspath(path)))
+    if text is None:
+        text = _read(path, shown)
+    data, expanded = load_yaml_counted(text, shown)
+    base = os.path.dirname(os.path.abspath(path))
+    spec = parse_spec(data, shown, base, root=root or base, path=str(path))
+    spec.work += expanded
+    return spec
 
 
 def evaluate_at(value, scope: dict, loc, notes=()):

@@ -1,20 +1,47 @@
 """YAML -> plain dicts/lists that remember where each item came from.
 
 PyYAML's ``safe_load`` keeps the last of duplicate keys silently and forgets positions, so
-mappings and sequences are built here from composed nodes: duplicate keys are errors, and
-every key and item carries its ``file:line:col``. Only plain data is accepted: strings,
-numbers, booleans, null, timestamps, mappings and sequences; any other tag
-(``!!python/object`` and friends) is an error.
+mappings and sequences are built here, straight from the parser's events (libyaml's C parser
+where PyYAML was built with it): duplicate keys are errors, and every key and item carries its
+``file:line:col``. Only plain data is accepted: strings, numbers, booleans, null, timestamps,
+mappings and sequences; any other tag (``!!python/object`` and friends) is an error, and so is
+a scalar its tag cannot read (``!!int abc``, ``!!bool maybe``, ``2001-13-45``).
+
+Specs may come from untrusted pull requests, so a small file cannot make a large or slow
+result:
+
+- aliases share the object they name (nothing is copied), and a merge key (``<<: *base``)
+  copies only the pairs it adds. Both count towards an expansion limit of
+  :data:`EXPANSION_ALLOWANCE` nodes plus one per byte of the file: an alias counts the nodes
+  it would add if it were a copy of what it names, a merge the pairs it copies and the nodes
+  below them. Whoever walks the result (the graph builder, expressions over lists) therefore
+  walks at most that much more than the file holds;
+- nesting is at most :data:`MAX_DEPTH` levels (the result is built with an explicit stack,
+  not recursion);
+- integers have at most :data:`~cnnstat.spec.expr.MAX_INT_BITS` bits (Python refuses to read
+  decimal integers of more than 4,300 digits; hexadecimal ones it reads at any length).
 """
 
 from __future__ import annotations
 
 import yaml
+from yaml.events import (
+    AliasEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 
 from cnnstat._gc import paused_gc
 from cnnstat.errors import Location, SpecError, brief
+from cnnstat.spec.expr import MAX_INT_BITS
 
 _Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+MAX_DEPTH = 128  # mappings and sequences nested in one file
+EXPANSION_ALLOWANCE = 100_000  # nodes aliases and merge keys may add, plus one per byte of the file
+_MAX_INT_DIGITS = MAX_INT_BITS * 3 // 10 + 2  # more digits than any integer of MAX_INT_BITS bits
 
 
 class LMap(dict):
@@ -42,79 +69,297 @@ class _Loader(_Base):
 _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _MAP, _SEQ, _MERGE = (_TAG + t for t in ("str", "int", "map", "seq", "merge"))
 _SCALARS = {_TAG + t for t in ("int", "float", "bool", "null", "timestamp")}
+_NO_KEY = object()  # a mapping frame waiting for its next key
+_MERGE_KEY = object()  # the key '<<' (YAML's merge key), and a frame waiting for its value
 
 
-class _Converter:
-    """Composed YAML nodes -> LMap / LList / scalars, without PyYAML's constructor machinery
-    (half the load time of a large spec). Aliases share one converted object, as in YAML."""
+def _tag_name(tag: str) -> str:
+    return "'" + brief(tag.replace(_TAG, "!!"))[1:-1] + "'"
 
-    def __init__(self, loader, filename: str):
-        self.loader, self.filename, self.memo = loader, filename, {}
+
+class _Frame:
+    """A mapping or sequence being read: its object, expanded size so far and pending key."""
+
+    __slots__ = ("obj", "is_map", "mark", "anchor", "size", "key", "key_mark", "merges")
+
+    def __init__(self, obj, is_map, mark, anchor):
+        self.obj, self.is_map, self.mark, self.anchor = obj, is_map, mark, anchor
+        self.size, self.key, self.key_mark, self.merges = 1, _NO_KEY, None, None
+
+
+class _Reader:
+    """Parser events -> LMap / LList / scalars, without PyYAML's composer and constructor
+    (nodes, then objects: twice the work)."""
+
+    def __init__(self, loader, filename: str, limit: int):
+        self.loader, self.filename, self.limit = loader, filename, limit
+        self.anchors: dict = {}  # name -> [object, expanded size (None while being read), mark]
+        self.sizes: dict = {}  # id(mapping or sequence) -> its size with every alias expanded
+        self.expanded = 0  # nodes added by aliases and merge keys
+        self.tags: dict = {}  # plain scalar -> its resolved tag (values repeat in a spec)
+        self.keep: list = []
 
     def loc(self, mark) -> Location:
         return Location(self.filename, mark.line + 1, mark.column + 1)
 
-    def convert(self, node):
-        done = self.memo.get(id(node))
-        if done is not None:
-            return done
-        tag = node.tag
+    def spend(self, n: int, mark):
+        self.expanded += n
+        if self.expanded > self.limit:
+            raise SpecError(
+                f"YAML aliases and merge keys expand this file by more than {self.limit:,} nodes "
+                f"(the limit: {EXPANSION_ALLOWANCE:,} plus one per byte of the file)",
+                self.loc(mark),
+            )
+
+    def document(self):
+        get = self.loader.get_event
+        get()  # StreamStartEvent
+        if type(get()) is StreamEndEvent:  # else DocumentStartEvent
+            return None
+        value = self.node()
+        get()  # DocumentEndEvent
+        event = get()
+        if type(event) is not StreamEndEvent:
+            raise SpecError(
+                "YAML: expected a single document in the stream, but found another document",
+                self.loc(event.start_mark),
+            )
+        return value
+
+    def node(self):
+        """One node (the document's root), read with an explicit stack. The hot path (plain
+        scalars, appends and pairs) is written out: this loop is most of a spec's load time."""
+        get = self.loader.get_event
+        tags, resolve, fn = self.tags, self.loader.resolve, self.filename
+        new = tuple.__new__
+        stack: list = []
+        top = None
+        while True:
+            event = get()
+            kind = type(event)
+            if kind is ScalarEvent:
+                mark = event.start_mark
+                size = 1
+                value = event.value
+                if event.tag is None and event.implicit[0] and event.anchor is None:
+                    tag = tags.get(value)
+                    if tag is None:
+                        tag = tags[value] = resolve(yaml.ScalarNode, value, (True, False))
+                    if tag != _STR:
+                        value = self.scalar(event)
+                else:
+                    value = self.scalar(event)
+                    if event.anchor is not None:
+                        self.define(event.anchor, value, 1, mark)
+            elif kind is AliasEvent:
+                value, size, mark = self.alias(event)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if top is not None and top.is_map and top.key is _NO_KEY:
+                    raise SpecError("keys must be names, not lists or mappings", self.loc(event.start_mark))
+                if len(stack) >= MAX_DEPTH:
+                    raise SpecError(
+                        f"YAML nested more than {MAX_DEPTH} levels deep", self.loc(event.start_mark)
+                    )
+                top = self.start(event, kind is MappingStartEvent)
+                stack.append(top)
+                continue
+            else:  # MappingEndEvent or SequenceEndEvent
+                frame = stack.pop()
+                value, size, mark = self.end(frame), frame.size, frame.mark
+                top = stack[-1] if stack else None
+            if top is None:
+                if value is _MERGE_KEY:
+                    raise self.bare_merge(mark)
+                return value
+            obj = top.obj
+            if not top.is_map:
+                if value is _MERGE_KEY:
+                    raise self.bare_merge(mark)
+                obj.append(value)
+                obj.locs.append(new(Location, (fn, mark.line + 1, mark.column + 1)))
+                top.size += size
+            elif top.key is _NO_KEY:  # a key
+                if value is not _MERGE_KEY:
+                    if type(value) is not str:
+                        raise SpecError(f"keys must be names, not {brief(value)}", self.loc(mark))
+                    if value in obj:
+                        raise SpecError(
+                            f"duplicate key {brief(value)} (first given at line {obj.key_locs[value].line})",
+                            self.loc(mark),
+                        )
+                top.key, top.key_mark = value, mark
+                top.size += 1
+            else:  # a value
+                key = top.key
+                top.key = _NO_KEY
+                if value is _MERGE_KEY:
+                    raise self.bare_merge(mark)
+                if key is _MERGE_KEY:
+                    if top.merges is None:
+                        top.merges = []
+                    top.merges.append((value, mark))
+                    top.size -= 1  # the '<<' key is not in the result
+                    if kind is AliasEvent:  # '<<: *base': the merge counts what it copies
+                        self.expanded -= size
+                    continue
+                obj[key] = value
+                obj.locs[key] = new(Location, (fn, mark.line + 1, mark.column + 1))
+                kmark = top.key_mark
+                obj.key_locs[key] = new(Location, (fn, kmark.line + 1, kmark.column + 1))
+                top.size += size
+
+    def bare_merge(self, mark):
+        return SpecError("'<<' is YAML's merge key; quote it to mean the text '<<'", self.loc(mark))
+
+    def define(self, anchor: str, value, size, mark):
+        if anchor in self.anchors:
+            first = self.anchors[anchor][2]
+            raise SpecError(
+                f"YAML: found duplicate anchor {brief(anchor)} (first at line {first.line + 1})",
+                self.loc(mark),
+            )
+        self.anchors[anchor] = [value, size, mark]
+
+    def alias(self, event):
+        entry = self.anchors.get(event.anchor)
+        if entry is None:
+            raise SpecError(f"YAML: found undefined alias {brief(event.anchor)}", self.loc(event.start_mark))
+        value, size, _ = entry
+        if size is None:
+            raise SpecError(
+                f"YAML: alias {brief(event.anchor)} is used inside the node it names (a structure "
+                "that contains itself)",
+                self.loc(event.start_mark),
+            )
+        self.spend(size, event.start_mark)
+        return value, size, event.start_mark
+
+    def start(self, event, is_map: bool) -> _Frame:
+        tag = event.tag
+        if tag is not None and tag != "!" and tag != (_MAP if is_map else _SEQ):
+            raise SpecError(
+                f"YAML tag {_tag_name(tag)} is not allowed: a spec is data, nothing in it is built",
+                self.loc(event.start_mark),
+            )
+        if is_map:
+            obj = LMap()
+            obj.locs, obj.key_locs = {}, {}
+        else:
+            obj = LList()
+            obj.locs = []
+        obj.loc = self.loc(event.start_mark)
+        if event.anchor is not None:
+            self.define(event.anchor, obj, None, event.start_mark)
+        return _Frame(obj, is_map, event.start_mark, event.anchor)
+
+    def end(self, frame: _Frame):
+        obj = frame.obj
+        if frame.merges:
+            self.merge(frame)
+        self.sizes[id(obj)] = frame.size
+        if frame.anchor is not None:
+            self.anchors[frame.anchor][1] = frame.size
+        return obj
+
+    def merge(self, frame: _Frame):
+        """Apply ``<<`` as YAML's merge key is defined: the mapping's own keys win, then the
+        first source listed (``<<: [*a, *b]``: *a's over *b's). Keys come in the order of the
+        sources, then the mapping's own."""
+        m = frame.obj
+        sources = []
+        for value, mark in frame.merges:
+            if isinstance(value, LMap):
+                sources.append((value, mark))
+            elif isinstance(value, LList) and all(isinstance(v, LMap) for v in value):
+                sources.extend((v, mark) for v in value)
+            else:
+                raise SpecError(
+                    f"'<<' (YAML's merge key) takes a mapping or a list of mappings, got {brief(value)}",
+                    self.loc(mark),
+                )
+        self.keep.append(frame.merges)  # self.sizes is keyed by id(): keep them alive
+        own, locs, key_locs = dict(m), m.locs, m.key_locs
+        m.clear()
+        m.locs, m.key_locs = {}, {}
+        for src, mark in sources:
+            self.spend(len(src), mark)  # the pairs looked at
+            for key, value in src.items():
+                if key not in m:
+                    m[key] = value
+                    m.locs[key] = src.locs[key]
+                    m.key_locs[key] = src.key_locs[key]
+        below = 0  # the nodes under the pairs merged in: shared, walked as if copied
+        sizes = self.sizes
+        merged = 0
+        for key, value in m.items():
+            if key not in own:
+                merged += 1
+                below += sizes.get(id(value), 1)
+        self.spend(below, frame.mark)
+        added = merged + below
+        m.update(own)
+        m.locs.update(locs)
+        m.key_locs.update(key_locs)
+        frame.size += added
+
+    def scalar(self, event):
+        value = event.value
+        tag = event.tag
+        if tag is None or tag == "!":
+            if not event.implicit[0]:  # quoted, or the non-specific '!': a string
+                return value
+            tag = self.tags.get(value)
+            if tag is None:
+                tag = self.tags[value] = self.loader.resolve(yaml.ScalarNode, value, (True, False))
         if tag == _STR:
-            return node.value
-        if tag == _INT and node.value.isdigit() and (node.value[0] != "0" or node.value == "0"):
-            return int(node.value)  # plain decimal; YAML 1.1's octal, hex, 1_000 and 1:30 go below
-        if tag in _SCALARS and isinstance(node, yaml.ScalarNode):
-            return self.loader.construct_object(node)
-        if tag == _MAP and isinstance(node, yaml.MappingNode):
-            return self.mapping(node)
-        if tag == _SEQ and isinstance(node, yaml.SequenceNode):
-            seq = self.memo[id(node)] = LList()
-            seq.loc = self.loc(node.start_mark)
-            seq.locs = [self.loc(child.start_mark) for child in node.value]
-            seq.extend(self.convert(child) for child in node.value)
-            return seq
+            return value
+        if tag == _INT and value.isascii() and value.isdigit() and (value[0] != "0" or value == "0"):
+            # plain decimal; YAML 1.1's octal, hex, 1_000 and 1:30 go below
+            if len(value) > _MAX_INT_DIGITS:
+                raise self.too_large(event)
+            number = int(value)
+            if number.bit_length() > MAX_INT_BITS:
+                raise self.too_large(event)
+            return number
+        if tag in _SCALARS:
+            if tag == _INT and len(value) > 4 * _MAX_INT_DIGITS:
+                raise self.too_large(event)
+            node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark)
+            try:
+                result = self.loader.yaml_constructors[tag](self.loader, node)
+            except Exception:  # noqa: BLE001 - any failure of PyYAML's scalar readers is the input's
+                raise SpecError(
+                    f"{_tag_name(tag)} cannot read {brief(value)}"
+                    + (" (a date is YYYY-MM-DD)" if tag == _TAG + "timestamp" else ""),
+                    self.loc(event.start_mark),
+                ) from None
+            if type(result) is int and result.bit_length() > MAX_INT_BITS:
+                raise self.too_large(event)
+            return result
+        if tag == _MERGE:
+            return _MERGE_KEY
         raise SpecError(
-            f"YAML tag '{tag.replace(_TAG, '!!')}' is not allowed: a spec is data, nothing in it is built",
-            self.loc(node.start_mark),
+            f"YAML tag {_tag_name(tag)} is not allowed: a spec is data, nothing in it is built",
+            self.loc(event.start_mark),
         )
 
-    def mapping(self, node):
-        seen = {}
-        merges = False
-        for knode, _ in node.value:
-            if knode.tag == _MERGE:
-                merges = True
-                continue
-            if not isinstance(knode, yaml.ScalarNode):
-                raise SpecError("keys must be names, not lists or mappings", self.loc(knode.start_mark))
-            if knode.value in seen:
-                raise SpecError(
-                    f"duplicate key '{knode.value}' (first given at line {seen[knode.value].line + 1})",
-                    self.loc(knode.start_mark),
-                )
-            seen[knode.value] = knode.start_mark
-        if merges:
-            self.loader.flatten_mapping(node)  # '<<: *defaults' (YAML merge keys)
-        m = self.memo[id(node)] = LMap()
-        m.loc = self.loc(node.start_mark)
-        m.locs, m.key_locs = {}, {}
-        for knode, vnode in node.value:
-            key = self.convert(knode)
-            if not isinstance(key, str):
-                raise SpecError(f"keys must be names, not {brief(key)}", self.loc(knode.start_mark))
-            m[key] = self.convert(vnode)
-            m.locs[key] = self.loc(vnode.start_mark)
-            m.key_locs[key] = self.loc(knode.start_mark)
-        return m
+    def too_large(self, event):
+        return SpecError(f"integer too large (more than {MAX_INT_BITS} bits)", self.loc(event.start_mark))
 
 
 def load_yaml(text: str, filename: str):
     """Parse one YAML document; YAML errors become :class:`SpecError` with a location."""
+    return load_yaml_counted(text, filename)[0]
+
+
+def load_yaml_counted(text: str, filename: str) -> tuple:
+    """:func:`load_yaml`, and how many nodes its aliases and merge keys added (work that
+    counts towards a run's work limit)."""
     loader = _Loader(text)
+    reader = _Reader(loader, filename, EXPANSION_ALLOWANCE + len(text))
     try:
         with paused_gc():
-            node = loader.get_single_node()
-            return None if node is None else _Converter(loader, filename).convert(node)
+            return reader.document(), reader.expanded
     except SpecError:
         raise
     except yaml.MarkedYAMLError as exc:
@@ -125,6 +370,6 @@ def load_yaml(text: str, filename: str):
             problem = f"{exc.context}: {exc.problem}"
         raise SpecError(f"YAML: {problem}", loc) from None
     except yaml.YAMLError as exc:
-        raise SpecError(f"YAML: {exc}", Location(filename, 1, 1)) from None
+        raise SpecError(f"YAML: {str(exc)[:200]}", Location(filename, 1, 1)) from None
     finally:
         loader.dispose()

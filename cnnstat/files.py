@@ -1,0 +1,84 @@
+"""Reading the files users name (specs, includes, budgets, baselines, device files).
+
+Only regular files are read, and never more than a limit: ``st_size`` is 0 for a device
+(``/dev/zero`` would be read for ever) and a FIFO blocks its reader until a writer comes.
+So the type is checked with :func:`os.stat` before opening, the file is opened with
+``O_NONBLOCK`` (a FIFO swapped in after the check cannot block the open) and checked again on
+the open descriptor, and at most ``limit + 1`` bytes are read: the limit counts the bytes
+actually read, whatever the size the file system reports.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from cnnstat.errors import CnnstatError
+
+MAX_TEXT_BYTES = 4_000_000  # the largest spec, include, budget or baseline file read
+
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_bytes(path, what: str = "file", shown: str | None = None, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    Raises :class:`CnnstatError` (exit 2) with one clear line: ``no such {what}: {shown}``,
+    ``{what} {shown} is a directory|a FIFO (named pipe)|a device ...: only regular files are
+    read``, ``{what} {shown} is larger than the limit of N bytes``, or ``cannot read ...``.
+    """
+    shown = str(path) if shown is None else shown
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise CnnstatError(f"{what} {shown} is {_kind(mode)}: only regular files are read")
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
+            mode = os.fstat(fd).st_mode  # the file opened may not be the one checked
+            if not stat.S_ISREG(mode):
+                raise CnnstatError(f"{what} {shown} is {_kind(mode)}: only regular files are read")
+            chunks, total = [], 0
+            while total <= limit:
+                chunk = os.read(fd, min(limit + 1 - total, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise CnnstatError(f"no such {what}: {shown}") from None
+    except OSError as exc:
+        raise CnnstatError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
+    if total > limit:
+        raise CnnstatError(f"{what} {shown} is larger than the limit of {limit:,} bytes")
+    return b"".join(chunks)
+
+
+def read_text(path, what: str = "file", shown: str | None = None, limit: int = MAX_TEXT_BYTES) -> str:
+    """:func:`read_bytes` decoded as UTF-8 (a byte-order mark is kept, as ``open`` does);
+    line ends as written (YAML, TOML and JSON parsers read ``\\r\\n`` themselves)."""
+    data = read_bytes(path, what, shown, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = str(path) if shown is None else shown
+        raise CnnstatError(f"{what} {shown} is not UTF-8 text (byte {exc.start:,} is not valid)") from None
