@@ -379,6 +379,6 @@ def _torchvision_input(name: str, module) -> tuple | None:
         if fixed:
             return (3, *_square(tuple(fixed)))
         low = getattr(transform, "min_size", None)
-        if low:
-            return (3, *_square(int(low[0])))
+        if low:  # in eval the transform resizes to the last of its sizes
+            return (3, *_square(int(low[-1])))
     return None
