@@ -354,3 +354,58 @@ def test_compare_keeps_a_model_that_cannot_tile(run, tmp_path, monkeypatch):
     rows = json.loads(run("compare", "tcn.yaml", "lenet5", "--format", "json").stdout)
     assert rows[0]["macs_per_second"] is None and "tile mode needs" in rows[0]["no_throughput"]
     assert rows[0]["macs"] == 8 * 16 * 3 * 254 + 16 * 4 and "no_throughput" not in rows[1]
+
+
+# --- the CLI speaks to any user --------------------------------------------------------------------
+
+
+def every_command():
+    import click
+
+    from cnnstat.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    return [(name, cli.get_command(ctx, name)) for name in COMMANDS]
+
+
+def test_every_option_has_help():
+    import click
+
+    missing = [
+        f"{name} {p.opts[0]}"
+        for name, command in every_command()
+        for p in command.params
+        if isinstance(p, click.Option) and not p.hidden and not p.help
+    ]
+    assert not missing
+
+
+def test_command_summaries_are_whole(run):
+    out = run("--help").stdout
+    listed = out.split("Commands:\n", 1)[1]
+    assert "..." not in listed
+    for name, command in every_command():
+        assert command.short_help and len(command.short_help) <= 66, name  # one line at 80 columns
+        assert f"  {name} " in listed and command.short_help.split()[0] in listed
+
+
+def test_no_lecture_in_output_or_help(run):
+    for path in [*(REPO / "cnnstat" / "cli").glob("*.py"), REPO / "cnnstat" / "render.py"]:
+        assert "lecture" not in path.read_text(encoding="utf-8").lower(), path
+    texts = [run("--help").stdout] + [run(name, "--help").stdout for name, _ in every_command()]
+    texts += [run("flops", "vgg16").stdout, run("flops", "vgg16", "--tiles", "whole").stdout]
+    assert not [t for t in texts if "lecture" in t.lower()]
+
+
+def test_verify_takes_a_torch_device(run):
+    pytest.importorskip("torch")
+    pytest.importorskip("fvcore")
+    import json
+
+    res = run("verify", "lenet5", "--torch-device", "cpu", "--format", "json")
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["equal"] is True
+    assert not res.stderr
+    res = run("verify", "lenet5", "--device", "cpu", "--format", "json")  # the old name, deprecated
+    assert res.exit_code == 0 and json.loads(res.stdout)[0]["equal"] is True
+    assert res.stderr.startswith("warning: verify --device is now --torch-device")
+    assert "--device" not in run("verify", "--help").stdout.replace("--torch-device", "")

@@ -62,8 +62,9 @@ class LazyGroup(click.Group):
 def cli():
     """Parameters, MACs, memory and receptive fields of CNNs, computed from the architecture.
 
-    MODEL is a zoo name (see 'cnnstat list') or a path to a spec file. Conventions: 1 MAC =
-    one multiply-accumulate (bias adds are not MACs); MB = 10^6 bytes unless --binary.
+    MODEL is a zoo name (see 'cnnstat list'), a path to a spec file, or a PyTorch model as
+    module:attr (torchvision:resnet50). Conventions: 1 MAC = one multiply-accumulate (bias adds
+    are not MACs); MB = 10^6 bytes unless --binary.
     """
 
 

@@ -11,7 +11,7 @@ from cnnstat.cli.common import wide_option
 FORMATS = ("table", "json", "junit", "github")
 
 
-@click.command("check")
+@click.command("check", short_help="Check models against budgets (limits) in CI; exit 1 on a failure.")
 @click.argument("path", required=False)
 @click.option(
     "--format",

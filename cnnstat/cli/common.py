@@ -69,8 +69,8 @@ def wide_option(f):
         is_flag=True,
         expose_value=False,
         callback=_keep,
-        help="Tables: every column at full width, even past the terminal's edge (by default "
-        "optional columns give way on a narrow terminal, and then the table turns vertical).",
+        help="Tables: every column, however wide (on a narrow terminal optional columns give way, "
+        "then the table turns vertical).",
     )(f)
 
 
@@ -80,8 +80,8 @@ def input_option(f):
         "input_",
         metavar="CxHxW",
         callback=_keep_input,
-        help="Override the input shape of one sample, e.g. 3x512x512 (1-D: CxL; video: CxDxHxW); "
-        "the batch is --batch.",
+        help="Override the input shape of one sample, without the batch, e.g. 3x512x512 (1-D: CxL; "
+        "video: CxDxHxW).",
     )(f)
 
 

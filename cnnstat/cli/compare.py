@@ -8,7 +8,7 @@ from cnnstat.cli.common import format_option, input_option, shape_text, torch_op
 from cnnstat.units import DTYPE_BITS
 
 
-@click.command("compare")
+@click.command("compare", short_help="Models side by side: params, MACs, memory, receptive field, MAC/s.")
 @click.argument("models", nargs=-1, required=True, metavar="MODEL...")
 @click.option(
     "--resolution",
@@ -17,8 +17,20 @@ from cnnstat.units import DTYPE_BITS
     metavar="WxH",
     help="Frame for the throughput need (tile mode).",
 )
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=30, show_default=True)
-@click.option("--dtype", type=click.Choice(list(DTYPE_BITS)), default="fp32", show_default=True)
+@click.option(
+    "--fps",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30,
+    show_default=True,
+    help="Frames per second for the throughput need.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(list(DTYPE_BITS)),
+    default="fp32",
+    show_default=True,
+    help="Storage type of weights and activations (bytes, device rate).",
+)
 @click.option("--device", help="Also bound the fps on this device (cnnstat devices).")
 @click.option("--binary", is_flag=True, help="Bytes in MiB instead of MB.")
 @input_option

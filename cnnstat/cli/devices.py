@@ -7,7 +7,7 @@ import click
 from cnnstat.cli.common import format_option
 
 
-@click.command("devices")
+@click.command("devices", short_help="Hardware for --device: peak MAC/s by dtype, memory bandwidth.")
 @format_option
 def command(fmt):
     """Devices for --device: peak dense MAC/s by dtype and memory bandwidth, with sources.

@@ -8,7 +8,7 @@ from cnnstat.cli.common import format_option, input_option, load_analysis, shape
 from cnnstat.units import DTYPE_BITS
 
 
-@click.command("flops")
+@click.command("flops", short_help="Compute to run models over video frames: MACs/frame, MAC/s, fps.")
 @click.argument("models", nargs=-1, metavar="[MODEL]...")
 @click.option(
     "--resolution", default="1920x1080", show_default=True, metavar="WxH", help="Frame size to cover."
@@ -34,7 +34,7 @@ from cnnstat.units import DTYPE_BITS
     type=click.Choice(["exact", "whole"]),
     default="exact",
     show_default=True,
-    help="exact: frame area / tile area (the lecture's 'no overlap'); whole: round up "
+    help="exact: frame area / tile area, fractional (tiles that do not overlap); whole: round up "
     "to whole tiles per axis.",
 )
 @click.option(
@@ -50,7 +50,7 @@ from cnnstat.units import DTYPE_BITS
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="FLOPs counted per MAC: 1 (the lecture's 'GFLOPS') or 2 (multiply + add).",
+    help="FLOPs counted per MAC: 1 (FLOPS as MAC/s, as many papers count) or 2 (multiply + add).",
 )
 @click.option(
     "--dtype",
@@ -214,11 +214,11 @@ def _render(rows, frame, fps, mode, tiling, overlap, flops_per_mac, dtype, dev, 
     table = Table(title=f"{shape_text(frame)} at {fps:g} fps, {how}", columns=columns, rows=rows)
     table.notes.append(
         f"1 MAC = one multiply-accumulate (bias adds are not MACs); FLOP/s = MAC/s x "
-        f"{flops_per_mac} (--flops-per-mac; the lecture's 'GFLOPS' use 1)."
+        f"{flops_per_mac} (--flops-per-mac: 1 counts a MAC as one FLOP, as many papers do; 2 as two)."
     )
     if mode == "tile":
         table.notes.append(
-            "tiles = frame area / tile area, no overlap (as in the lecture)"
+            "tiles = frame area / tile area (tiles that do not overlap, fractional)"
             if tiling == "exact" and not overlap
             else "tiles per axis = (frame - overlap) / (tile - overlap)"
             + (", rounded up" if tiling == "whole" else "")

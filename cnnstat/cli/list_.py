@@ -7,7 +7,7 @@ import click
 from cnnstat.cli.common import format_option, shape_text
 
 
-@click.command("list")
+@click.command("list", short_help="The zoo: models matching a pattern, with params and MACs.")
 @click.argument("pattern", default="*")
 @format_option
 def command(pattern, fmt):

@@ -7,7 +7,7 @@ import click
 from cnnstat.cli.common import load_analysis, model_options, shape_text
 
 
-@click.command("memory")
+@click.command("memory", short_help="Weights, peak activation memory and a training estimate.")
 @model_options(analysis=True)
 @click.option(
     "--optimizer",

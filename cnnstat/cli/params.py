@@ -64,7 +64,7 @@ def params_table(a, binary: bool):
     return table
 
 
-@click.command("params")
+@click.command("params", short_help="Parameters by kind (conv, fc, other), their bytes, and MACs.")
 @model_options(analysis=True)
 def command(model, input_, resolution, batch, dtype, binary, fmt):
     """Parameters of MODEL by kind: weights, biases, bytes at --dtype, and MACs.

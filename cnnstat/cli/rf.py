@@ -7,7 +7,7 @@ import click
 from cnnstat.cli.common import load_analysis, model_options, shape_text
 
 
-@click.command("rf")
+@click.command("rf", short_help="Receptive field per layer: size, jump (effective stride), start.")
 @model_options(analysis=False)
 @click.option("--all", "show_all", is_flag=True, help="Every layer, even past 300 rows.")
 def command(model, input_, resolution, fmt, show_all):

@@ -5,9 +5,16 @@ from __future__ import annotations
 import click
 
 
-@click.command("snapshot")
+@click.command("snapshot", short_help="Record the budget models' figures as a baseline for check.")
 @click.argument("path", required=False)
-@click.option("-o", "--output", default="cnnstat-baseline.json", show_default=True, metavar="FILE")
+@click.option(
+    "-o",
+    "--output",
+    default="cnnstat-baseline.json",
+    show_default=True,
+    metavar="FILE",
+    help="Where to write the baseline (JSON).",
+)
 def command(path, output):
     """Measure every model of the budget file and write the figures to FILE.
 

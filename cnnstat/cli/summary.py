@@ -56,7 +56,7 @@ def _percent(v) -> str:
     return f"{v:.1f}%"
 
 
-@click.command("summary", short_help="One row per layer: op, output, params, MACs, receptive field.")
+@click.command("summary", short_help="One row per layer (or block): params, MACs, output, RF.")
 @model_options(analysis=True)
 @click.option("--all", "show_all", is_flag=True, help="Every row, even past 300.")
 @click.option(

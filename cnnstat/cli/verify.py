@@ -11,16 +11,26 @@ def _n(v) -> str:
     return f"{v:,}"
 
 
-@click.command("verify")
+@click.command("verify", short_help="Check params and MACs against torch, fvcore and FlopCounterMode.")
 @click.argument("models", nargs=-1, metavar="[MODEL]...")
 @click.option("--resolution", metavar="WxH", help="Input width and height, e.g. 1920x1080.")
 @click.option(
-    "--device", default="cpu", show_default=True, help="Where fvcore's forward runs (cpu, cuda, ...)."
+    "--torch-device",
+    default="cpu",
+    show_default=True,
+    metavar="DEVICE",
+    help="The torch device fvcore's forward runs on (cpu, cuda, cuda:1, ...).",
+)
+@click.option(
+    "--device",
+    "old_device",
+    hidden=True,
+    help="Deprecated: --torch-device (flops and compare name hardware presets --device).",
 )
 @input_option
 @torch_options
 @format_option
-def command(models, resolution, device, input_, fmt):
+def command(models, resolution, torch_device, old_device, input_, fmt):
     """Check MODELs' params and MACs with independent code: sum(p.numel()) of the torch module,
     fvcore's FlopCountAnalysis and PyTorch's FlopCounterMode.
 
@@ -38,6 +48,14 @@ def command(models, resolution, device, input_, fmt):
     from cnnstat.torch.check import require_fvcore, verify
     from cnnstat.torch.load import parse_kwargs
 
+    if old_device:
+        click.echo(
+            "warning: verify --device is now --torch-device (in flops and compare, --device names "
+            "a hardware preset)",
+            err=True,
+        )
+        torch_device = old_device
+    device = torch_device
     require_torch()
     require_fvcore()
     ctx = click.get_current_context()
