@@ -203,7 +203,7 @@ class RF(NamedTuple):
 
 # --- exact fields per phase (after upsampling) ---------------------------------------------
 
-MAX_PERIOD = 1 << 16  # units per period of the phase pattern a receptive field may track
+MAX_PERIOD = 1 << 14  # units per period of the phase pattern a receptive field may track
 
 
 def _moved(start, steps, jump):

@@ -6,10 +6,9 @@ import math
 from fractions import Fraction
 
 from cnnstat.errors import OpError, brief
-from cnnstat.ops.base import Arg, Op, per_axis, register, spatial_rank
+from cnnstat.ops.base import MAX_PERIOD, Arg, Op, per_axis, register, spatial_rank
 
 MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear")
-MAX_PERIOD = 1 << 16  # output units per period of the sampling pattern (RF phases)
 _RANK = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}  # torch's rule
 
 

@@ -2,7 +2,19 @@
 (``cnnstat/ops/conv.py`` <-> ``cnnstat/torch/ops/conv.py``): how each op is built as a torch
 module and which torch modules and functions import as it. See :mod:`.base`."""
 
-from cnnstat.torch.ops import activation, attention, conv, linear, merge, norm, pad, pool, resample, reshape, tokens  # noqa: F401
+from cnnstat.torch.ops import (  # noqa: F401
+    activation,
+    attention,
+    conv,
+    linear,
+    merge,
+    norm,
+    pad,
+    pool,
+    resample,
+    reshape,
+    tokens,
+)
 from cnnstat.torch.ops.base import BUILDERS, FUNCTIONS, MODULES, builds
 
 __all__ = ["BUILDERS", "FUNCTIONS", "MODULES", "builds"]
