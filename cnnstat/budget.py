@@ -123,6 +123,14 @@ def load(path: str | None = None) -> list:
     starts = [i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"\s*" + header, line)]
     if not isinstance(entries, list) or not entries:
         where = "[[" + ".".join((*prefix, "budget")) + "]]"
+        if isinstance(entries, dict):  # [budget]: one table, not an array of tables
+            single = r"\[\s*" + r"\s*\.\s*".join((*prefix, "budget")) + r"\s*\]"
+            line = next((i + 1 for i, t in enumerate(text.splitlines()) if re.match(r"\s*" + single, t)), 1)
+            raise SpecError(
+                f"{where[1:-1]} is a single table: write each budget as {where} (double brackets, "
+                "an array of tables)",
+                Location(path, line, 1),
+            )
         raise SpecError(f"no {where} tables in {path}", Location(path, 1, 1))
     lines = text.splitlines()
     budgets = []

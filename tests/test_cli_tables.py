@@ -409,3 +409,86 @@ def test_verify_takes_a_torch_device(run):
     assert res.exit_code == 0 and json.loads(res.stdout)[0]["equal"] is True
     assert res.stderr.startswith("warning: verify --device is now --torch-device")
     assert "--device" not in run("verify", "--help").stdout.replace("--torch-device", "")
+
+
+# --- budget output that agrees with itself -----------------------------------------------------
+
+
+def in_dir(run, tmp_path, monkeypatch, files: dict, *args):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return run("check", *args)
+
+
+PASSING = '[[budget]]\nmodel = "resnet50"\nmax_params = "30M"\n'
+
+
+def test_only_the_baseline_grew(run, tmp_path, monkeypatch):
+    import json
+    import xml.etree.ElementTree as ET
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cnnstat.toml").write_text(PASSING, encoding="utf-8")
+    assert run("snapshot", "-o", "base.json").exit_code == 0
+    doc = json.loads((tmp_path / "base.json").read_text())
+    doc["models"]["resnet50"]["macs"] -= 1_000_000  # the model grew since the snapshot
+    (tmp_path / "base.json").write_text(json.dumps(doc))
+    verdict = "cnnstat check: 10 passed, 1 failed (1 grew over the baseline)"
+    res = run("check", "--baseline", "base.json")
+    assert res.exit_code == 1 and res.stdout.rstrip().splitlines()[-1] == verdict
+    assert "4,088,184,256" in res.stdout and "4,089,184,256" in res.stdout  # 4.09G both, rounded
+    res = run("check", "--baseline", "base.json", "--format", "github")
+    assert res.exit_code == 1 and res.stdout.rstrip().splitlines()[-1] == verdict
+    res = run("check", "--baseline", "base.json", "--format", "junit")
+    suite = ET.fromstring(res.stdout)
+    assert res.exit_code == 1 and (suite.get("tests"), suite.get("failures")) == ("11", "1")
+    res = run("check", "--baseline", "base.json", "--format", "json")
+    assert res.exit_code == 1 and json.loads(res.stdout)["passed"] is False
+    res = run("check", "--baseline", "base.json", "--max-growth", "1")
+    assert res.exit_code == 0 and res.stdout.rstrip().endswith("cnnstat check: 11 passed, 0 failed: all budgets pass")
+
+
+def test_a_failed_minimum_is_under(run, tmp_path, monkeypatch):
+    files = {"cnnstat.toml": PASSING + "min_receptive_field = 600\n"}
+    res = in_dir(run, tmp_path, monkeypatch, files)
+    assert res.exit_code == 1
+    row = next(line for line in res.stdout.splitlines() if "min_receptive_field" in line)
+    assert "28.8% under" in row and "over" not in row and "FAIL" in row
+    assert res.stdout.rstrip().endswith("cnnstat check: 1 passed, 1 failed")
+    res = run("check", "--format", "github")
+    assert "receptive_field 427 px falls short of the minimum 600 px by 28.8%" in res.stdout
+
+
+def test_a_model_error_says_error_once(run, tmp_path, monkeypatch):
+    files = {
+        "bad.yaml": "input: [3, 32, 32]\nlayers:\n  - conv: {out: 16, kernel_sise: 3}\n",
+        "cnnstat.toml": '[[budget]]\nmodel = "bad.yaml"\nmax_params = "1M"\n',
+    }
+    res = in_dir(run, tmp_path, monkeypatch, files)
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (
+        "cnnstat.toml:2:1: error: budget model 'bad.yaml': bad.yaml:3:21: conv has no argument "
+        "'kernel_sise' (did you mean 'kernel_size' or 'kernel'?)"
+    )
+    files = {"cnnstat.toml": '[[budget]]\nmodel = "resnet50"\ninput = "1x3x224x224"\nmax_params = "1M"\n'}
+    res = in_dir(run, tmp_path, monkeypatch, files)
+    assert res.exit_code == 2 and res.stderr.count("error:") == 1
+    assert 'the batch is batch: input = "3x224x224", batch = 1' in res.stderr
+
+
+@pytest.mark.parametrize(
+    "name,header,fix",
+    [
+        ("cnnstat.toml", "[budget]", "[[budget]]"),
+        ("pyproject.toml", "[tool.cnnstat.budget]", "[[tool.cnnstat.budget]]"),
+    ],
+)
+def test_single_brackets_get_a_hint(run, tmp_path, monkeypatch, name, header, fix):
+    files = {name: f'# budgets\n{header}\nmodel = "resnet50"\nmax_params = "1M"\n'}
+    res = in_dir(run, tmp_path, monkeypatch, files, name)
+    assert res.exit_code == 2
+    assert res.stderr.strip() == (
+        f"{name}:2:1: error: {header} is a single table: write each budget as {fix} "
+        "(double brackets, an array of tables)"
+    )

@@ -53,11 +53,11 @@ def command(path, fmt, baseline, max_growth):
         try:
             values = B.measure(b)
         except Exception as exc:  # a model that does not load: located at its model line
-            from cnnstat.errors import CnnstatError, SpecError
+            from cnnstat.errors import CnnstatError
 
             if not isinstance(exc, CnnstatError):
                 raise
-            raise SpecError(f"budget model '{b.model}': {exc}", b.loc("model")) from None
+            raise _model_error(b, exc) from None
         entry = {
             "name": b.name,
             "model": b.model,
@@ -74,6 +74,43 @@ def command(path, fmt, baseline, max_growth):
     {"json": _json, "junit": _junit, "github": _github, "table": _table}[fmt](doc)
     if failed:
         sys.exit(1)
+
+
+def _model_error(b, exc):
+    """The error of a budget's model that does not load, located at its model line: one
+    ``error:`` (a spec's own location follows, relative to the budget file's directory when
+    inside it), and where an input has a batch in front, where the batch goes."""
+    import os
+    import re
+
+    from cnnstat.errors import SpecError
+
+    notes = getattr(exc, "notes", [])
+    if isinstance(exc, SpecError) and exc.loc:
+        path = exc.loc.file
+        if os.path.isabs(path) and path.startswith(os.getcwd() + os.sep):
+            path = os.path.relpath(path)
+        text = f"{path}:{exc.loc.line}:{exc.loc.col}: {exc.message}"
+    else:
+        text = getattr(exc, "message", str(exc))
+    m = re.search(r"has (\d+) dimensions; .* takes (\d+) ", text)
+    if b.input and m and int(m.group(1)) == int(m.group(2)) + 1:
+        sample = "x".join(map(str, b.input[1:]))
+        text += f'. input is one sample; the batch is batch: input = "{sample}", batch = {b.input[0]}'
+    return SpecError(f"budget model '{b.model}': {text}", b.loc("model"), notes)
+
+
+def summary(doc) -> str:
+    """The verdict line the table and the github format end with: checks passed and failed,
+    a check being a limit or, with --baseline, a metric compared with the baseline (as the
+    JUnit test cases). Failed > 0 exactly when the exit status is 1."""
+    limits = [c["ok"] for e in doc["budgets"] for c in e["checks"]]
+    base = [g["ok"] for e in doc["budgets"] for g in e.get("baseline", [])]
+    failed, grew = limits.count(False) + base.count(False), base.count(False)
+    text = f"cnnstat check: {len(limits) + len(base) - failed} passed, {failed} failed"
+    if not failed:
+        return text + ": all budgets pass"
+    return text + (f" ({grew} grew over the baseline)" if grew else "")
 
 
 def _progress(i, n, b):
@@ -137,9 +174,7 @@ def _github(doc):
                     f"::error file={doc['file']},line={e['line']}::{e['name']}: {g['metric']} grew "
                     f"{g['growth_pct']:.2f}% over the baseline ({g['baseline']} -> {g['value']})"
                 )
-    n = sum(len(e["checks"]) for e in doc["budgets"])
-    bad = sum(not c["ok"] for e in doc["budgets"] for c in e["checks"])
-    click.echo(f"cnnstat check: {n - bad} passed, {bad} failed")
+    click.echo(summary(doc))
 
 
 def _junit(doc):
@@ -185,7 +220,8 @@ def _table(doc):
     for e in doc["budgets"]:
         for c in e["checks"]:
             pct = c["headroom_pct"]
-            margin = "" if pct is None else (f"{pct:.1f}% headroom" if c["ok"] else f"{-pct:.1f}% over")
+            past = "over" if c["limit_key"].startswith("max_") else "under"
+            margin = "" if pct is None else (f"{pct:.1f}% headroom" if c["ok"] else f"{-pct:.1f}% {past}")
             value = _fmt(c["metric"], c["value"])
             if c.get("lower_bound"):
                 value = f"≥ {value}"
@@ -207,12 +243,15 @@ def _table(doc):
             )
         for g in e.get("baseline", []):
             if not g["ok"] or g["growth_pct"] < 0:
+                old, new = _fmt(g["metric"], g["baseline"]), _fmt(g["metric"], g["value"])
+                if old == new:  # rounded alike: the exact figures show the change
+                    old, new = f"{g['baseline']:,}", f"{g['value']:,}"
                 rows.append(
                     {
                         "model": e["name"],
                         "metric": f"baseline {g['metric']}",
-                        "limit": _fmt(g["metric"], g["baseline"]),
-                        "value": _fmt(g["metric"], g["value"]),
+                        "limit": old,
+                        "value": new,
                         "margin": f"{g['growth_pct']:+.2f}%",
                         "status": "FAIL" if not g["ok"] else "shrank",
                     }
@@ -229,12 +268,10 @@ def _table(doc):
         ],
         rows=rows,
     )
-    bad = sum(r["status"] == "FAIL" for r in rows)
     if notes:
         table.notes.append(
             "≥: a lower bound, which fails a max_ limit unless the budget sets allow_lower_bounds; "
             "unknown: cannot be checked. " + "; ".join(notes)
         )
-    failed = f"{bad} limit(s) exceeded" + (" or not shown to hold" if notes else "")
-    table.notes.append("all budgets pass" if not bad else failed)
+    table.notes.append(summary(doc))
     render(table, "table")
