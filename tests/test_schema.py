@@ -326,6 +326,14 @@ def test_check_and_snapshot(run, workdir):
     doc = output(run, "check", "--baseline", "cnnstat-baseline.json", status=1)
     validate(doc, "check.schema.json")
     assert any(g["metric"] == "params" and not g["ok"] for g in doc["budgets"][0]["baseline"])
+    base["models"]["mobilenet_v2"]["weights"] = 0  # grown from nothing: infinitely, null in JSON
+    (workdir / "cnnstat-baseline.json").write_text(json.dumps(base))
+    res = run("check", "--baseline", "cnnstat-baseline.json", "--format", "json")
+    assert "Infinity" not in res.stdout
+    doc = json.loads(res.stdout)
+    validate(doc, "check.schema.json")
+    (weights,) = [g for g in doc["budgets"][0]["baseline"] if g["metric"] == "weights"]
+    assert weights["growth_pct"] is None and weights["ok"] is False
 
 
 # --- a PyTorch import: incomplete (torch.roll) -----------------------------------------------------

@@ -157,8 +157,16 @@ def _describe(c) -> str:
 
 
 def _json(doc):
+    """The report as JSON; a growth from a baseline of 0 (infinite) is null, JSON having no
+    infinity."""
+    import math
+
     from cnnstat.render import print_json
 
+    for e in doc["budgets"]:
+        for g in e.get("baseline", []):
+            if not math.isfinite(g["growth_pct"]):
+                g["growth_pct"] = None
     print_json(doc)
 
 
