@@ -70,6 +70,10 @@ def frame_graph(model, mode: str, frame: tuple, input=None, trace=None):
     from cnnstat.torch import is_reference
     from cnnstat.zoo import load
 
+    if isinstance(model, str) and model.endswith(".onnx"):  # an ONNX model: see cnnstat.onnx
+        from cnnstat.onnx.analysis import frame_graph as onnx_frame_graph
+
+        return onnx_frame_graph(model, mode, frame, input)
     if is_reference(model):
         if mode == "frame":
             return trace(model, None, f"{frame[0]}x{frame[1]}").graph, None

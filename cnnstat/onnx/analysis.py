@@ -1,0 +1,160 @@
+"""Analysis of an ONNX model: the same :class:`~cnnstat.analysis.Analysis` as for a spec,
+plus what the import saw (nodes cnnstat has no op for, the file's opset and producer).
+
+Totals are never silently wrong: parameters are the initializers the graph reads as data,
+each counted once; a node cnnstat has no op for is a layer with unknown MACs, so the analysis
+is not ``complete`` and MAC totals are lower bounds (stderr says which nodes; ``--strict``
+makes it an error)."""
+
+from __future__ import annotations
+
+from cnnstat.analysis import Analysis, incomplete_text
+from cnnstat.errors import CnnstatError
+from cnnstat.graph import Graph
+
+
+class OnnxGraph(Graph):
+    """A graph read from an ONNX file: ``unsupported`` nodes ({call, at, detail, params}),
+    and the file's ``opset``, ``producer``, ``ir_version`` and initializer counts."""
+
+    __slots__ = ("unsupported", "opset", "producer", "ir_version", "initializers", "unused_initializers")
+
+
+class OnnxAnalysis(Analysis):
+    """JSON: the spec contract plus an ``onnx`` object (opset, producer, unsupported nodes,
+    initializers read and not read)."""
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        g = self.graph
+        d["onnx"] = {
+            "opset": g.opset,
+            "producer": g.producer,
+            "ir_version": g.ir_version,
+            "initializers": g.initializers,
+            "unused_initializers": g.unused_initializers,
+            "unsupported": unsupported_summary(g),
+        }
+        return d
+
+
+def unsupported_summary(graph) -> list:
+    """Unsupported nodes grouped by operator, in order of first appearance."""
+    groups = {}
+    for u in graph.unsupported:
+        g = groups.setdefault(
+            u["call"], {"call": u["call"], "calls": 0, "at": [], "params": 0, "detail": u["detail"]}
+        )
+        g["calls"] += 1
+        g["at"].append(u["at"])
+        g["params"] += u["params"]
+    return list(groups.values())
+
+
+def unsupported_text(graph) -> str:
+    """'3 nodes of Erf (at Erf_1, ...); 1 node of Einsum (at attn/Einsum; 4,096 parameters): ...'."""
+    parts = []
+    for g in unsupported_summary(graph):
+        at = ", ".join(g["at"][:3]) + (", ..." if len(g["at"]) > 3 else "")
+        extra = f"; {g['params']:,} parameters" if g["params"] else ""
+        detail = f": {g['detail']}" if g["detail"] else ""
+        parts.append(
+            f"{g['calls']} node{'s' if g['calls'] > 1 else ''} of {g['call']} (at {at}{extra}){detail}"
+        )
+    return "; ".join(parts)
+
+
+def import_graph(path: str, input=None, resolution=None, name: str | None = None) -> OnnxGraph:
+    """The graph of the ONNX model at ``path``, its input bound to ``input`` (C, H, W) or to
+    ``resolution`` (W, H) or to the model's own sizes; the batch to one image."""
+    from cnnstat.onnx.convert import Builder
+    from cnnstat.onnx.read import load
+    from cnnstat.units import parse_input, parse_resolution
+
+    if input is not None and resolution is not None:
+        raise CnnstatError("give --input or --resolution, not both")
+    if isinstance(input, str):
+        input = parse_input(input)
+    if isinstance(resolution, str):
+        resolution = parse_resolution(resolution)
+    model = load(path)
+    shape = model.bind(input, resolution)
+    model.infer(shape)
+    b = Builder(model, shape)
+    b.run()
+    b.finish()
+    graph = OnnxGraph(
+        name or path,
+        tuple(shape),
+        b.layers,
+        source=f"ONNX ({model.proto.producer_name or 'unknown producer'})",
+    )
+    graph.file = path
+    graph.unsupported = b.unsupported
+    graph.opset = model.opset
+    graph.producer = " ".join(v for v in (model.proto.producer_name, model.proto.producer_version) if v)
+    graph.ir_version = model.proto.ir_version
+    read = [n for n in b.used if n in b.sizes]
+    graph.initializers = {"count": len(model.init), "params": len(read)}
+    graph.unused_initializers = len(model.init) - len(set(b.used) & set(model.init))
+    return graph
+
+
+def analyze(path, input=None, dtype="fp32", batch=1, resolution=None, strict=False) -> OnnxAnalysis:
+    """Analyze the ONNX model at ``path``. ``strict``: nodes cnnstat has no op for are an
+    error instead of a listed omission."""
+    graph = import_graph(path, input, resolution)
+    a = OnnxAnalysis(graph, dtype=dtype, batch=batch)
+    if strict and graph.unsupported:
+        raise CnnstatError(f"unsupported (--strict): {unsupported_text(graph)}")
+    if strict and not a.complete:
+        raise CnnstatError(f"MACs unknown (--strict): {a.incomplete_text()}")
+    return a
+
+
+def _options() -> dict:
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    return {k[8:]: v for k, v in ctx.meta.items() if k.startswith("cnnstat.")} if ctx else {}
+
+
+def load_for_cli(model, input_=None, resolution=None, dtype="fp32", batch=1, options=None):
+    """``load_analysis`` for an ONNX path: the analysis, with its omissions on stderr."""
+    import click
+
+    options = _options() if options is None else options
+    if options.get("kwargs"):
+        raise CnnstatError("--kwargs applies to PyTorch models (MODEL as module:attr)")
+    a = analyze(model, input_, dtype, batch, resolution, strict=bool(options.get("strict")))
+    if a.graph.unsupported:
+        click.echo(
+            "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
+            + unsupported_text(a.graph),
+            err=True,
+        )
+    other = [i for i in a.incomplete() if i["layer"] not in {u["at"] for u in a.graph.unsupported}]
+    if other:
+        click.echo(f"warning: MACs unknown: {incomplete_text(other)}", err=True)
+    return a
+
+
+def frame_graph(model, mode: str, frame: tuple, input=None):
+    """:func:`cnnstat.throughput.frame_graph` for an ONNX path: in frame mode the model at the
+    frame's size (its H and W must be dynamic), else at its input (or ``input``) with tiles
+    of that size."""
+    from cnnstat.onnx.read import load
+    from cnnstat.throughput import default_tile
+
+    if mode == "frame":
+        own = load(model).model_input()
+        if len(own) not in (3, 4):
+            raise CnnstatError(f"{model}: frame mode needs a [C, H, W] or [C, D, H, W] input")
+        if all(v is not None for v in own[-2:]) and tuple(own[-2:]) != (frame[1], frame[0]):
+            raise CnnstatError(
+                f"{model}: frame mode runs the network over the whole {frame[0]}x{frame[1]} frame, but the "
+                f"model's input is fixed at {own[-1]}x{own[-2]}: export it with dynamic height and width"
+            )
+        return load_for_cli(model, None, f"{frame[0]}x{frame[1]}").graph, None
+    graph = load_for_cli(model, input).graph
+    return graph, default_tile(graph, True)
