@@ -139,9 +139,21 @@ def _wide() -> bool:
 PIPED_WIDTH = 160  # notes wrap here when stdout is not a terminal
 
 
+def _console_class():
+    """rich's Console, except that a broken pipe is raised (rich would exit with 1, which
+    means "budget exceeded"; the CLI ends quietly with 0)."""
+    from rich.console import Console
+
+    class QuietConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return QuietConsole
+
+
 def _terminal(table: Table, out) -> None:
     """A rich table that fits the terminal without cutting a cell: see :func:`layout`."""
-    from rich.console import Console
+    Console = _console_class()  # noqa: N806
 
     tty = out.isatty()
     probe = Console(file=out, width=None if tty else PIPED_WIDTH)

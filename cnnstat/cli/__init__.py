@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -55,10 +57,30 @@ class LazyGroup(click.Group):
             from cnnstat.cli.common import abort
 
             abort("the input is nested too deeply to analyze (YAML or blocks nested thousands deep)")
+        except BrokenPipeError:  # the reader left (cnnstat list | head -1): nothing to say
+            _quiet_exit(0)
+        except MemoryError:
+            from cnnstat.cli.common import abort
+
+            abort("out of memory: the input is too large to analyze")
+
+
+def _debug(ctx, param, value):
+    if value:
+        os.environ["CNNSTAT_DEBUG"] = "1"
+    return value
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cnnstat")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_debug,
+    help="Show the traceback of an internal error (also CNNSTAT_DEBUG=1).",
+)
 def cli():
     """Parameters, MACs, memory and receptive fields of CNNs, computed from the architecture.
 
@@ -68,5 +90,67 @@ def cli():
     """
 
 
+def _debugging() -> bool:
+    return os.environ.get("CNNSTAT_DEBUG", "") not in ("", "0") or "--debug" in sys.argv[1:2]
+
+
+def _quiet_exit(code: int):
+    """stdout is gone (closed, or a pipe whose reader left: ``cnnstat list | head -1``): point
+    it at /dev/null so that the interpreter's final flush does not complain, and leave."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    os._exit(code)
+
+
 def main():
-    cli(prog_name="cnnstat")
+    """Exit codes CI can trust: 0 pass, 1 a budget exceeded, 2 bad input, 3 an internal error
+    (one line on stderr; the traceback with --debug or CNNSTAT_DEBUG=1). A closed stdout or a
+    pipe whose reader left ends quietly."""
+    if sys.stdout is None:  # started with stdout closed: nothing shown, nothing to complain of
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        rv = cli(prog_name="cnnstat", standalone_mode=False)
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            click.echo(str(exc.code), err=True)
+            code = 2
+    except BrokenPipeError:
+        _quiet_exit(0)
+    except Exception as exc:  # noqa: BLE001 - the one place where a bug becomes exit 3
+        if isinstance(exc, (OSError, ValueError)) and _stdout_gone():
+            _quiet_exit(0)
+        if _debugging():
+            import traceback
+
+            traceback.print_exc()
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        detail = " ".join(detail.split()).encode("ascii", "backslashreplace").decode("ascii")
+        if len(detail) > 200:
+            detail = detail[:199] + "\u2026"
+        click.echo(f"internal error: {detail}; rerun with --debug for the traceback", err=True)
+        code = 3
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError, AttributeError):
+        _quiet_exit(code)
+    sys.exit(code)
+
+
+def _stdout_gone() -> bool:
+    try:
+        sys.stdout.flush()
+        return sys.stdout.closed
+    except (OSError, ValueError, AttributeError):
+        return True
