@@ -27,7 +27,7 @@ EXACT = [
     "r3d_18",
     "fcn_resnet50",
 ]
-NOT_YET = {"convnext_tiny", "vit_b_16", "swin_t"}
+NOT_YET: set = set()
 
 
 @pytest.mark.parametrize(

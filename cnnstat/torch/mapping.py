@@ -17,12 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnstat.torch.ops import FUNCTIONS, MODULES
+from cnnstat.torch.ops.base import NAMED_FUNCTIONS, NAMED_MODULES
 
 
 def module_handler(module):
-    """The handler for a module's class; a subclass inherits it unless it changes ``forward``."""
+    """The handler for a module's class (by class, or by qualified name for third-party
+    classes: :data:`NAMED_MODULES`); a subclass inherits it unless it changes ``forward``."""
     for cls in type(module).__mro__:
         handler = MODULES.get(cls)
+        if handler is None and NAMED_MODULES:
+            handler = NAMED_MODULES.get(f"{cls.__module__}.{cls.__qualname__}")
         if handler is not None:
             return handler if type(module).forward is cls.forward else None
     return None
@@ -71,8 +75,10 @@ def canonical(name: str) -> str:
     return _ALIASES.get(name, name)
 
 
-def function_handler(name: str):
-    return FUNCTIONS.get(name)
+def function_handler(name: str, label: str = ""):
+    """The handler for a function by its canonical name, or a third-party function by its
+    qualified name (``label``, :data:`NAMED_FUNCTIONS`)."""
+    return FUNCTIONS.get(name) or NAMED_FUNCTIONS.get(label)
 
 
 def function_label(func) -> str:

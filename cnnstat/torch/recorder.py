@@ -33,12 +33,83 @@ from cnnstat.ops.base import REQUIRED, RF
 class Ref:
     """A tensor as cnnstat sees it. ``base``/``steps``: a pending chain of layout calls (view,
     transpose, ...) applied to ``base``; it becomes a layer (flatten, shuffle) or nothing.
-    ``rf`` None: the receptive field is unknown (past a call cnnstat cannot follow)."""
+    ``rf`` None: the receptive field is unknown (past a call cnnstat cannot follow).
 
-    __slots__ = ("name", "shape", "rf", "base", "steps")
+    ``perm`` (with ``base``): where the torch tensor's axes come from when the steps only
+    rearrange ``base``'s axes -- for each torch axis (batch included) the axis of the
+    channels-first base (0 the batch, 1 the channels, 2... the positions) it is, or None for an
+    inserted size-1 axis; base axes of size 1 may be missing. ``x.permute(0, 2, 3, 1)`` of a
+    [B, C, H, W] layer: (0, 2, 3, 1), channels last. None: some other rearrangement (a reshape
+    that mixes axes). Calls that act per position then run on the base, channels first
+    (:meth:`Recorder.emit_laid`), and their torch result is that layer's output laid out
+    alike."""
 
-    def __init__(self, name, shape, rf, base=None, steps=()):
+    __slots__ = ("name", "shape", "rf", "base", "steps", "perm", "make")
+
+    def __init__(self, name, shape, rf, base=None, steps=(), perm=None, make=None):
         self.name, self.shape, self.rf, self.base, self.steps = name, shape, rf, base, steps
+        self.perm = perm
+        # a layer that makes the layout a rearrangement (``tokens``), made when a call needs
+        # the layout: () -> (base, perm) or None
+        self.make = make
+
+    def layout(self, ndim: int) -> tuple:
+        """(channels-first Ref, perm of the torch tensor's ``ndim`` axes; None: not a
+        rearrangement of axes)."""
+        if self.base is None:
+            return self, tuple(range(ndim))
+        if self.make is not None:
+            made, self.make = self.make(), None
+            if made is not None:
+                self.base, self.perm = made
+                self.name = self.base.name
+        return self.base, self.perm
+
+
+def channels_first(tensor, perm, rank: int):
+    """A meta tensor shaped as the channels-first tensor (``rank`` axes, batch included) of
+    which ``tensor`` is the rearrangement ``perm`` (see :class:`Ref`); None if it is not one."""
+    if perm is None or len(perm) != tensor.dim():
+        return None
+    shape = [1] * rank
+    for size, axis in zip(tensor.shape, perm):
+        if axis is None:
+            if size != 1:
+                return None
+        elif axis >= rank:
+            return None
+        else:
+            shape[axis] = int(size)
+    return torch.empty(shape, device="meta")
+
+
+# Ops that act on each element alone: on a rearranged tensor they run on its base, whatever
+# the rearrangement (softmax, along an axis, and prelu, per channel, are not among them).
+ELEMENTWISE = frozenset(
+    (
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "elu",
+        "selu",
+        "celu",
+        "gelu",
+        "mish",
+        "softplus",
+        "hardtanh",
+        "logsigmoid",
+        "sigmoid",
+        "tanh",
+        "silu",
+        "hardswish",
+        "hardsigmoid",
+        "dropout",
+        "identity",
+    )
+)
+# Ops that act per position over the channels (and merges of equal layouts): on tensors
+# rearranged alike (the same perm) they run on the bases.
+PER_POSITION = ELEMENTWISE | {"add", "mul"}
 
 
 class Call:
@@ -160,6 +231,7 @@ class Recorder:
     # --- tensors ----------------------------------------------------------------------------
 
     def input(self, tensor):
+        self.batch = int(tensor.shape[0])
         shape = sample_shape(tensor)
         self.bind(tensor, Ref("input", shape, RF.input(shape[1:] if len(shape) > 1 else ())))
 
@@ -187,7 +259,7 @@ class Recorder:
                 if id(v) in own:
                     names.append(own[id(v)])
                 names.extend(derived.get(id(v), ()))
-        return names
+        return list(_unique(names))
 
     def unique(self, base: str) -> str:
         name, n = base, 0
@@ -260,7 +332,7 @@ class Recorder:
         call = Call(
             f"{scope}.{name}" if scope else name, label, name, None, args, kwargs, out, scope, buffers
         )
-        handler = function_handler(name)
+        handler = function_handler(name, label)
         if handler is None:
             self.unsupported_call(call, params=params)
         else:
@@ -274,6 +346,11 @@ class Recorder:
         Its buffers are those torch's call reads (the module's own, or buffer inputs), each
         counted once in the graph."""
         out = call.out if out is None else out
+        if op_name in PER_POSITION and any(r is not None and r.base is not None for r in inputs):
+            return self.emit_laid(call, op_name, args, inputs, params, out)
+        return self._emit(call, op_name, args, inputs, params, out)
+
+    def _emit(self, call, op_name, args, inputs, params, out):
         op = REGISTRY[op_name]
         if params is None:
             params = [self.params[id(p)] for p in call.module.parameters()] if call.module is not None else []
@@ -333,6 +410,39 @@ class Recorder:
         self.owners[name] = call.owner
         self.bind(out, Ref(name, actual, rf))
 
+    def emit_laid(self, call: Call, op_name: str, args: dict, inputs: list, params=None, out=None):
+        """:meth:`emit` for an op that acts per position over the channels, on tensors whose
+        axes are a rearrangement of a channels-first base (channels last, tokens [B, N, D]):
+        the layer runs on the bases, channels first, and torch's output (``out``) is its
+        output rearranged alike. Inputs must be rearranged alike (one ``perm``); an
+        element-wise op takes any rearrangement. Otherwise a plain :meth:`emit`."""
+        out = call.out if out is None else out
+        if any(r is None for r in inputs):
+            return self._emit(call, op_name, args, inputs, params, out)
+        layouts = [r.layout(out.dim()) for r in inputs]
+        bases = [b for b, _ in layouts]
+        perms = {p for _, p in layouts}
+        perm = next(iter(perms)) if len(perms) == 1 else None
+        first = channels_first(out, perm, len(bases[0].shape) + 1)
+        if first is None and op_name in ELEMENTWISE and len(inputs) == 1:
+            perm = None  # any rearrangement: the op on the base, its output rearranged the same
+            first = torch.empty((self.batch, *bases[0].shape), device="meta")
+        if first is None:
+            return self._emit(call, op_name, args, inputs, params, out)
+        self._emit(call, op_name, args, bases, params, first)
+        self.relay(first, out, inputs[0].steps, perm)
+
+    def relay(self, first, out, steps, perm):
+        """Bind torch's ``out`` to the layer that made the channels-first ``first``, laid out as
+        ``perm`` (no layer was made, an opaque one holds ``out``: nothing to do)."""
+        made = self.ref(first)
+        if made is None:
+            return
+        actual = sample_shape(out)
+        if perm == tuple(range(len(made.shape) + 1)):
+            return self.bind(out, made)
+        self.bind(out, Ref(made.name, actual, rf_for(made.rf, actual), made, steps, perm))
+
     def _numel(self, name):
         return self._param_sizes[name]
 
@@ -376,6 +486,8 @@ class Recorder:
         it reads (those no layer counts yet), MACs unknown; its outputs' fields unknown unless
         every input already sees the whole input. Listed in ``unsupported``."""
         read = tensors_in((call.args, call.kwargs))
+        if params is None and call.module is not None:  # a module's call: its own parameters
+            params = [self.params[id(p)] for p in call.module.parameters() if id(p) in self.params]
         params = list(_unique((*(params or ()), *self.param_names(read))))
         self.used.update(params)
         refs = list({r.name: r for r in (self.ref(t) for t in read) if r is not None}.values())

@@ -14,6 +14,7 @@ from cnnstat.torch.ops import (  # noqa: F401
     resample,
     reshape,
     tokens,
+    transformer_import,
 )
 from cnnstat.torch.ops.base import BUILDERS, FUNCTIONS, MODULES, builds
 

@@ -26,6 +26,10 @@ from cnnstat.ops.window import paddings
 BUILDERS: dict = {}  # cnnstat op name -> fn(a, shapes) -> nn.Module
 MODULES: dict = {}  # nn.Module subclass -> handler(rec, call)
 FUNCTIONS: dict = {}  # canonical function name -> handler(rec, call)
+# Third-party classes and functions by qualified name ('torchvision.models.swin_transformer.
+# ShiftedWindowAttention'), so that mapping them imports nothing (torchvision costs seconds).
+NAMED_MODULES: dict = {}  # 'module.Class' -> handler(rec, call)
+NAMED_FUNCTIONS: dict = {}  # 'module.function' (the call's label) -> handler(rec, call)
 
 
 def builds(*ops):

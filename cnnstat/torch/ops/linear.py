@@ -39,9 +39,23 @@ def _build_linear(a, shapes):
 # --- import -----------------------------------------------------------------------------------
 
 
+def linear(rec, call, x, out: int, bias: bool, params=None):
+    """torch's linear over the last axis of ``x``: ``fc`` on a flat [B, D] input; ``linear``
+    (the same matrix at every position) where the last axis holds the channels of a
+    channels-first base (channels moved last, tokens [B, N, D]); anything else (the last
+    axis a position axis) is left to ``fc``, which refuses it."""
+    ref = rec.ref(x)
+    a = {"out": out, "bias": bias}
+    if ref is not None and x.dim() > 2:
+        _, perm = ref.layout(x.dim())
+        if perm is not None and perm[-1] == 1:
+            return rec.emit_laid(call, "linear", a, [ref], params=params)
+    rec.emit(call, "fc", a, [ref], params=params)
+
+
 def _m_linear(rec, call):
     m = call.module
-    rec.emit(call, "fc", {"out": m.out_features, "bias": m.bias is not None}, [rec.ref(call.args[0])])
+    linear(rec, call, call.args[0] if call.args else call.kwargs["input"], m.out_features, m.bias is not None)
 
 
 def _m_pointwise(rec, call):
@@ -52,7 +66,7 @@ def _m_pointwise(rec, call):
 def _f_linear(rec, call):
     x, w, b = call.arg(0, "input"), call.arg(1, "weight"), call.arg(2, "bias")
     params = rec.param_names([w, b] if b is not None else [w])
-    rec.emit(call, "fc", {"out": w.shape[0], "bias": b is not None}, [rec.ref(x)], params=params)
+    linear(rec, call, x, w.shape[0], b is not None, params)
 
 
 MODULES[nn.Linear] = _m_linear

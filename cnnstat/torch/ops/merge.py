@@ -51,14 +51,45 @@ def _operands(rec, call):
     return refs, others
 
 
+def _tracked(rec, call):
+    values = [call.arg(0, "input"), call.arg(1, "other")]
+    return next(v for v in values if is_tensor(v) and rec.ref(v) is not None)
+
+
+def _learned(rec, call, op, ref, x, w, names):
+    """x (op) w, w a learned tensor (a parameter, or computed from parameters alone):
+    ``pos_embed`` when w has x's shape (batch apart), ``scale`` when it holds one value per
+    channel of x (however x's axes are laid out). False when it is neither."""
+    base, perm = ref.layout(x.dim())
+    if perm is None or w.dim() > x.dim() or sum(rec._numel(n) for n in names) != w.numel():
+        return False  # not one learned tensor as it is (computed from others: not these ops)
+    shape = (1,) * (x.dim() - w.dim()) + tuple(w.shape)  # broadcast: aligned right
+    if tuple(call.out.shape) != tuple(x.shape):
+        return False
+    if op == "add" and shape[1:] == tuple(x.shape[1:]) and shape[0] == 1:
+        rec.emit_laid(call, "pos_embed", {}, [ref], params=names)
+        return True
+    kept = [i for i, v in enumerate(shape) if v != 1]
+    if op == "mul" and len(kept) == 1 and perm[kept[0]] == 1 and shape[kept[0]] == base.shape[0]:
+        rec.emit_laid(call, "scale", {}, [ref], params=names)
+        return True
+    return False
+
+
 def _f_binary(op):
     """add / mul of two tracked tensors: a merge; with a constant: free (no layer). A
-    parameter operand (a learned scale or offset) is not a cnnstat op: unsupported."""
+    learned operand: ``pos_embed`` (added, the tensor's shape) or ``scale`` (multiplied, one
+    value per channel); any other (a learned scalar, a bias per position) is not a cnnstat
+    op: unsupported."""
 
     def handle(rec, call):
         refs, others = _operands(rec, call)
-        if rec.param_names(others):
-            return rec.unsupported_call(call, "an operand is a parameter", rec.param_names(others))
+        names = rec.param_names(others)
+        if names:
+            one = len(refs) == 1 and len(others) == 1 and op in ("add", "mul")
+            if one and _learned(rec, call, op, refs[0], _tracked(rec, call), others[0], names):
+                return
+            return rec.unsupported_call(call, "an operand is a parameter", names)
         if len(refs) == 2 and op is not None:
             return rec.emit(call, op, {}, refs)
         if len(refs) == 2:
@@ -69,14 +100,27 @@ def _f_binary(op):
 
 
 def _f_cat(rec, call):
+    """torch.cat along the channels (of tensors laid out alike: concat), or learned tokens
+    prepended along the token axis of [D, N] tokens (ViT's class token: class_token)."""
     tensors = call.arg(0, "tensors")
-    dim = call.arg(1, "dim", 0)
+    dim = call.arg(1, "dim", 0) % tensors[0].dim()
     refs = [rec.ref(t) for t in tensors]
+    tracked = [r for r in refs if r is not None]
+    if len(tracked) == 1 and refs[-1] is not None:
+        learned = [t for t in tensors[:-1]]
+        names = rec.param_names(learned)
+        base, perm = refs[-1].layout(tensors[-1].dim())
+        if names and perm is not None and perm[dim] == 2 and len(base.shape) == 2:
+            n = sum(int(t.shape[dim]) for t in learned)
+            return rec.emit_laid(call, "class_token", {"n": n}, [refs[-1]], params=names)
     if any(r is None for r in refs):
         return rec.unsupported_call(call, "concatenates a constant")
-    if dim % tensors[0].dim() != 1:
+    layouts = [r.layout(tensors[0].dim()) for r in refs]
+    perms = {p for _, p in layouts}
+    perm = next(iter(perms)) if len(perms) == 1 else None
+    if perm is None or perm[dim] != 1:
         return rec.unsupported_call(call, f"concatenates along dim {dim} (cnnstat: channels, dim 1)")
-    rec.emit(call, "concat", {}, refs)
+    rec.emit_laid(call, "concat", {}, refs)
 
 
 MODULES[Add] = _m_merge("add")

@@ -3,12 +3,10 @@ instancenorm."""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cnnstat.torch.ops.base import FUNCTIONS, MODULES, builds, nd, t
-from cnnstat.torch.recorder import Ref, rf_for, sample_shape
 
 # --- modules beyond torch.nn ------------------------------------------------------------------
 
@@ -107,15 +105,12 @@ def _f_lrn(rec, call):
 # axes. What imports:
 # - the last axes are all of the input's (batch apart): a flat [N, C] -> layernorm, more
 #   axes -> layernorm_all;
-# - the input is a channels-first tensor whose axes were only permuted, channels last
-#   (x.permute(0, 2, 3, 1): torchvision's convnext.LayerNorm2d, traced inside): layernorm
-#   over its channels, and the output is that layer's output under the same permutation, so
-#   the permutation back is free (the steps record shapes, not the permutation: where a
-#   spatial axis has as many elements as the channels it may be that axis which was moved
-#   last, a layer norm with the same parameters, MACs and field);
-# - anything else (the features of [N, L, D] tokens, a channels-last tensor of unknown
-#   origin) is listed as unsupported: what cnnstat calls its channels is not known.
-_PERMUTATIONS = ("permute", "transpose", "swapaxes", "contiguous")
+# - the last axis holds the channels of a channels-first tensor whose axes were rearranged
+#   (x.permute(0, 2, 3, 1): torchvision's convnext.LayerNorm2d and Swin; tokens [B, N, D] as
+#   ViT's, from ``tokens`` and a transpose; see Ref.perm): layernorm over those channels, on
+#   the channels-first tensor, and the output is that layer's output laid out alike;
+# - anything else (the last axis a position axis, a tensor of unknown layout) is listed as
+#   unsupported: what cnnstat calls its channels is not known.
 
 
 def layer_norm(rec, call, x, normalized, w, b, eps, params):
@@ -129,33 +124,26 @@ def layer_norm(rec, call, x, normalized, w, b, eps, params):
     if w is None and b is not None:
         return rec.unsupported_call(call, "a bias without a weight", params)
     a = {"eps": float(eps), "affine": w is not None, "bias": b is not None or w is None}
-    shape, base = src.shape, src.base
-    if base is None or not src.steps:
+    shape = src.shape
+    base, perm = src.layout(x.dim())
+    if src.base is None or not src.steps:
         if normalized != shape:
             return rec.unsupported_call(
                 call,
                 f"normalises the last axes {list(normalized)} of a {list(shape)} input (cnnstat: "
-                "the channels, dim 1, or all axes; channels-last tensors and tokens are not supported)",
+                "the channels, dim 1, or all axes; a tensor whose last axis is not its channels)",
                 params,
             )
         op = "layernorm" if len(shape) == 1 else "layernorm_all"
         return rec.emit(call, op, a, [src], params=params)
-    c = base.shape[0]
-    permuted = all(step[0] in _PERMUTATIONS for step in src.steps) and sorted(shape) == sorted(base.shape)
-    if not (permuted and len(shape) > 1 and normalized == (c,) and shape[-1] == c):
+    if not (perm is not None and len(shape) > 1 and perm[-1] == 1 and normalized == (base.shape[0],)):
         return rec.unsupported_call(
             call,
             f"normalises the last axes {list(normalized)} of {list(shape)}, a rearranged "
-            f"{list(base.shape)} (only channels moved last by permute import, as layernorm)",
+            f"{list(base.shape)} (only its channels moved last import, as layernorm)",
             params,
         )
-    # The layer's output, channels first; the call's output is it permuted as the input was.
-    first = torch.empty((call.out.shape[0], *base.shape), device="meta")
-    rec.emit(call, "layernorm", a, [base], params=params, out=first)
-    made = rec.ref(first)
-    if made is not None:
-        actual = sample_shape(call.out)
-        rec.bind(call.out, Ref(made.name, actual, rf_for(made.rf, actual), made, src.steps))
+    rec.emit_laid(call, "layernorm", a, [src], params=params)
 
 
 def _m_layernorm(rec, call):

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import nn
 
 from cnnstat.torch.ops.base import FUNCTIONS, MODULES, builds, is_tensor
@@ -73,23 +76,63 @@ def _f_narrow(rec, call):
     rec.emit(call, "slice", {"start": int(start), "stop": int(start + length)}, [rec.ref(x)])
 
 
+def _index(index, n: int) -> list | None:
+    """``x[index]`` of an ``n``-axis tensor as one entry per axis (slice or int); None for
+    anything else (None/newaxis, tensors, lists)."""
+    index = index if isinstance(index, tuple) else (index,)
+    if sum(i is Ellipsis for i in index) > 1:
+        return None
+    if Ellipsis in index:
+        at = index.index(Ellipsis)
+        index = (*index[:at], *(slice(None),) * (n - len(index) + 1), *index[at + 1 :])
+    index = (*index, *(slice(None),) * (n - len(index)))
+    if len(index) != n or not all(isinstance(i, (slice, int)) and not isinstance(i, bool) for i in index):
+        return None
+    return list(index)
+
+
 def _f_getitem(rec, call):
+    """Indexing one axis of a tracked tensor, however its axes are laid out: a range of the
+    channels (slice; one channel x[:, i]: a slice whose size-1 axis is dropped), or of the
+    tokens of [D, N] tokens (take: x[:, 0] the class token as ViT's head reads it, x[:, 1:]
+    the rest)."""
     x, index = call.args[0], call.args[1]
     if not is_tensor(x):
         return  # an element of a tuple (chunk, split): already known
-    index = index if isinstance(index, tuple) else (index,)
-    rest = [i for i in index[2:] if i is not Ellipsis and i != slice(None)]
-    ok = (
-        len(index) >= 2
-        and index[0] == slice(None)
-        and isinstance(index[1], slice)
-        and index[1].step in (None, 1)
-        and not rest
-    )
-    if not ok:
-        return rec.unsupported_call(call, "indexes other than a channel range x[:, a:b]")
-    start, stop, _ = index[1].indices(x.shape[1])
-    rec.emit(call, "slice", {"start": start, "stop": stop}, [rec.ref(x)])
+    src = rec.ref(x)
+    base, perm = src.layout(x.dim())
+    entries = _index(index, x.dim())
+    chosen = [k for k, i in enumerate(entries or ()) if i != slice(None)]
+    if entries is None or perm is None or len(chosen) != 1:
+        return rec.unsupported_call(call, "indexes other than one range of the channels or of the tokens")
+    k = chosen[0]
+    entry, axis, size = entries[k], perm[k], int(x.shape[k])
+    if isinstance(entry, slice):
+        start, stop, step = entry.indices(size)
+        if step != 1 or stop <= start:
+            return rec.unsupported_call(call, f"indexes axis {k} with a step or an empty range")
+        keep = tuple(perm)
+    else:
+        start = entry % size
+        stop = start + 1
+        keep = tuple(p for j, p in enumerate(perm) if j != k)
+    if axis == 1:  # channels
+        first = channels_first_like(rec, base, out_channels=stop - start)
+        rec.emit(call, "slice", {"start": start, "stop": stop}, [base], out=first)
+        return rec.relay(first, call.out, src.steps, keep)
+    if axis == 2 and len(base.shape) == 2:  # tokens [D, N]
+        if isinstance(entry, slice):
+            first = torch.empty((rec.batch, base.shape[0], stop - start), device="meta")
+            rec.emit(call, "take", {"index": start, "stop": stop}, [base], out=first)
+            return rec.relay(first, call.out, src.steps, keep)
+        first = torch.empty((rec.batch, base.shape[0]), device="meta")
+        rec.emit(call, "take", {"index": start}, [base], out=first)
+        return rec.relay(first, call.out, src.steps, tuple(p if p is None or p < 2 else p - 1 for p in keep))
+    rec.unsupported_call(call, "indexes other than one range of the channels or of the tokens")
+
+
+def channels_first_like(rec, base, out_channels: int):
+    return torch.empty((rec.batch, out_channels, *base.shape[1:]), device="meta")
 
 
 def _shuffle_groups(base: Ref, steps) -> int | None:
@@ -106,20 +149,187 @@ def _shuffle_groups(base: Ref, steps) -> int | None:
     return first[0]
 
 
+def _dims(call, n: int, first: int, name: str):
+    """The dims a permute-like call names: varargs from ``first`` on, or one list."""
+    rest = call.args[first:]
+    if not rest:
+        rest = call.kwargs.get(name, ())
+    if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+        rest = rest[0]
+    return [int(d) % n for d in rest] if isinstance(rest, (list, tuple)) else [int(rest) % n]
+
+
+def _moved(call, n: int) -> list | None:
+    """Source axis of every output axis of ``movedim(x, source, destination)``."""
+    src, dst = call.arg(1, "source"), call.arg(2, "destination")
+    src = [src] if isinstance(src, int) else list(src)
+    dst = [dst] if isinstance(dst, int) else list(dst)
+    src, dst = [s % n for s in src], [d % n for d in dst]
+    order = [None] * n
+    for a, b in zip(src, dst):
+        order[b] = a
+    rest = iter(i for i in range(n) if i not in src)
+    return [next(rest) if v is None else v for v in order]
+
+
+def _groups(before, after) -> list | None:
+    """How a reshape from ``before`` to ``after`` (full shapes) regroups axes: a list of
+    (input axes, output axes) pairs in order, each 1-to-1, a merge (several -> one), a split
+    (one -> several), an inserted (() -> size-1 axis) or a dropped size-1 axis (-> ());
+    None where axes are mixed otherwise."""
+    i = j = 0
+    out = []
+    while i < len(before) or j < len(after):
+        if i < len(before) and j < len(after) and before[i] == after[j]:
+            out.append(((i,), (j,)))
+            i, j = i + 1, j + 1
+        elif i < len(before) and before[i] == 1:
+            out.append(((i,), ()))
+            i += 1
+        elif j < len(after) and after[j] == 1:
+            out.append(((), (j,)))
+            j += 1
+        elif i < len(before) and j < len(after):
+            a, b = [i], [j]
+            pa, pb = before[i], after[j]
+            while pa != pb:
+                if pa < pb and a[-1] + 1 < len(before):
+                    a.append(a[-1] + 1)
+                    pa *= before[a[-1]]
+                elif pb < pa and b[-1] + 1 < len(after):
+                    b.append(b[-1] + 1)
+                    pb *= after[b[-1]]
+                else:
+                    return None
+            if len(a) > 1 and len(b) > 1:
+                return None
+            out.append((tuple(a), tuple(b)))
+            i, j = a[-1] + 1, b[-1] + 1
+        else:
+            return None
+    return out
+
+
+def _reshaped(rec, call, base: Ref, perm, before, after):
+    """(base, perm) of a reshape of a tensor laid out as ``perm`` over ``base``: axes only
+    rearranged; or the base's positions merged into one axis (``tokens``: a layer) or a token
+    axis split into a map (``to_map``: a layer); (base, None) for anything else; None when
+    the layer could not be made (an opaque layer holds the output)."""
+    groups = _groups(before, after)
+    if groups is None:
+        return base, None
+    new = [None] * len(after)
+    merged = split = None
+    for a, b in groups:
+        if len(a) == 1 and len(b) == 1:
+            new[b[0]] = perm[a[0]]
+        elif not b:  # a dropped size-1 axis
+            if perm[a[0]] == 0:
+                return base, None  # the batch
+        elif not a:
+            new[b[0]] = None
+        elif len(b) == 1:
+            if merged is not None:
+                return base, None
+            merged = ([perm[k] for k in a], b[0])
+        else:
+            if split is not None or merged is not None:
+                return base, None
+            split = (perm[a[0]], b)
+    if merged is not None:
+        axes, at = merged
+        spatial = tuple(range(2, len(base.shape) + 1))
+        if split is not None or tuple(axes) != spatial or len(spatial) < 2:
+            return base, None
+        new[at] = 2
+        return base, None, _tokens_maker(rec, call, base, tuple(new))
+    if merged is None and split is None and new.count(None) == 1:
+        # an inserted size-1 axis is the base's missing one (x[:, i] then unsqueeze(1))
+        missing = [
+            k for k in range(len(base.shape) + 1) if k not in new and (k == 0 or base.shape[k - 1] == 1)
+        ]
+        if len(missing) == 1 and missing[0] != 0:
+            new[new.index(None)] = missing[0]
+    if split is not None:
+        axis, at = split
+        if axis != 2 or len(base.shape) != 2:
+            return base, None
+        size = tuple(int(after[k]) for k in at)
+        first = torch.empty((rec.batch, base.shape[0], *size), device="meta")
+        rec.emit(call, "to_map", {"size": size}, [base], out=first)
+        base = rec.ref(first)
+        if base is None:
+            return None
+        for n, k in enumerate(at):
+            new[k] = 2 + n
+        return base, tuple(new)
+    return base, tuple(new)
+
+
+def _tokens_maker(rec, call, base, perm):
+    """The ``tokens`` layer of ``base`` (its positions merged into one axis), made when a
+    call needs the tokens' layout (ViT's transpose to [B, N, D]); until then the merge is a
+    pending reshape (``x.view(B, C, -1).mean(-1)`` is global pooling, no tokens layer)."""
+
+    def make():
+        first = torch.empty((rec.batch, base.shape[0], math.prod(base.shape[1:])), device="meta")
+        rec.emit(call, "tokens", {}, [base], out=first)
+        made = rec.ref(first)
+        return None if made is None else (made, perm)
+
+    return make
+
+
+def _rearranged(rec, call, x, base, perm):
+    """(base, perm) of the call's output (see :class:`Ref`), or (base, None); None: an
+    opaque layer holds it."""
+    n, fname = x.dim(), call.fname
+    out = call.out
+    if perm is None:
+        return base, None
+    if fname == "permute":
+        dims = _dims(call, n, 1, "dims")
+        return base, tuple(perm[d] for d in dims) if len(dims) == n else None
+    if fname in ("transpose", "swapaxes", "swapdims"):
+        d0 = int(call.arg(1, "dim0", call.kwargs.get("axis0", 0))) % n
+        d1 = int(call.arg(2, "dim1", call.kwargs.get("axis1", 0))) % n
+        new = list(perm)
+        new[d0], new[d1] = new[d1], new[d0]
+        return base, tuple(new)
+    if fname in ("movedim", "moveaxis"):
+        return base, tuple(perm[i] for i in _moved(call, n))
+    if fname == "contiguous" or tuple(out.shape) == tuple(x.shape):
+        return base, perm
+    return _reshaped(rec, call, base, perm, tuple(x.shape), tuple(out.shape))
+
+
 def layout(rec, call, x):
-    """A call that only rearranges values: nothing, a flatten, or a channel shuffle."""
+    """A call that only rearranges values: nothing, a flatten, a channel shuffle, tokens (the
+    positions of a map merged into one axis) or to_map (the reverse), or a pending layout
+    (:class:`Ref` ``perm``) that calls acting per position follow."""
     src = rec.ref(x)
-    base = src.base or src
+    base, perm = src.layout(x.dim())
     actual = sample_shape(call.out)
     steps = (*src.steps, (call.fname, actual))
-    if actual == base.shape:
+    if len(actual) == 1 and len(base.shape) > 1:
+        return rec.emit(call, "flatten", {}, [base])
+    make = None
+    if perm is not None:
+        found = _rearranged(rec, call, x, base, perm)
+        if found is None:
+            return  # a layer meant to make it could not: an opaque one holds the output
+        base, perm, *make = found
+        make = make[0] if make else None
+    if make is not None:  # tokens, made when a call needs them
+        return rec.bind(call.out, Ref(base.name, actual, rf_for(base.rf, actual), base, steps, None, make))
+    if perm == tuple(range(len(base.shape) + 1)):
+        return rec.bind(call.out, base)
+    if actual == base.shape and perm is None:
         groups = _shuffle_groups(base, steps)
         if groups:
             return rec.emit(call, "shuffle", {"groups": groups}, [base])
         return rec.bind(call.out, base)
-    if len(actual) == 1 and len(base.shape) > 1:
-        return rec.emit(call, "flatten", {}, [base])
-    rec.bind(call.out, Ref(base.name, actual, rf_for(base.rf, actual), base, steps))
+    rec.bind(call.out, Ref(base.name, actual, rf_for(base.rf, actual), base, steps, perm))
 
 
 def _m_flatten(rec, call):
@@ -144,6 +354,8 @@ for _name in ("chunk", "split", "tensor_split"):
 FUNCTIONS["narrow"] = _f_narrow
 FUNCTIONS["getitem"] = _f_getitem
 for _name in ("view", "reshape", "flatten", "unflatten", "permute", "transpose", "swapaxes", "contiguous"):
+    FUNCTIONS[_name] = _f_layout
+for _name in ("swapdims", "movedim", "moveaxis", "view_as", "reshape_as"):
     FUNCTIONS[_name] = _f_layout
 for _name in ("squeeze", "unsqueeze"):
     FUNCTIONS[_name] = _f_layout

@@ -1,0 +1,136 @@
+"""Import of the transformer modules of torch and torchvision as cnnstat ops (the builders
+of these ops are in attention.py and resample.py):
+
+- ``nn.MultiheadAttention`` self-attention on tokens (batch first or not) -> ``attention``;
+- torchvision's Swin ``ShiftedWindowAttention`` (v1), ``ShiftedWindowAttentionV2`` and the
+  video ``ShiftedWindowAttention3d`` -> ``attention`` with ``window``, ``shift`` and (v1, 3-D)
+  ``rel_pos_bias``;
+- torchvision's Swin patch merging (``_patch_merging_pad``) -> ``pixel_unshuffle`` (factor 2).
+
+The torchvision classes and functions are looked up by qualified name
+(:data:`~cnnstat.torch.ops.base.NAMED_MODULES`), so that mapping them imports nothing. They
+run on channels-last tensors [B, *positions, C]: the layer is the op on the channels-first
+tensor and torch's output is its output laid out alike (:meth:`Recorder.emit_laid`).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cnnstat.torch.ops.base import MODULES, NAMED_FUNCTIONS, NAMED_MODULES, is_tensor
+
+SWIN = "torchvision.models.swin_transformer"
+VIDEO_SWIN = "torchvision.models.video.swin_transformer"
+
+
+def _channels_last(ref, x) -> bool:
+    """x [B, *positions, C] is its channels-first base with the channels moved last."""
+    _, perm = ref.layout(x.dim())
+    n = x.dim()
+    return perm == (0, *range(2, n), 1)
+
+
+def _m_multihead(rec, call):
+    """nn.MultiheadAttention(x, x, x): self-attention over tokens [B, N, D] (batch_first) or
+    [N, B, D], where D holds the channels of [D, N] tokens. Its parameters are attention's:
+    in_proj (3 D x D, + 3 D biases) and out_proj (D x D + D). Cross-attention, separate key
+    and value widths, bias_k/bias_v, add_zero_attn and masks are not an op of cnnstat."""
+    m = call.module
+    q = call.arg(0, "query")
+    k, v = call.arg(1, "key"), call.arg(2, "value")
+    masks = [call.kwargs.get(n) for n in ("key_padding_mask", "attn_mask")] + list(call.args[4:5])
+    if k is not q or v is not q:
+        return rec.unsupported_call(call, "attends to other keys or values (cnnstat: self-attention)")
+    if any(is_tensor(t) for t in masks) or call.kwargs.get("is_causal") or len(call.args) > 5:
+        return rec.unsupported_call(call, "with a mask")
+    if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        return rec.unsupported_call(call, "separate key/value widths, bias_k/bias_v or add_zero_attn")
+    ref = rec.ref(q)
+    if ref is None or q.dim() != 3:
+        return rec.unsupported_call(call, "on a tensor cnnstat does not follow")
+    base, perm = ref.layout(q.dim())
+    want = (0, 2, 1) if m.batch_first else (2, 0, 1)
+    if perm != want or len(base.shape) != 2:
+        return rec.unsupported_call(
+            call, f"on a {list(ref.shape)} tensor whose last axis is not the features of [D, N] tokens"
+        )
+    a = {
+        "heads": m.num_heads,
+        "dim": m.embed_dim,
+        "qkv_bias": m.in_proj_bias is not None,
+        "proj_bias": m.out_proj.bias is not None,
+    }
+    out = call.out[0] if isinstance(call.out, (tuple, list)) else call.out
+    # the averaged attention weights (need_weights=True), call.out[1], are not followed
+    rec.emit_laid(call, "attention", a, [ref], out=out)
+
+
+def _window(rec, call, window, shift, rel_pos_bias: bool, params=None):
+    """A Swin block's window attention on x [B, *positions, C] (channels last)."""
+    m = call.module
+    x = call.args[0] if call.args else call.kwargs["x"]
+    ref = rec.ref(x)
+    if ref is None or not _channels_last(ref, x):
+        return rec.unsupported_call(call, "on a tensor that is not a map with its channels last")
+    a = {
+        "heads": m.num_heads,
+        "qkv_bias": m.qkv.bias is not None,
+        "proj_bias": m.proj.bias is not None,
+        "window": tuple(int(v) for v in window),
+        "shift": tuple(int(v) for v in shift),
+        "rel_pos_bias": rel_pos_bias,
+    }
+    rec.emit_laid(call, "attention", a, [ref], params=params)
+
+
+def _m_swin(rec, call):
+    """torchvision's ShiftedWindowAttention (Swin v1): window, shift and the relative
+    position bias table ((2w - 1)^2 x heads) with its index buffer (w^4 entries)."""
+    m = call.module
+    _window(rec, call, m.window_size, m.shift_size, True)
+
+
+def _m_swin_v2(rec, call):
+    """torchvision's ShiftedWindowAttentionV2 (Swin v2): attention in shifted windows; its
+    continuous position bias (an MLP run on a constant table of relative coordinates) and its
+    per-head logit scale are not part of cnnstat's attention op: their parameters are left to
+    an unattributed layer (MACs unknown)."""
+    m = call.module
+    params = [
+        rec.params[id(p)] for p in (m.qkv.weight, m.qkv.bias, m.proj.weight, m.proj.bias) if p is not None
+    ]
+    _window(rec, call, m.window_size, m.shift_size, False, params)
+
+
+def _m_swin3d(rec, call):
+    """torchvision's video ShiftedWindowAttention3d: window and shift over (T, H, W), each
+    shrunk to the map where the map is smaller (as torchvision does: the window becomes the
+    map, no shift), and the relative position bias table."""
+    m = call.module
+    x = call.args[0] if call.args else call.kwargs["x"]
+    size = tuple(int(v) for v in x.shape[1:-1])
+    window, shift = list(m.window_size), list(m.shift_size)
+    for i, s in enumerate(size):
+        if s <= window[i]:
+            window[i], shift[i] = s, 0
+    _window(rec, call, window, shift, True)
+
+
+def _f_patch_merging_pad(rec, call):
+    """torchvision's Swin patch merging (its padding and gather): [B, H, W, C] ->
+    [B, ceil(H/2), ceil(W/2), 4C], the 2 x 2 neighbours of each position concatenated over
+    the channels (zero-padded to even H and W): ``pixel_unshuffle`` with factor 2 (its
+    channels in another order, which no count depends on)."""
+    x = call.arg(0, "x")
+    ref = rec.ref(x)
+    if ref is None or x.dim() != 4 or not _channels_last(ref, x):
+        return rec.unsupported_call(call, "on a tensor that is not a 2-D map with its channels last")
+    pad = any(int(v) % 2 for v in x.shape[1:3])
+    rec.emit_laid(call, "pixel_unshuffle", {"factor": 2, "pad": pad}, [ref])
+
+
+MODULES[nn.MultiheadAttention] = _m_multihead
+NAMED_MODULES[f"{SWIN}.ShiftedWindowAttention"] = _m_swin
+NAMED_MODULES[f"{SWIN}.ShiftedWindowAttentionV2"] = _m_swin_v2
+NAMED_MODULES[f"{VIDEO_SWIN}.ShiftedWindowAttention3d"] = _m_swin3d
+NAMED_FUNCTIONS[f"{SWIN}._patch_merging_pad"] = _f_patch_merging_pad
