@@ -8,6 +8,7 @@ in ``pyproject.toml``. Each names a ``model`` and the settings it is measured at
 
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -45,6 +46,20 @@ METRICS = (
 LOWER_BOUNDS = ("macs", "macs_per_frame", "macs_per_second", "activations", "peak_activation_bytes")
 SETTINGS = ("model", "name", "input", "resolution", "fps", "dtype", "batch", "mode", "allow_lower_bounds")
 DEFAULT_FILES = ("cnnstat.toml", "pyproject.toml")
+MAX_LIMIT = 10**30  # the largest limit or baseline figure (past any model's count)
+MAX_FPS = 1_000_000
+MAX_BATCH = 2**31
+
+
+def positive_quantity(value, units: tuple = (), high=MAX_LIMIT):
+    """A limit: a number or an SI string read exactly (parse_quantity), > 0 and at most
+    ``high``; a CnnstatError that says which otherwise."""
+    number = parse_quantity(value, units)
+    if not number > 0:
+        raise CnnstatError(f"must be a positive number, got {brief(value)}")
+    if number > high:
+        raise CnnstatError(f"must be at most {high:.0e}, got {brief(value)}")
+    return number
 
 
 class Budget:
@@ -83,7 +98,7 @@ class Budget:
 def find_file(path: str | None = None) -> tuple:
     """(path, tables' dotted location) of the budget file to read."""
     if path:
-        if not os.path.isfile(path):
+        if not os.path.exists(path):  # a device or FIFO is refused by the read, by its kind
             raise CnnstatError(f"no such budget file: {path}")
         prefix = ("tool", "cnnstat") if os.path.basename(path) == "pyproject.toml" else ()
         return path, prefix
@@ -102,9 +117,9 @@ def load(path: str | None = None) -> list:
     import tomllib
 
     path, prefix = find_file(path)
-    with open(path, "rb") as f:
-        raw = f.read()
-    text = raw.decode("utf-8", errors="replace")
+    from cnnstat.files import read_bytes
+
+    text = read_bytes(path, "budget file").decode("utf-8", errors="replace")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -160,7 +175,9 @@ def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
     if not isinstance(entry.get("model"), str) or not entry["model"]:
         fail('a budget needs model = "NAME" (a zoo name, a spec path or module:attr)', "model")
     b.model = entry["model"]
-    b.name = str(entry.get("name", b.model))
+    b.name = entry.get("name", b.model)
+    if not isinstance(b.name, str) or not b.name:
+        fail(f"name must be a non-empty string, got {brief(b.name)}", "name")
     try:
         b.input = parse_input(str(entry["input"])) if "input" in entry else None
     except CnnstatError as exc:
@@ -170,14 +187,19 @@ def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
     except CnnstatError as exc:
         fail(str(exc), "resolution")
     b.fps = entry.get("fps", 30)
-    if isinstance(b.fps, bool) or not isinstance(b.fps, (int, float)) or b.fps <= 0:
-        fail(f"fps must be a positive number, got {brief(b.fps)}", "fps")
+    if (
+        isinstance(b.fps, bool)
+        or not isinstance(b.fps, (int, float))
+        or not math.isfinite(b.fps)
+        or not 0 < b.fps <= MAX_FPS
+    ):
+        fail(f"fps must be a positive number at most {MAX_FPS:,}, got {brief(b.fps)}", "fps")
     b.dtype = entry.get("dtype", "fp32")
     if b.dtype not in DTYPE_BITS:
         fail(f"unknown dtype '{b.dtype}'" + did_you_mean(b.dtype, DTYPE_BITS), "dtype")
     b.batch = entry.get("batch", 1)
-    if isinstance(b.batch, bool) or not isinstance(b.batch, int) or b.batch < 1:
-        fail(f"batch must be a positive integer, got {brief(b.batch)}", "batch")
+    if isinstance(b.batch, bool) or not isinstance(b.batch, int) or not 1 <= b.batch <= MAX_BATCH:
+        fail(f"batch must be a positive integer at most {MAX_BATCH:,}, got {brief(b.batch)}", "batch")
     b.mode = entry.get("mode", "tile")
     if b.mode not in ("tile", "frame"):
         fail(f"mode must be 'tile' or 'frame', got {brief(b.mode)}", "mode")
@@ -191,7 +213,7 @@ def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
     for key, value in entry.items():
         if key in LIMITS:
             try:
-                b.limits[key] = parse_quantity(value, LIMITS[key][2])
+                b.limits[key] = positive_quantity(value, LIMITS[key][2])
             except CnnstatError as exc:
                 fail(f"{key}: {exc}", key)
     if not b.limits:
@@ -308,14 +330,22 @@ def compare_baseline(name: str, values: dict, baseline: dict, max_growth: float)
 
 
 def load_baseline(path: str) -> dict:
+    """The models of a baseline file, each entry checked: a table of metrics, each a
+    non-negative finite number (``receptive_field`` a list of them) or null."""
     import json
 
+    from cnnstat.files import read_text
+
+    text = read_text(path, "baseline file")
+
+    def constant(name):
+        raise ValueError(f"{name} is not JSON")
+
     try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        raise CnnstatError(f"no such baseline file: {path}") from None
-    except (OSError, ValueError) as exc:
+        doc = json.loads(text, parse_constant=constant)
+    except RecursionError:
+        raise CnnstatError(f"cannot read baseline {path}: nested too deeply") from None
+    except ValueError as exc:
         raise CnnstatError(f"cannot read baseline {path}: {exc}") from None
     if (
         not isinstance(doc, dict)
@@ -323,4 +353,28 @@ def load_baseline(path: str) -> dict:
         or not isinstance(doc.get("models"), dict)
     ):
         raise CnnstatError(f"{path} is not a cnnstat baseline (write one with 'cnnstat snapshot')")
+    for name, entry in doc["models"].items():
+        where = f"baseline {path}: model {brief(name)}"
+        if not isinstance(entry, dict):
+            raise CnnstatError(f"{where} must be an object of metrics, got {brief(entry)}")
+        for metric in METRICS:
+            value = entry.get(metric)
+            items = value if metric == "receptive_field" and isinstance(value, list) else [value]
+            if metric == "receptive_field" and isinstance(value, list) and not value:
+                items = ["an empty list"]
+            for v in items:
+                if v is None and not isinstance(value, list):
+                    continue
+                if (
+                    isinstance(v, bool)
+                    or not isinstance(v, (int, float))
+                    or (isinstance(v, float) and not math.isfinite(v))
+                ):
+                    raise CnnstatError(f"{where}: {metric} must be a number, got {brief(value)}")
+                if v < 0:
+                    raise CnnstatError(f"{where}: {metric} must not be negative, got {brief(value)}")
+                if v > MAX_LIMIT:
+                    raise CnnstatError(
+                        f"{where}: {metric} must be at most {MAX_LIMIT:.0e}, got {brief(value)}"
+                    )
     return doc["models"]

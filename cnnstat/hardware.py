@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from cnnstat.errors import CnnstatError, did_you_mean
+from cnnstat.errors import CnnstatError, brief, did_you_mean
 from cnnstat.units import DTYPE_BITS, parse_quantity, tensor_bytes
 
 
@@ -95,15 +95,18 @@ def _user_devices(start: str | None = None) -> dict:
     here = start or os.getcwd()
     for fname, path in (("cnnstat.toml", ("devices",)), ("pyproject.toml", ("tool", "cnnstat", "devices"))):
         full = os.path.join(here, fname)
-        if not os.path.isfile(full):
+        if not os.path.exists(full):
             continue
+        from cnnstat.files import read_text
+
         try:
-            with open(full, "rb") as f:
-                table = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            table = tomllib.loads(read_text(full, "device file", fname))
+        except tomllib.TOMLDecodeError as exc:
             raise CnnstatError(f"{fname}: {exc}") from None
         for key in path:
-            table = table.get(key, {})
+            table = table.get(key, {}) if isinstance(table, dict) else {}
+        if not isinstance(table, dict):
+            raise CnnstatError(f"{fname}: {'.'.join(path)} must be a table of devices")
         if table:
             return {name: _device_from(name, spec, fname) for name, spec in table.items()}
     return {}
@@ -127,9 +130,23 @@ def _device_from(name: str, spec: dict, fname: str) -> Device:
     for dtype, value in rates.items():
         if dtype not in DTYPE_BITS:
             raise CnnstatError(f"{where}: unknown dtype '{dtype}'" + did_you_mean(dtype, DTYPE_BITS))
-        macs[dtype] = parse_quantity(value, ("MAC/s", "OPS", "FLOPS", "TOPS")) / per_mac
-    bandwidth = parse_quantity(spec["bandwidth"], ("B/s",))
+        macs[dtype] = _rate(value, ("MAC/s", "OPS", "FLOPS", "TOPS"), f"{where}: {dtype}") / per_mac
+    bandwidth = _rate(spec["bandwidth"], ("B/s",), f"{where}: bandwidth")
+    for key in ("description", "source"):
+        if not isinstance(spec.get(key, ""), str):
+            raise CnnstatError(f"{where}: {key} must be a string")
     return Device(name, spec.get("description", ""), spec.get("source", fname), macs, bandwidth)
+
+
+MAX_RATE = 10**30  # MAC/s or B/s: past any device
+
+
+def _rate(value, units: tuple, where: str):
+    """A device rate: a number or an SI string read exactly, positive and finite."""
+    number = parse_quantity(value, units)
+    if not 0 < number <= MAX_RATE:
+        raise CnnstatError(f"{where} must be positive and at most {MAX_RATE:.0e}, got {brief(value)}")
+    return number
 
 
 def devices(start: str | None = None) -> dict:

@@ -8,6 +8,7 @@ Every input runs through the real CLI in a subprocess (``python -m cnnstat ...``
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -113,3 +114,130 @@ def test_stdout_closed_is_quiet():
         timeout=TIMEOUT,
     )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+# --- 2. budget, baseline and device files: read bounded, every number validated ----------
+
+BUDGET = '[[budget]]\nmodel = "vgg11_bn"\nmax_weights = {}\n'
+
+
+@pytest.mark.parametrize(
+    "value, expect",
+    [
+        ("0", "must be a positive number"),
+        ("-5", "must be a positive number"),
+        ("nan", "finite"),
+        ("inf", "finite"),
+        ("-inf", "finite"),
+        ("[1]", "cannot read"),
+        ("{a = 1}", "cannot read"),
+        ("true", "expected a number"),
+        ("9" * 400, "must be at most"),
+        ("1e300", "must be at most"),
+        ('"1e999M"', "exponent"),
+        ('"abc"', "cannot read"),
+        ('"' + "x" * 100_000 + '"', "cannot read"),
+    ],
+)
+def test_budget_limit_refused(tmp_path, value, expect):
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format(value))
+    code, out, err = run(["check"], cwd=tmp_path, code=2)
+    one_error(err, expect)
+    assert err.startswith("cnnstat.toml:3:"), err
+
+
+@pytest.mark.parametrize(
+    "key, value", [("fps", "nan"), ("fps", "inf"), ("fps", "0"), ("fps", "1e308"), ("batch", "9" * 400)]
+)
+def test_budget_setting_refused(tmp_path, key, value):
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"200M"') + f"{key} = {value}\n")
+    code, out, err = run(["check"], cwd=tmp_path, code=2)
+    one_error(err, key)
+
+
+def test_exact_si_limit_passes(tmp_path):
+    """vgg11_bn has exactly 132,854,144 weights: "132.854144M" is that number, not a float."""
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"132.854144M"'))
+    code, out, err = run(["check"], cwd=tmp_path, code=0)
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"132.854143M"'))
+    run(["check"], cwd=tmp_path, code=1)
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/null", "fifo", "dir"])
+def test_budget_and_baseline_special_files(tmp_path, special):
+    if special == "fifo":
+        special = str(tmp_path / "fifo")
+        os.mkfifo(special)
+    elif special == "dir":
+        special = str(tmp_path)
+    code, out, err = run(["check", special], cwd=tmp_path, code=2)
+    one_error(err, "budget file")
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"200M"'))
+    code, out, err = run(["check", "--baseline", special], cwd=tmp_path, code=2)
+    one_error(err, "baseline")
+
+
+def _baseline(models) -> str:
+    return json.dumps({"cnnstat_baseline": 1, "cnnstat_version": "0", "models": models})
+
+
+@pytest.mark.parametrize(
+    "entry, expect",
+    [
+        ("[]", "must be an object"),
+        ('"x"', "must be an object"),
+        ('{"params": "12"}', "params must be a number"),
+        ('{"params": [1]}', "params must be a number"),
+        ('{"params": true}', "params must be a number"),
+        ('{"params": -5}', "must not be negative"),
+        ('{"params": 1e400}', "params must be a number"),
+        ('{"params": NaN}', "not JSON"),
+        ('{"params": Infinity}', "not JSON"),
+        ('{"receptive_field": ["a"]}', "receptive_field must be a number"),
+        ('{"receptive_field": []}', "receptive_field must be a number"),
+        ('{"macs": ' + "9" * 400 + "}", "must be at most"),
+    ],
+)
+def test_baseline_entry_refused(tmp_path, entry, expect):
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"200M"'))
+    text = '{"cnnstat_baseline": 1, "models": {"vgg11_bn": ' + entry + "}}"
+    (tmp_path / "base.json").write_text(text)
+    code, out, err = run(["check", "--baseline", "base.json"], cwd=tmp_path, code=2)
+    one_error(err, expect)
+
+
+@pytest.mark.parametrize(
+    "body, expect",
+    [
+        ('bandwidth = 0\nmacs_per_second = {fp32 = "1T"}', "bandwidth must be positive"),
+        ('bandwidth = "1 TB/s"\nmacs_per_second = {fp32 = 0}', "fp32 must be positive"),
+        ('bandwidth = nan\nmacs_per_second = {fp32 = "1T"}', "finite"),
+        ('bandwidth = "1 TB/s"\nmacs_per_second = {fp32 = inf}', "finite"),
+        ('bandwidth = "1 TB/s"\nmacs_per_second = {fp32 = -1}', "must be positive"),
+        ('bandwidth = "1 TB/s"\nmacs_per_second = {fp32 = "1e99T"}', "at most"),
+        ('bandwidth = [1]\nmacs_per_second = {fp32 = "1T"}', "cannot read"),
+    ],
+)
+def test_device_file_refused(tmp_path, body, expect):
+    (tmp_path / "cnnstat.toml").write_text("[devices.mine]\n" + body + "\n")
+    code, out, err = run(["flops", "resnet18", "--device", "mine"], cwd=tmp_path, code=2)
+    one_error(err, expect)
+
+
+def test_device_file_special(tmp_path):
+    os.mkfifo(tmp_path / "cnnstat.toml")
+    code, out, err = run(["flops", "resnet18", "--device", "mine"], cwd=tmp_path, code=2)
+    one_error(err, "FIFO")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e308", "0", "-1", "abc", "x" * 10_000])
+def test_fps_option_refused(value):
+    code, out, err = run(["flops", "resnet18", "--fps", value], code=2)
+    assert "--fps" in err and len(err) < 1000, err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e308"])
+def test_max_growth_refused(tmp_path, value):
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"200M"'))
+    code, out, err = run(["check", "--max-growth", value], cwd=tmp_path, code=2)
+    assert "--max-growth" in err

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cnnstat.cli.common import wide_option
+from cnnstat.cli.common import FiniteFloat, wide_option
 
 FORMATS = ("table", "json", "junit", "github")
 
@@ -25,7 +25,7 @@ FORMATS = ("table", "json", "junit", "github")
 @click.option("--baseline", metavar="FILE", help="Fail when a metric grew over this snapshot.")
 @click.option(
     "--max-growth",
-    type=float,
+    type=FiniteFloat(-100, 1e6),
     default=0.0,
     show_default=True,
     metavar="PCT",

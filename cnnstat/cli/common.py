@@ -12,6 +12,39 @@ from cnnstat.errors import CnnstatError
 from cnnstat.units import DTYPE_BITS
 
 FORMATS = ("table", "json", "csv", "markdown")
+MAX_FPS = 1_000_000  # frames per second an option or a budget may give
+
+
+class FiniteFloat(click.ParamType):
+    """A finite number in [low, high] (``low`` excluded when ``open_low``): NaN, infinities
+    and 1e308 are refused (click's FloatRange lets NaN through)."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float, open_low: bool = False):
+        self.low, self.high, self.open_low = low, high, open_low
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{_quoted(value)} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{_quoted(value)} is not a finite number", param, ctx)
+        below = number <= self.low if self.open_low else number < self.low
+        if below or number > self.high:
+            side = ">" if self.open_low else ">="
+            bounds = f"it must be {side} {self.low:g} and <= {self.high:g}"
+            self.fail(f"{_quoted(value)} is out of range: {bounds}", param, ctx)
+        return number
+
+
+def _quoted(value) -> str:
+    from cnnstat.errors import brief
+
+    return brief(str(value))
 
 
 def abort(error, code: int = 2):

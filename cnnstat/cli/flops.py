@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import format_option, input_option, load_analysis, shape_text, torch_options
+from cnnstat.cli.common import (
+    MAX_FPS,
+    FiniteFloat,
+    format_option,
+    input_option,
+    load_analysis,
+    shape_text,
+    torch_options,
+)
 from cnnstat.units import DTYPE_BITS
 
 
@@ -15,7 +23,7 @@ from cnnstat.units import DTYPE_BITS
 )
 @click.option(
     "--fps",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(0, MAX_FPS, open_low=True),
     default=30,
     show_default=True,
     help="Frames per second.",
