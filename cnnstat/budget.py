@@ -153,6 +153,17 @@ def load(path: str | None = None) -> list:
         start = starts[i] if i < len(starts) else 1
         end = starts[i + 1] - 1 if i + 1 < len(starts) else len(lines)
         budgets.append(_budget(entry, path, start, lines[start - 1 : end]))
+    seen = {}
+    for b in budgets:  # a baseline is keyed by name: two budgets of one name would overwrite
+        if b.name in seen:
+            first = seen[b.name]
+            how = "set name" if "name" in b.key_lines or "name" in first.key_lines else "their default name"
+            raise SpecError(
+                f"two budgets named {brief(b.name)} (lines {first.line} and {b.line}, {how}): "
+                'give each a distinct name = "..."',
+                b.loc("name"),
+            )
+        seen[b.name] = b
     return budgets
 
 

@@ -241,3 +241,37 @@ def test_max_growth_refused(tmp_path, value):
     (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"200M"'))
     code, out, err = run(["check", "--max-growth", value], cwd=tmp_path, code=2)
     assert "--max-growth" in err
+
+
+# --- 3. budget semantics -------------------------------------------------------------------
+
+TWO = '[[budget]]\nmodel = "resnet18"\nmax_params = "20M"\n[[budget]]\nmodel = "{}"\nmax_macs = "5G"\n{}'
+
+
+@pytest.mark.parametrize("second, extra", [("resnet18", ""), ("alexnet", 'name = "resnet18"\n')])
+def test_duplicate_budget_names_refused(tmp_path, second, extra):
+    (tmp_path / "cnnstat.toml").write_text(TWO.format(second, extra))
+    code, out, err = run(["check"], cwd=tmp_path, code=2)
+    one_error(err, "two budgets named 'resnet18' (lines 1 and 4")
+    run(["snapshot", "-o", "b.json"], cwd=tmp_path, code=2)
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_model_missing_from_baseline_is_reported(tmp_path):
+    (tmp_path / "cnnstat.toml").write_text(TWO.format("alexnet", ""))
+    base = {"resnet18": {"params": 11689512}}
+    (tmp_path / "b.json").write_text(_baseline(base))
+    args = ["check", "--baseline", "b.json"]
+    code, out, err = run([*args], cwd=tmp_path, code=0)
+    assert "not in the baseline" in out and "1 model(s) not in the baseline" in out
+    code, out, err = run([*args, "--format", "github"], cwd=tmp_path, code=0)
+    assert "::warning file=cnnstat.toml,line=4::alexnet: not in the baseline" in out
+    code, out, err = run([*args, "--format", "json"], cwd=tmp_path, code=0)
+    doc = json.loads(out)
+    assert [e["baseline"] == [] for e in doc["budgets"]] == [False, True]
+    code, out, err = run([*args, "--format", "junit"], cwd=tmp_path, code=0)
+    from xml.etree import ElementTree as ET
+
+    suite = ET.fromstring(out).find("testsuite")
+    assert suite.get("skipped") == "1"
+    assert suite.find("testcase[@classname='alexnet'][@name='baseline']/skipped") is not None

@@ -66,7 +66,7 @@ def command(path, fmt, baseline, max_growth):
             "values": values,
             "checks": B.check(b, values),
         }
-        if base is not None:
+        if base is not None:  # [] when the model is not in the baseline (reported, not a failure)
             entry["baseline"] = B.compare_baseline(b.name, values, base, max_growth)
         report.append(entry)
     failed = [e for e in report if not all(c["ok"] for c in e["checks"] + e.get("baseline", []))]
@@ -108,9 +108,16 @@ def summary(doc) -> str:
     base = [g["ok"] for e in doc["budgets"] for g in e.get("baseline", [])]
     failed, grew = limits.count(False) + base.count(False), base.count(False)
     text = f"cnnstat check: {len(limits) + len(base) - failed} passed, {failed} failed"
+    missing = len(not_in_baseline(doc))
+    new = f"; {missing} model(s) not in the baseline, not compared" if missing else ""
     if not failed:
-        return text + ": all budgets pass"
-    return text + (f" ({grew} grew over the baseline)" if grew else "")
+        return text + ": all budgets pass" + new
+    return text + (f" ({grew} grew over the baseline)" if grew else "") + new
+
+
+def not_in_baseline(doc) -> list:
+    """The budgets that --baseline has no entry for (a new model: 'cnnstat snapshot' records it)."""
+    return [e for e in doc["budgets"] if "baseline" in e and not e["baseline"]]
 
 
 def _progress(i, n, b):
@@ -182,6 +189,11 @@ def _github(doc):
                     f"::error file={doc['file']},line={e['line']}::{e['name']}: {g['metric']} grew "
                     f"{g['growth_pct']:.2f}% over the baseline ({g['baseline']} -> {g['value']})"
                 )
+    for e in not_in_baseline(doc):
+        click.echo(
+            f"::warning file={doc['file']},line={e['line']}::{e['name']}: not in the baseline, not "
+            "compared (cnnstat snapshot records it)"
+        )
     click.echo(summary(doc))
 
 
@@ -202,6 +214,9 @@ def _junit(doc):
                     f"{g['metric']} grew {g['growth_pct']:.2f}% ({g['baseline']} -> {g['value']})",
                 )
             )
+    skipped = [
+        (e["name"], "baseline", None, "not in the baseline, not compared") for e in not_in_baseline(doc)
+    ]
     failures = sum(not ok for *_, ok, _ in cases)
     root = ET.Element("testsuites", tests=str(len(cases)), failures=str(failures))
     suite = ET.SubElement(
@@ -212,9 +227,15 @@ def _junit(doc):
         failures=str(failures),
         errors="0",
     )
-    for model, limit, ok, text in cases:
+    if skipped:
+        suite.set("skipped", str(len(skipped)))
+        suite.set("tests", str(len(cases) + len(skipped)))
+        root.set("tests", str(len(cases) + len(skipped)))
+    for model, limit, ok, text in cases + skipped:
         case = ET.SubElement(suite, "testcase", classname=model, name=limit)
-        if not ok:
+        if ok is None:
+            ET.SubElement(case, "skipped", message=text)
+        elif not ok:
             ET.SubElement(case, "failure", message=text).text = text
         else:
             ET.SubElement(case, "system-out").text = text
@@ -264,6 +285,17 @@ def _table(doc):
                         "status": "FAIL" if not g["ok"] else "shrank",
                     }
                 )
+        if "baseline" in e and not e["baseline"]:
+            rows.append(
+                {
+                    "model": e["name"],
+                    "metric": "baseline",
+                    "limit": "",
+                    "value": "",
+                    "margin": "not in the baseline",
+                    "status": "new",
+                }
+            )
     table = Table(
         title=f"cnnstat check: {doc['file']}",
         columns=[
