@@ -108,8 +108,9 @@ def test_compare_cli(run):
     assert [r["model"] for r in rows] == ["resnet50", "mobilenet_v2"]
     assert rows[0]["params"] == 25_557_032 and rows[0]["rf_size"] == [427, 427]
     assert rows[1]["max_fps"] > rows[0]["max_fps"]
+    # the device is named in the note under the table (the header says "max fps")
     assert (
-        "max fps on jetson-orin-nano"
+        "max fps: roofline bound on jetson-orin-nano"
         in run(
             "compare", "resnet50", "mobilenet_v2", "--device", "jetson-orin-nano", "--dtype", "fp16"
         ).stdout
