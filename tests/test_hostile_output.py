@@ -275,3 +275,96 @@ def test_model_missing_from_baseline_is_reported(tmp_path):
     suite = ET.fromstring(out).find("testsuite")
     assert suite.get("skipped") == "1"
     assert suite.find("testcase[@classname='alexnet'][@name='baseline']/skipped") is not None
+
+
+# --- 4. snapshot writes atomically ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target, expect",
+    [
+        ("missing/dir/b.json", "no such directory"),
+        ("/dev/full", "a device"),
+        ("/dev/null", "a device"),
+        (".", "a directory"),
+        ("fifo", "a FIFO"),
+    ],
+)
+def test_snapshot_output_refused(tmp_path, target, expect):
+    (tmp_path / "cnnstat.toml").write_text('[[budget]]\nmodel = "lenet5"\nmax_params = "20M"\n')
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    code, out, err = run(["snapshot", "-o", target], cwd=tmp_path, code=2)
+    one_error(err, expect)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def _budgets(tmp_path, n: int) -> str:
+    """A budget file of ``n`` budgets (lenet5 under n names): baselines that differ."""
+    text = "".join(f'[[budget]]\nmodel = "lenet5"\nname = "m{i}"\nmax_params = "20M"\n' for i in range(n))
+    path = tmp_path / f"b{n}.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def _snapshot(tmp_path, budgets: str):
+    return subprocess.Popen(
+        [sys.executable, "-m", "cnnstat", "snapshot", budgets, "-o", "base.json"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_limit_memory,
+    )
+
+
+def test_snapshot_killed_at_random_moments(tmp_path):
+    """SIGKILL at random moments: base.json is always the old file or the new one, whole."""
+    import random
+
+    old, new = _budgets(tmp_path, 1), _budgets(tmp_path, 3)
+    assert _snapshot(tmp_path, old).wait(TIMEOUT) == 0
+    old_text = (tmp_path / "base.json").read_text()
+    assert _snapshot(tmp_path, new).wait(TIMEOUT) == 0
+    new_text = (tmp_path / "base.json").read_text()
+    (tmp_path / "base.json").write_text(old_text)
+    rng = random.Random(12)
+    seen = set()
+    for _ in range(12):
+        proc = _snapshot(tmp_path, rng.choice([old, new]))
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.kill()
+        proc.wait(TIMEOUT)
+        text = (tmp_path / "base.json").read_text()
+        assert text in (old_text, new_text), text[:200]
+        json.loads(text)
+        seen.add(text == new_text)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) <= 12  # a killed writer may leave its temporary file, never the baseline
+
+
+def test_snapshot_concurrent_writers(tmp_path):
+    """Writers racing on one baseline: the file is always one of them, whole and valid."""
+    files = [_budgets(tmp_path, n) for n in (1, 2, 3, 4)]
+    texts = set()
+    for budgets in files:
+        assert _snapshot(tmp_path, budgets).wait(TIMEOUT) == 0
+        texts.add((tmp_path / "base.json").read_text())
+    for _ in range(3):
+        procs = [_snapshot(tmp_path, budgets) for budgets in files]
+        while any(p.poll() is None for p in procs):
+            text = (tmp_path / "base.json").read_text()
+            assert text in texts, text[:200]
+        assert all(p.wait(TIMEOUT) == 0 for p in procs)
+        text = (tmp_path / "base.json").read_text()
+        assert text in texts
+        json.loads(text)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_snapshot_keeps_a_symlinked_baseline_a_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "base.json").write_text("{}")
+    (tmp_path / "base.json").symlink_to("real/base.json")
+    assert _snapshot(tmp_path, _budgets(tmp_path, 1)).wait(TIMEOUT) == 0
+    assert (tmp_path / "base.json").is_symlink()
+    assert json.loads((tmp_path / "real" / "base.json").read_text())["cnnstat_baseline"] == 1

@@ -33,7 +33,70 @@ def command(path, output):
     for b in budgets:
         models[b.name] = {**B.measure(b), "settings": b.settings()}
     doc = {"cnnstat_baseline": 1, "cnnstat_version": __version__, "models": models}
-    with open(output, "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=2)
-        f.write("\n")
+    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    write_atomic(output, text.encode("utf-8"), "baseline")
     click.echo(f"wrote {len(models)} model(s) to {output}", err=True)
+
+
+def write_atomic(target: str, data: bytes, what: str = "file") -> None:
+    """Write ``data`` to ``target`` so that it is, at any moment, the old file or the new one,
+    whole: a temporary file in the same directory, written, fsynced, then ``os.replace``d over
+    the target (and the directory fsynced). Concurrent writers each replace the file whole.
+    Only a regular file (or a new name) is written: a device such as /dev/full, a FIFO or a
+    directory is refused, as is a directory that does not exist (exit 2, one message)."""
+    import os
+    import stat
+    import tempfile
+
+    from cnnstat.errors import CnnstatError, brief
+
+    shown = brief(target)
+    real = os.path.realpath(target)  # a symlinked baseline is updated where it lies
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        from cnnstat.files import _kind
+
+        raise CnnstatError(
+            f"cannot write {what} {shown}: it is {_kind(mode)}; only regular files are written"
+        )
+    folder = os.path.dirname(real) or "."
+    if not os.path.isdir(folder):
+        raise CnnstatError(f"cannot write {what} {shown}: no such directory {brief(os.path.dirname(target))}")
+    try:
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.", suffix=".tmp")
+    except OSError as exc:
+        raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            if mode is not None:
+                os.fchmod(fd, stat.S_IMODE(mode))
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(fd, 0o666 & ~umask)
+        finally:
+            os.close(fd)
+        os.replace(temp, real)
+    except OSError as exc:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
+    try:  # the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
