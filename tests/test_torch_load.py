@@ -180,3 +180,13 @@ def test_a_forward_stopped_by_a_data_dependent_op_keeps_what_ran():
     unreached = [la for la in a.layers if la.name == "head"]
     assert unreached and unreached[0].unknown.startswith("not reached")
     assert a.graph.not_executed == {}
+
+
+def test_a_constructor_that_computes_with_tensors_still_allocates_no_weights():
+    # RegNet computes its block widths with torch ops (.tolist()): it cannot run on meta, so it
+    # runs on the CPU with each parameter moved to meta as it is registered
+    start = time.perf_counter()
+    module = instantiate("torchvision:regnet_y_128gf")
+    assert time.perf_counter() - start < 10  # not 644M parameters initialised on the CPU
+    assert all(p.device.type == "meta" for p in module.parameters())
+    assert sum(p.numel() for p in module.parameters()) == 644_812_894

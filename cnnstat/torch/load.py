@@ -272,7 +272,6 @@ def resolve(model: str):
 
 def instantiate(model: str, kwargs: dict | None = None, device: str = "meta"):
     """The ``nn.Module`` a reference names (eval mode), built on ``device`` where it can be."""
-    import torch
     from torch import nn
 
     obj, display, defaults = resolve(model)
@@ -286,9 +285,12 @@ def instantiate(model: str, kwargs: dict | None = None, device: str = "meta"):
             f"'{display}' is a {type(obj).__name__}, not an nn.Module, a module class or a factory"
         )
     module, error = None, None
-    for where in dict.fromkeys((device, "cpu")):  # a constructor that cannot run on meta: the CPU
+    # a constructor that cannot run on meta (it computes sizes with tensors, as RegNet's):
+    # plain tensors on the CPU but parameters moved to meta as they are made, else the CPU
+    tries = (device, "empty", "cpu") if device == "meta" else (device,)
+    for where in tries:
         try:
-            with warnings.catch_warnings(), torch.device(where), offline(display):
+            with warnings.catch_warnings(), _placed(where), offline(display):
                 warnings.simplefilter("ignore")
                 module = obj(**kwargs)
             break
@@ -301,6 +303,32 @@ def instantiate(model: str, kwargs: dict | None = None, device: str = "meta"):
     if not isinstance(module, nn.Module):
         raise CnnstatError(f"'{display}' returned a {type(module).__name__}, not an nn.Module")
     return module.eval()
+
+
+@contextlib.contextmanager
+def _placed(where: str):
+    """Build on ``where`` ('meta', 'cpu', ...), or 'empty': on the CPU with every parameter
+    moved to meta when its module registers it (its initialisation then runs on meta: no
+    time, no memory)."""
+    import torch
+    from torch import nn
+
+    if where != "empty":
+        with torch.device(where):
+            yield
+        return
+    register = nn.Module.register_parameter
+
+    def register_parameter(self, name, param):
+        if param is not None and param.device.type != "meta":
+            param = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register(self, name, param)
+
+    nn.Module.register_parameter = register_parameter
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
 
 
 def meta_copy(module):
