@@ -387,6 +387,37 @@ def _csv(value):
 
 
 def print_json(obj, out=None) -> None:
+    """``obj`` as strict RFC 8259 JSON: no ``NaN`` or ``Infinity`` (``allow_nan=False``). A
+    value that is not finite is written as null, and the reason (where, and what it was) is
+    said on stderr: JSON has no such numbers, and a parser would refuse the document."""
     import json
 
-    (out or sys.stdout).write(json.dumps(obj, indent=2) + "\n")
+    try:
+        text = json.dumps(obj, indent=2, allow_nan=False)
+    except ValueError:
+        replaced = []
+        obj = finite_json(obj, "$", replaced)
+        text = json.dumps(obj, indent=2, allow_nan=False)
+        shown = ", ".join(f"{where} ({what})" for where, what in replaced[:5])
+        more = f" and {len(replaced) - 5} more" if len(replaced) > 5 else ""
+        print(
+            f"note: written as null, JSON having no NaN or infinity: {shown}{more}",
+            file=sys.stderr,
+        )
+    (out or sys.stdout).write(text + "\n")
+
+
+def finite_json(value, where: str = "$", replaced: list | None = None):
+    """``value`` with every float that is not finite replaced by None; ``replaced`` collects
+    (path, 'nan'/'inf'/'-inf') for each."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        if replaced is not None:
+            replaced.append((where, repr(value)))
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v, f"{where}.{k}", replaced) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v, f"{where}[{i}]", replaced) for i, v in enumerate(value)]
+    return value

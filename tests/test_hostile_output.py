@@ -368,3 +368,48 @@ def test_snapshot_keeps_a_symlinked_baseline_a_link(tmp_path):
     assert _snapshot(tmp_path, _budgets(tmp_path, 1)).wait(TIMEOUT) == 0
     assert (tmp_path / "base.json").is_symlink()
     assert json.loads((tmp_path / "real" / "base.json").read_text())["cnnstat_baseline"] == 1
+
+
+# --- 5. JSON output is strict RFC 8259 -----------------------------------------------------
+
+
+def _strict(text: str):
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_print_json_writes_null_for_non_finite(capsys):
+    from cnnstat.render import print_json
+
+    print_json({"a": float("inf"), "b": [1.5, float("nan")], "c": {"d": -float("inf")}})
+    captured = capsys.readouterr()
+    assert _strict(captured.out) == {"a": None, "b": [1.5, None], "c": {"d": None}}
+    assert "$.a (inf)" in captured.err and "$.b[1] (nan)" in captured.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["params", "resnet18"],
+        ["summary", "resnet18"],
+        ["memory", "resnet18"],
+        ["flops", "resnet18", "--device", "h100-sxm"],
+        ["compare", "resnet18", "alexnet"],
+        ["devices"],
+        ["list"],
+    ],
+)
+def test_json_output_is_strict(args):
+    code, out, err = run([*args, "--format", "json"])
+    assert code == 0, err
+    _strict(out)
+
+
+def test_check_json_with_baseline_of_zero_is_strict(tmp_path):
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"200M"'))
+    (tmp_path / "b.json").write_text(_baseline({"vgg11_bn": {"params": 0, "macs": 1}}))
+    code, out, err = run(["check", "--baseline", "b.json", "--format", "json"], cwd=tmp_path, code=1)
+    growth = {g["metric"]: g["growth_pct"] for g in _strict(out)["budgets"][0]["baseline"]}
+    assert growth["params"] is None

@@ -33,7 +33,9 @@ def command(path, output):
     for b in budgets:
         models[b.name] = {**B.measure(b), "settings": b.settings()}
     doc = {"cnnstat_baseline": 1, "cnnstat_version": __version__, "models": models}
-    text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    from cnnstat.render import finite_json
+
+    text = json.dumps(finite_json(doc), indent=2, allow_nan=False) + "\n"  # strict JSON
     write_atomic(output, text.encode("utf-8"), "baseline")
     click.echo(f"wrote {len(models)} model(s) to {output}", err=True)
 
