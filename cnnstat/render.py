@@ -88,6 +88,56 @@ class Table:
         return self.rows[:200] + [marker] + self.rows[-50:]
 
 
+_CONTROL = None
+MAX_SHOWN = 200  # characters of one user string shown in a cell, a note or a message
+
+
+def visible(text: str, limit: int | None = None, newlines: bool = False) -> str:
+    """``text`` safe for a terminal: control characters (C0 but tab, DEL, C1) and the
+    bidirectional overrides shown as escapes (``\\x1b``, ``\\n``, ``\\u202e``), not
+    interpreted (``newlines``: line feeds kept); cut to ``limit`` characters with an ellipsis
+    when longer."""
+    import re
+
+    global _CONTROL
+    if _CONTROL is None:
+        _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+    text = str(text)
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return _CONTROL.sub(
+        lambda m: m.group() if newlines and m.group() == "\n" else repr(m.group())[1:-1], text
+    )
+
+
+def markdown_cell(text: str) -> str:
+    """A Markdown table cell: visible on one line, with ``|`` escaped (it would end the cell)."""
+    return visible(text).replace("|", "\\|")
+
+
+def github_data(text: str) -> str:
+    """The message of a GitHub workflow command (``::error ...::MESSAGE``): %, CR and LF
+    escaped as GitHub's toolkit does, so that a name cannot end the command and forge another."""
+    return str(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def github_property(text: str) -> str:
+    """A property value of a workflow command (``file=``, ``title=``): also ``:`` and ``,``."""
+    return github_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def xml_text(text: str) -> str:
+    """Text that XML 1.0 can hold: characters it forbids (control characters but tab, LF,
+    CR; surrogates; U+FFFE/U+FFFF) shown as escapes; ElementTree escapes ``<&>"`` itself."""
+    import re
+
+    return re.sub(
+        "[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]",
+        lambda m: repr(m.group())[1:-1],
+        str(text),
+    )
+
+
 def _cell(column: Column, value) -> str:
     if value is None:
         return ""
@@ -95,7 +145,8 @@ def _cell(column: Column, value) -> str:
         return "?"
     if isinstance(value, Bound):
         return f"{'≤' if value.upper else '≥'} {column.fmt(value.value)}"
-    return column.fmt(value)
+    text = column.fmt(value)
+    return text if column.numeric or text.isprintable() else visible(text, newlines=True)
 
 
 def _cells(table: Table, row: dict) -> list:
@@ -114,16 +165,15 @@ def render(table: Table, fmt: str, out=None) -> None:
             writer.writerow([_csv(row.get(c.key)) for c in columns])
         return
     if fmt == "markdown":
-        lines = [f"**{table.title}**", ""] if table.title else []
-        lines.append("| " + " | ".join(c.header for c in table.columns) + " |")
+        lines = [f"**{visible(table.title)}**", ""] if table.title else []
+        lines.append("| " + " | ".join(markdown_cell(c.header) for c in table.columns) + " |")
         lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
         for row in table.shown():
-            lines.append("| " + " | ".join(_cells(table, row)) + " |")
+            lines.append("| " + " | ".join(map(markdown_cell, _cells(table, row))) + " |")
         if table.total:
-            lines.append(
-                "| " + " | ".join(f"**{v}**" if v else "" for v in _cells(table, table.total)) + " |"
-            )
-        lines += [""] + table.notes if table.notes else []
+            cells = map(markdown_cell, _cells(table, table.total))
+            lines.append("| " + " | ".join(f"**{v}**" if v else "" for v in cells) + " |")
+        lines += [""] + [visible(n, newlines=True) for n in table.notes] if table.notes else []
         out.write("\n".join(lines) + "\n")
         return
     _terminal(table, out)
@@ -165,7 +215,7 @@ def _terminal(table: Table, out) -> None:
     for item in plan.tables:
         console.print(item)
     for note in plan.notes + table.notes:
-        console.print(note, markup=False, width=width)
+        console.print(visible(note, newlines=True), markup=False, width=width)
 
 
 def _len(text: str) -> int:
@@ -267,7 +317,9 @@ def _fill(text: str, wrap, width: int) -> str:
 def _rich(title, headers, cells, justify, wrap, widths, total: bool, bold_last_column=False):
     from rich.table import Table as RichTable
 
-    t = RichTable(title=title or None, title_justify="left", show_footer=False)
+    t = RichTable(
+        title=visible(title, newlines=True) if title else None, title_justify="left", show_footer=False
+    )
     for i, header in enumerate(headers):
         t.add_column(
             _fill(header, True, widths[i]),

@@ -413,3 +413,85 @@ def test_check_json_with_baseline_of_zero_is_strict(tmp_path):
     code, out, err = run(["check", "--baseline", "b.json", "--format", "json"], cwd=tmp_path, code=1)
     growth = {g["metric"]: g["growth_pct"] for g in _strict(out)["budgets"][0]["baseline"]}
     assert growth["params"] is None
+
+
+# --- 6. user strings escaped for their destination ----------------------------------------
+
+EVIL = "a|b\x1b[2J\u202e\x07\x00\x0b\nc"
+SPEC = 'name: "n\\x1b[31m|x"\ninput: [3, 8, 8]\nlayers:\n  - conv: {out: 4, k: 3, name: "EVIL"}\n  - relu\n'
+
+
+def _evil_spec(tmp_path) -> str:
+    name = json.dumps(EVIL)[1:-1]  # YAML double quotes read JSON's escapes
+    (tmp_path / "s.yaml").write_text(SPEC.replace("EVIL", name))
+    return str(tmp_path / "s.yaml")
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown"])
+def test_terminal_and_markdown_show_control_characters(tmp_path, fmt):
+    spec = _evil_spec(tmp_path)
+    code, out, err = run(["summary", spec, "--format", fmt, "--wide"], code=0)
+    assert "\x1b" not in out and "\x07" not in out and "\x00" not in out and "\u202e" not in out
+    assert "\\x1b[2J" in out
+    if fmt == "markdown":
+        rows = [line for line in out.splitlines() if line.startswith("| ")]
+        header_cells = rows[0].count(" | ")
+        for row in rows:  # a | in a name does not add a cell
+            assert row.replace("\\|", "").count(" | ") == header_cells, row
+
+
+def test_csv_quotes_user_strings(tmp_path):
+    import csv
+    import io
+
+    spec = _evil_spec(tmp_path)
+    code, out, err = run(["summary", spec, "--format", "csv"], code=0)
+    rows = list(csv.reader(io.StringIO(out)))
+    assert len({len(r) for r in rows}) == 1
+    assert any(EVIL.replace("\x00", "") in cell or EVIL in cell for r in rows for cell in r)
+
+
+FORGED = "m\n::error file=src/x.py,line=1::forged%0A\r::warning::also"
+
+
+def _evil_budgets(tmp_path, name) -> None:
+    (tmp_path / "cnnstat.toml").write_text(
+        f'[[budget]]\nmodel = "resnet18"\nname = {json.dumps(name)}\nmax_params = "1M"\n'
+    )
+
+
+def test_github_annotations_cannot_be_forged(tmp_path):
+    _evil_budgets(tmp_path, FORGED)
+    code, out, err = run(["check", "--format", "github"], cwd=tmp_path, code=1)
+    commands = [line for line in out.splitlines() if line.startswith("::")]
+    assert len(commands) == 1, out
+    assert commands[0].startswith(
+        "::error file=cnnstat.toml,line=4::m%0A::error file=src/x.py,line=1::forged%250A%0D"
+    )
+    assert "\r" not in out
+
+
+def test_github_properties_escaped(tmp_path):
+    from cnnstat.render import github_data, github_property
+
+    assert github_property("a,b:c%d\ne") == "a%2Cb%3Ac%25d%0Ae"
+    assert github_data("a,b:c%d\r\n") == "a,b:c%25d%0D%0A"
+
+
+@pytest.mark.parametrize("name", [FORGED, EVIL, "\x00\x01\x02\ufffe\x7f", "<&>\"'"])
+def test_junit_is_well_formed(tmp_path, name):
+    from xml.etree import ElementTree as ET
+
+    _evil_budgets(tmp_path, name)
+    code, out, err = run(["check", "--format", "junit"], cwd=tmp_path, code=1)
+    root = ET.fromstring(out)
+    case = root.find("testsuite/testcase")
+    assert case is not None and case.find("failure") is not None
+
+
+def test_long_names_abbreviated(tmp_path):
+    _evil_budgets(tmp_path, "x" * 1_000_000)
+    for fmt in ("table", "github", "junit"):
+        code, out, err = run(["check", "--format", fmt], cwd=tmp_path, code=1)
+        assert len(out) + len(err) < 20_000, (fmt, len(out), len(err))
+        assert "\u2026" in out

@@ -122,7 +122,9 @@ def not_in_baseline(doc) -> list:
 
 def _progress(i, n, b):
     if n > 1 or ":" in b.model:
-        click.echo(f"cnnstat check: [{i + 1}/{n}] {b.name}", err=True)
+        from cnnstat.render import MAX_SHOWN, visible
+
+        click.echo(f"cnnstat check: [{i + 1}/{n}] {visible(b.name, MAX_SHOWN)}", err=True)
 
 
 def _fmt(metric: str, value) -> str:
@@ -182,47 +184,78 @@ def _github(doc):
     for e in doc["budgets"]:
         for c in e["checks"]:
             if not c["ok"]:
-                click.echo(f"::error file={doc['file']},line={c['line']}::{e['name']}: {_describe(c)}")
+                _annotate("error", doc["file"], c["line"], f"{_name(e)}: {_describe(c)}")
         for g in e.get("baseline", []):
             if not g["ok"]:
-                click.echo(
-                    f"::error file={doc['file']},line={e['line']}::{e['name']}: {g['metric']} grew "
-                    f"{g['growth_pct']:.2f}% over the baseline ({g['baseline']} -> {g['value']})"
+                _annotate(
+                    "error",
+                    doc["file"],
+                    e["line"],
+                    f"{_name(e)}: {g['metric']} grew {_pct(g)} over the baseline "
+                    f"({g['baseline']} -> {g['value']})",
                 )
     for e in not_in_baseline(doc):
-        click.echo(
-            f"::warning file={doc['file']},line={e['line']}::{e['name']}: not in the baseline, not "
-            "compared (cnnstat snapshot records it)"
+        _annotate(
+            "warning",
+            doc["file"],
+            e["line"],
+            f"{_name(e)}: not in the baseline, not compared (cnnstat snapshot records it)",
         )
     click.echo(summary(doc))
+
+
+def _name(e) -> str:
+    """A budget's name for a message: abbreviated (a name may be megabytes long)."""
+    from cnnstat.render import MAX_SHOWN
+
+    name = e["name"]
+    return name if len(name) <= MAX_SHOWN else name[: MAX_SHOWN - 1] + "\u2026"
+
+
+def _pct(g) -> str:
+    return (
+        "(from 0)"
+        if g["growth_pct"] is None or g["growth_pct"] == float("inf")
+        else f"{g['growth_pct']:.2f}%"
+    )
+
+
+def _annotate(level: str, file: str, line: int, message: str) -> None:
+    """One workflow command, escaped as GitHub documents: %, CR, LF in the message; also
+    ':' and ',' in properties. A name cannot end the command and forge another."""
+    from cnnstat.render import github_data, github_property
+
+    click.echo(f"::{level} file={github_property(file)},line={line}::{github_data(message)}")
 
 
 def _junit(doc):
     """JUnit XML: a test suite per budget file, a test case per model and limit."""
     from xml.etree import ElementTree as ET
 
+    from cnnstat.render import xml_text
+
     cases = []
     for e in doc["budgets"]:
         for c in e["checks"]:
-            cases.append((e["name"], c["limit_key"], c["ok"], _describe(c)))
+            cases.append((_name(e), c["limit_key"], c["ok"], _describe(c)))
         for g in e.get("baseline", []):
             cases.append(
                 (
-                    e["name"],
+                    _name(e),
                     f"baseline.{g['metric']}",
                     g["ok"],
-                    f"{g['metric']} grew {g['growth_pct']:.2f}% ({g['baseline']} -> {g['value']})",
+                    f"{g['metric']} grew {_pct(g)} ({g['baseline']} -> {g['value']})",
                 )
             )
     skipped = [
-        (e["name"], "baseline", None, "not in the baseline, not compared") for e in not_in_baseline(doc)
+        (_name(e), "baseline", None, "not in the baseline, not compared") for e in not_in_baseline(doc)
     ]
     failures = sum(not ok for *_, ok, _ in cases)
     root = ET.Element("testsuites", tests=str(len(cases)), failures=str(failures))
     suite = ET.SubElement(
         root,
         "testsuite",
-        name=f"cnnstat budgets ({doc['file']})",
+        name=xml_text(f"cnnstat budgets ({doc['file']})"),
         tests=str(len(cases)),
         failures=str(failures),
         errors="0",
@@ -232,6 +265,7 @@ def _junit(doc):
         suite.set("tests", str(len(cases) + len(skipped)))
         root.set("tests", str(len(cases) + len(skipped)))
     for model, limit, ok, text in cases + skipped:
+        model, text = xml_text(model), xml_text(text)
         case = ET.SubElement(suite, "testcase", classname=model, name=limit)
         if ok is None:
             ET.SubElement(case, "skipped", message=text)
@@ -262,7 +296,7 @@ def _table(doc):
                 notes.append(c["unknown"])
             rows.append(
                 {
-                    "model": e["name"],
+                    "model": _name(e),
                     "metric": c["limit_key"],
                     "limit": _fmt(c["metric"], c["limit"]),
                     "value": value,
@@ -277,7 +311,7 @@ def _table(doc):
                     old, new = f"{g['baseline']:,}", f"{g['value']:,}"
                 rows.append(
                     {
-                        "model": e["name"],
+                        "model": _name(e),
                         "metric": f"baseline {g['metric']}",
                         "limit": old,
                         "value": new,
@@ -288,7 +322,7 @@ def _table(doc):
         if "baseline" in e and not e["baseline"]:
             rows.append(
                 {
-                    "model": e["name"],
+                    "model": _name(e),
                     "metric": "baseline",
                     "limit": "",
                     "value": "",
