@@ -629,6 +629,43 @@ def test_shape_tensors_and_scalars_are_not_parameters(save):
     assert a.to_dict()["onnx"]["unused_initializers"] == 2  # the scalar and the unused tensor
 
 
+def test_constant_nodes_as_weights_and_as_settings(save):
+    """A weight held in a Constant node is a weight (counted); Constant nodes elsewhere are
+    settings: torch writes InstanceNorm2d(affine=False)'s ones and zeros so (not counted)."""
+
+    def constant(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value, name))
+
+    nodes = [
+        constant("w", np.arange(1, 4 * 3 * 9 + 1, dtype=np.float32).reshape(4, 3, 3, 3)),
+        constant("b", np.arange(4, dtype=np.float32)),
+        constant("one", np.ones(4, dtype=np.float32)),
+        constant("zero", np.zeros(4, dtype=np.float32)),
+        helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+        helper.make_node("InstanceNormalization", ["c", "one", "zero"], ["y"]),
+    ]
+    a = analyze(save(model(nodes)))
+    assert [(la.op, la.weights, la.biases) for la in a.layers] == [("conv", 108, 4), ("instancenorm", 0, 0)]
+    assert a.layers[1].args["affine"] is False
+
+
+def test_pixel_shuffles_written_as_reshapes(save):
+    """torch exports pixel_unshuffle as reshape -> transpose -> reshape: one layer."""
+    nodes = [
+        helper.make_node("Reshape", ["x", "s6"], ["r"]),  # [1, C, H/2, 2, W/2, 2]
+        helper.make_node("Transpose", ["r"], ["t"], perm=[0, 1, 3, 5, 2, 4]),
+        helper.make_node("Reshape", ["t", "s4"], ["u"]),  # [1, 4C, H/2, W/2]
+        helper.make_node("Conv", ["u", "w"], ["y"]),
+    ]
+    inits = [ints("s6", [1, 3, 4, 2, 4, 2]), ints("s4", [1, 12, 4, 4]), init("w", 2, 12, 1, 1)]
+    a = analyze(save(model(nodes, inits=inits)))
+    assert [(la.op, list(la.output)) for la in a.layers] == [
+        ("pixel_unshuffle", [12, 4, 4]),
+        ("conv", [2, 4, 4]),
+    ]
+    assert rf(a.layers[-1]) == ((2, 2), (2, 2), (0.5, 0.5))
+
+
 # --- what cnnstat cannot follow: never a wrong total ----------------------------------------------
 
 
@@ -788,6 +825,31 @@ def test_external_data_is_never_read(tmp_path):
     assert a.totals()["params"] == 64 * 27
 
 
+def test_weights_are_never_read(tmp_path):
+    """The values of a large initializer are seeked over, not read: the model cnnstat parses
+    holds its dims alone (small ones, shapes and settings, keep their values)."""
+    from cnnstat.onnx.read import read_model
+
+    m = model(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Reshape", ["c", "s"], ["y"])],
+        inits=[init("w", 512, 3, 25, 25), ints("s", [1, -1])],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    assert path.stat().st_size > 3_000_000
+    proto = read_model(str(path))
+    assert proto.ByteSize() < 1000
+    w, s = proto.graph.initializer
+    assert list(w.dims) == [512, 3, 25, 25] and not w.raw_data and not w.float_data
+    assert numpy_helper.to_array(s).tolist() == [1, -1]
+    a = analyze(str(path))
+    assert a.totals()["params"] == 512 * 3 * 625
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # cut inside the weights' bytes
+    with pytest.raises(CnnstatError, match="not an ONNX model"):
+        analyze(str(path))
+
+
 def test_text_syntax(tmp_path):
     """An .onnx file in ONNX's text syntax (onnx.parser), as the docs' examples are written."""
     path = tmp_path / "tiny.onnx"
@@ -857,6 +919,45 @@ def test_bad_files_exit_2_with_one_message(tmp_path, run, name, content, message
     assert message in out.stderr
     assert out.stderr.startswith("error:") and len(out.stderr.strip().splitlines()) == 1
     assert "Traceback" not in out.output
+
+
+def test_mutated_models_never_crash(tmp_path):
+    """Models with random edits (inputs rewired, attributes, dims, operators, opsets, bytes
+    flipped, truncated): each analyses, or is refused with one CnnstatError."""
+    import random
+
+    rng = random.Random(14)
+    seeds = [model(UNKNOWN, inits=UNKNOWN_INITS), dynamic_conv()]
+    path = str(tmp_path / "m.onnx")
+    for _ in range(150):
+        m = onnx.ModelProto()
+        m.CopyFrom(rng.choice(seeds))
+        g = m.graph
+        n = rng.choice(g.node)
+        r = rng.random()
+        if r < 0.3 and n.input:
+            names = [o for x in g.node for o in x.output] + [i.name for i in g.initializer] + ["", "ghost"]
+            n.input[rng.randrange(len(n.input))] = rng.choice(names)
+        elif r < 0.5:
+            n.op_type = rng.choice(
+                ["Conv", "Relu", "Reshape", "Transpose", "Gemm", "MatMul", "Resize", "Pad", "X"]
+            )
+        elif r < 0.7 and g.initializer:
+            t = rng.choice(g.initializer)
+            t.dims[rng.randrange(len(t.dims))] = rng.choice([0, 1, 5, 10**6])
+        else:
+            m.opset_import[0].version = rng.choice([11, 13, 18, NEWEST])
+        data = bytearray(m.SerializeToString())
+        if rng.random() < 0.3:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.1:
+            data = data[: rng.randrange(len(data))]
+        with open(path, "wb") as f:
+            f.write(bytes(data))
+        try:
+            analyze(path, input=rng.choice([None, (3, 8, 8), (3, 16, 12)]))
+        except CnnstatError:
+            pass
 
 
 def test_not_a_regular_file(tmp_path, run):

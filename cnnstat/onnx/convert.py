@@ -49,12 +49,15 @@ class Act:
 
 class Const:
     """A tensor of initializers and constants alone: ``dims`` (None: unknown), ``value``
-    (numpy, None when large or unknown) and ``params``, the initializers it is made of."""
+    (numpy, None when large or unknown), ``params``, the initializers it is made of, and
+    ``soft``, the Constant nodes' tensors it is made of (parameters only where they are a
+    convolution's or a matrix product's weights: see :func:`cnnstat.onnx.ops.weights_of`)."""
 
-    __slots__ = ("dims", "value", "params")
+    __slots__ = ("dims", "value", "params", "soft")
 
-    def __init__(self, dims, value=None, params=()):
-        self.dims, self.value, self.params = (None if dims is None else tuple(dims)), value, tuple(params)
+    def __init__(self, dims, value=None, params=(), soft=()):
+        self.dims, self.value = (None if dims is None else tuple(dims)), value
+        self.params, self.soft = tuple(params), tuple(soft)
 
     @property
     def numel(self):
@@ -136,7 +139,8 @@ class Builder:
                 self.readers[name] = self.readers.get(name, 0) + 1
         for out in model.graph.output:
             self.readers[out.name] = self.readers.get(out.name, 0) + 1
-        self.sizes = {}
+        self.sizes = {}  # parameter -> elements
+        self.param_dims = {}
         for name, t in model.init.items():
             if isinstance(t, onnx.SparseTensorProto):
                 dims, dtype, value = tuple(t.dims), t.values.data_type, None
@@ -146,6 +150,7 @@ class Builder:
             param = dtype in FLOAT_TYPES | QUANT_TYPES
             if param:
                 self.sizes[name] = prod(dims)
+                self.param_dims[name] = dims
             self.tensors[name] = Const(dims, value, (name,) if param else ())
         self.input_shape = shape
         view = V.canonical(shape)
@@ -178,8 +183,10 @@ class Builder:
         return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
 
     def base(self, node, i) -> str:
-        name = node.name.strip("/") or f"{node.op_type}_{i}"
-        return name
+        """A layer's name: the node's, else its first output's (the text syntax names no
+        node), else operator and position."""
+        out = node.output[0] if len(node.output) else ""
+        return node.name.strip("/") or out.strip("/") or f"{node.op_type}_{i}"
 
     def unique(self, base: str) -> str:
         name, n = base, 0
@@ -199,7 +206,7 @@ class Builder:
             ins = [self.get(node, k) for k in range(len(node.input))]
             acts = [x for x in ins if isinstance(x, Act)]
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                self.tensors[node.output[0]] = Const(self._out_dims(node, 0), constant_value(node))
+                self._constant(node)
                 continue
             if node.op_type in ("Shape", "Size") and acts:
                 self._shape_of(node, acts[0])
@@ -216,6 +223,26 @@ class Builder:
                 self.opaque(node, str(exc))
             except OpError as exc:
                 self.opaque(node, f"cnnstat cannot take it: {exc}")
+            except CnnstatError:
+                raise
+            except Exception as exc:  # an untrusted file's odd attributes: never a traceback
+                self.opaque(node, f"cnnstat cannot read it ({type(exc).__name__}: {str(exc)[:80]})")
+
+    def _constant(self, node):
+        """A Constant node: a setting, or (a tensor of more than one float or quantized
+        element) a soft parameter, counted where it is a weight."""
+        value, dims, soft = constant_value(node), self._out_dims(node, 0), ()
+        a = {x.name: x for x in node.attribute}
+        t = a["value"].t if "value" in a and a["value"].HasField("t") else None
+        if t is not None:
+            dims = tuple(t.dims)
+            if t.data_type in FLOAT_TYPES | QUANT_TYPES and prod(t.dims) > 1:
+                soft = (node.output[0],)
+                self.sizes[node.output[0]] = prod(t.dims)
+                self.param_dims[node.output[0]] = dims
+        elif value is not None:
+            dims = tuple(value.shape)
+        self.tensors[node.output[0]] = Const(dims, value, (), soft)
 
     def _out_dims(self, node, k):
         d = self.onnx_dims(node.output[k])
@@ -237,14 +264,15 @@ class Builder:
         """A node on constants alone: its outputs are constants, made of the initializers its
         data inputs are made of; a product of constants costs MACs no layer holds."""
         params = _unique(p for x in ins if isinstance(x, Const) for p in x.params)
+        soft = _unique(p for x in ins if isinstance(x, Const) for p in x.soft)
         if node.op_type in ("Shape", "Size"):
-            params = ()  # they read the dims, not the values
+            params = soft = ()  # they read the dims, not the values
         values = [x.value if isinstance(x, Const) else None for x in ins]
         outs = None
         if node.domain in ("", "ai.onnx") and all(
             x is None or (isinstance(x, Const) and x.value is not None) for x in ins
         ):
-            outs = fold(node, values, self.opset)
+            outs = fold(node, values, self.opset, self._out_dims(node, 0) if node.output else None)
         if node.op_type in MAC_OPS and params:
             self.used.update(params)
             self.constant_work.append((self.node_base, self.label(node)))
@@ -255,7 +283,7 @@ class Builder:
             dims = self._out_dims(node, k)
             if dims is None and value is not None:
                 dims = tuple(value.shape)
-            self.tensors[out] = Const(dims, value, params)
+            self.tensors[out] = Const(dims, value, params, soft)
 
     # --- layers --------------------------------------------------------------------------------
 
@@ -370,7 +398,10 @@ class Builder:
         ins += [self.tensors[n] for n in sorted(subgraph_names(node)) if n in self.tensors]
         acts = list({x.name: x for x in ins if isinstance(x, Act)}.values())
         params = [
-            p for x in ins if isinstance(x, Const) and (x.numel is None or x.numel > 1) for p in x.params
+            p
+            for x in ins
+            if isinstance(x, Const) and (x.numel is None or x.numel > 1)
+            for p in (*x.params, *x.soft)
         ]
         params += self._subgraph_initializers(node)
         params = list(_unique(params))
@@ -510,8 +541,7 @@ class Builder:
         for name in names:
             if is_bias(name):
                 continue
-            t = self.model.init.get(name)
-            axes = len([d for d in (t.dims if t is not None else ()) if d != 1])
+            axes = len([d for d in self.param_dims.get(name, ()) if d != 1])
             kinds.add("conv" if axes > 2 else "fc" if axes == 2 else "other")
         return next((k for k in ("conv", "fc") if k in kinds), "other")
 

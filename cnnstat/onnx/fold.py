@@ -66,11 +66,21 @@ def _axes(node, values, opset, since=13):
     return None
 
 
-def fold(node, values: list, opset: int):
+def _small(shape) -> bool:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n <= SMALL
+
+
+def fold(node, values: list, opset: int, out_dims=None):
     """The outputs of ``node`` on constant inputs ``values`` (numpy arrays, None for absent
-    optional ones), or None when they cannot be computed here."""
+    optional ones), or None when they cannot be computed here or would be larger than
+    :data:`SMALL` elements (``out_dims``: the first output's dims, when known)."""
     import numpy as np
 
+    if out_dims is not None and not _small(out_dims):
+        return None
     op = node.op_type
     a = attrs(node)
     try:
@@ -86,7 +96,16 @@ def fold(node, values: list, opset: int):
                 return [x.astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
             return [x if op == "Identity" else x.astype(values[1].dtype)]
         if op == "Gather":
-            return [np.take(x, values[1], axis=a.get("axis", 0))]
+            axis = a.get("axis", 0)
+            if not _small(
+                (
+                    *x.shape[: axis % max(x.ndim, 1)],
+                    *np.shape(values[1]),
+                    *x.shape[axis % max(x.ndim, 1) + 1 :],
+                )
+            ):
+                return None
+            return [np.take(x, values[1], axis=axis)]
         if op == "Concat":
             return [np.concatenate([np.atleast_1d(v) for v in values], axis=a["axis"])]
         if op == "Unsqueeze":
@@ -117,6 +136,10 @@ def fold(node, values: list, opset: int):
             "And": np.logical_and,
             "Or": np.logical_or,
         }
+        if op in {*binary, "Div", "Mod", "Where"} and not _small(
+            np.broadcast_shapes(*(np.shape(v) for v in values))
+        ):
+            return None
         if op in binary and len(values) == 2:
             return [binary[op](x, values[1])]
         if op == "Div":
@@ -157,13 +180,16 @@ def fold(node, values: list, opset: int):
                 return None
             return [np.broadcast_to(x, shape).copy()]
         if op == "Range":
-            out = np.arange(x, values[1], values[2])
-            return [out] if out.size <= SMALL else None
+            if values[2] == 0 or (values[1] - x) / values[2] > SMALL:
+                return None
+            return [np.arange(x, values[1], values[2])]
         if op in ("ReduceProd", "ReduceSum", "ReduceMax", "ReduceMin"):
             fn = {"ReduceProd": np.prod, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min}[op]
             axes = _axes(node, values, opset)
             keep = bool(a.get("keepdims", 1))
             return [fn(x, axis=None if not axes else tuple(axes), keepdims=keep)]
+        if out_dims is None:  # the reference implementation only where the size is known
+            return None
         return _reference(node, values, opset)
     except Exception:
         return None

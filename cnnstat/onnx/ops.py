@@ -49,6 +49,15 @@ def params_of(x) -> tuple:
     return x.params if isinstance(x, Const) else ()
 
 
+def weights_of(x) -> tuple:
+    """The parameters a weight slot (a convolution's, a matrix product's weight or bias) is
+    made of: its initializers, else the Constant nodes holding it (a weight is learned
+    however the file stores it; elsewhere a Constant node is a setting)."""
+    if not isinstance(x, Const):
+        return ()
+    return x.params or x.soft
+
+
 def same(x):
     """The output laid out as ``x``, its channels resized to the output's."""
     return lambda shape: x.view if shape == x.shape else V.with_axis(x.view, 0, shape[0])
@@ -338,7 +347,7 @@ def _conv(b, node):
         op, args["mult"] = "dwconv", out // c
     else:
         op, args["out"], args["groups"] = "conv", out, g
-    params = params_of(w) + params_of(bias)
+    params = weights_of(w) + weights_of(bias)
     b.emit(node, op, args, [x], shapes=[shape], rfs=[rf], lost=lost, params=params)
 
 
@@ -398,7 +407,7 @@ def _conv_transpose(b, node):
         shapes=[shape],
         rfs=[rf],
         lost=lost,
-        params=params_of(w) + params_of(bias),
+        params=weights_of(w) + weights_of(bias),
     )
 
 
@@ -729,7 +738,7 @@ def _contract(b, node, x, k, n, params, bias=None):
     """``x`` times a learned matrix over ONNX axis ``k``, ``n`` outputs: fc on a flat input,
     linear over the channels; over another axis, the ONNX tensor with that axis as its
     channels (its field collapses when the axis holds every position, else is unknown)."""
-    bias_params = params_of(bias) if bias is not None and bias.numel is not None and bias.numel > 1 else ()
+    bias_params = weights_of(bias) if bias is not None and bias.numel is not None and bias.numel > 1 else ()
     args = {"out": n, "bias": bool(bias_params)}
     allp = tuple(params) + bias_params
     j = V.axis_of(x.view, k, x.shape)
@@ -773,10 +782,10 @@ def _matmul(b, node):
     if isinstance(x, Act):
         if y is None or y.dims is None or len(y.dims) != 2:
             raise Unfollowed(f"multiplies by a constant of shape {None if y is None else y.dims}")
-        return _contract(b, node, x, len(x.dims) - 1, y.dims[1], y.params)
+        return _contract(b, node, x, len(x.dims) - 1, y.dims[1], weights_of(y))
     if x is None or x.dims is None or len(x.dims) != 2 or len(y.dims) < 2:
         raise Unfollowed("multiplies a constant by an activation")
-    return _contract(b, node, y, len(y.dims) - 2, x.dims[0], x.params)
+    return _contract(b, node, y, len(y.dims) - 2, x.dims[0], weights_of(x))
 
 
 @handles("Gemm")
@@ -788,7 +797,7 @@ def _gemm(b, node):
     if w.dims is None or len(w.dims) != 2:
         raise Unfollowed("its weight's shape is unknown")
     n = w.dims[0] if a.get("transB", 0) else w.dims[1]
-    _contract(b, node, x, len(x.dims) - 1, n, w.params, c)
+    _contract(b, node, x, len(x.dims) - 1, n, weights_of(w), c)
 
 
 # --- layout: views, and the layers they make ------------------------------------------------------

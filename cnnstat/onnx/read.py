@@ -39,22 +39,25 @@ def require_onnx():
 
 
 def read_bytes(path: str, limit: int = MAX_BYTES) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` (checked on what is read)."""
+    """The bytes of the regular file ``path``, at most ``limit`` (checked on what is read,
+    whatever size the file system reports); one read for a file whose size is known."""
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
             raise CnnstatError(f"ONNX model {path} is not a regular file")
         fd = os.open(path, _OPEN_FLAGS)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise CnnstatError(f"ONNX model {path} is not a regular file")
-            chunks, total = [], 0
-            while total <= limit:
-                chunk = os.read(fd, min(limit + 1 - total, 1 << 24))
-                if not chunk:
+            first = os.read(fd, min(st.st_size, limit) + 1)  # all of it, usually
+            chunks, total = [first], len(first)
+            while total <= limit:  # a short read, or a file that grew since fstat
+                more = os.read(fd, min(limit + 1 - total, 1 << 26))
+                if not more:
                     break
-                chunks.append(chunk)
-                total += len(chunk)
+                chunks.append(more)
+                total += len(more)
         finally:
             os.close(fd)
     except FileNotFoundError:
@@ -66,7 +69,7 @@ def read_bytes(path: str, limit: int = MAX_BYTES) -> bytes:
             f"ONNX model {path} is larger than {limit:,} bytes: larger models keep their weights "
             "in external data files"
         )
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse(data: bytes, path: str):
@@ -211,6 +214,19 @@ def sort_nodes(graph, known: set, path: str) -> list:
     return order
 
 
+def _check_names(graph, path: str):
+    """Every name is text: protobuf hands over a string that is not UTF-8 as bytes."""
+    names = [graph.name]
+    for vi in (*graph.input, *graph.output, *graph.value_info):
+        names.append(vi.name)
+    names += [t.name for t in graph.initializer]
+    for node in graph.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        names += [a.name for a in node.attribute]
+    if any(not isinstance(n, str) for n in names):
+        raise CnnstatError(f"{path}: not an ONNX model (a name is not UTF-8 text)")
+
+
 def _label(node, i) -> str:
     return f"'{node.name}' ({node.op_type})" if node.name else f"#{i} ({node.op_type})"
 
@@ -223,6 +239,7 @@ class Model:
         self.proto, self.path = proto, path
         self.graph = proto.graph
         self.opset = opset_of(proto, path)
+        _check_names(self.graph, path)
         self.init = {t.name: t for t in self.graph.initializer}
         for s in self.graph.sparse_initializer:
             self.init[s.values.name or s.indices.name] = s
@@ -279,7 +296,7 @@ class Model:
         """The input (channels first, no batch) for ``shape`` (``--input``) or ``resolution``
         ((W, H): ``--resolution``), else the model's own; the batch is bound to 1."""
         name, path = self.input.name, self.path
-        shown = "x".join("?" if not isinstance(d, int) else str(d) for d in self.declared)
+        shown = "x".join("?" if d is None else str(d) for d in self.declared)
         batch = self.declared[0]
         if isinstance(batch, int) and batch != 1:
             raise CnnstatError(
@@ -376,11 +393,51 @@ def is_small(t) -> bool:
     return not external and prod(t.dims) <= SMALL
 
 
+def read_model(path: str):
+    """The ModelProto at ``path`` without the values of its large initializers (never read:
+    :mod:`cnnstat.onnx.skim`); a file in ONNX's text syntax is read whole."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from cnnstat.onnx.skim import Bad, skim
+
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise CnnstatError(f"ONNX model {path} is not a regular file")
+        fd = os.open(path, _OPEN_FLAGS)
+        with os.fdopen(fd, "rb", buffering=1 << 16) as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CnnstatError(f"ONNX model {path} is not a regular file")
+            if f.read(4096).lstrip()[:1] == b"<":  # ONNX's text syntax
+                return parse(read_bytes(path), path)
+            f.seek(0)
+            try:
+                data = skim(f, st.st_size, MAX_BYTES)
+            except Bad:
+                raise CnnstatError(
+                    f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
+                ) from None
+    except FileNotFoundError:
+        raise CnnstatError(f"no such ONNX model: {path}") from None
+    except OSError as exc:
+        raise CnnstatError(f"cannot read ONNX model {path}: {exc.strerror or exc}") from None
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError):
+        raise CnnstatError(
+            f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
+        ) from None
+    return model
+
+
 def load(path: str) -> Model:
     require_onnx()
     import onnx
 
-    proto = parse(read_bytes(path), path)
+    proto = read_model(path)
     if len(proto.functions):
         try:
             proto = onnx.inliner.inline_local_functions(proto)
