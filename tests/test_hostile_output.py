@@ -495,3 +495,14 @@ def test_long_names_abbreviated(tmp_path):
         code, out, err = run(["check", "--format", fmt], cwd=tmp_path, code=1)
         assert len(out) + len(err) < 20_000, (fmt, len(out), len(err))
         assert "\u2026" in out
+
+
+# --- the corpus files (tests/hostile/out-*.toml): budget files refused with one message ----
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("out-*.toml")), ids=lambda p: p.name)
+def test_corpus_budget_file(path):
+    expect = path.read_text().splitlines()[0].removeprefix("# expect: ")
+    code, out, err = run(["check", path], code=2)
+    one_error(err, expect)
+    assert err.startswith(f"{path}:"), err

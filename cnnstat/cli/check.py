@@ -97,7 +97,9 @@ def _model_error(b, exc):
     if b.input and m and int(m.group(1)) == int(m.group(2)) + 1:
         sample = "x".join(map(str, b.input[1:]))
         text += f'. input is one sample; the batch is batch: input = "{sample}", batch = {b.input[0]}'
-    return SpecError(f"budget model '{b.model}': {text}", b.loc("model"), notes)
+    from cnnstat.errors import brief
+
+    return SpecError(f"budget model {brief(b.model)}: {text}", b.loc("model"), notes)
 
 
 def summary(doc) -> str:

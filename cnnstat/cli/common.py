@@ -52,7 +52,9 @@ def abort(error, code: int = 2):
     text = str(error) + batch_hint(str(error))
     if not text.startswith("error:") and ": error: " not in text.split("\n", 1)[0]:
         text = f"error: {text}"
-    click.echo(text, err=True)
+    from cnnstat.render import visible
+
+    click.echo(visible(text, newlines=True), err=True)  # a terminal shows, never obeys, a name
     sys.exit(getattr(error, "exit_code", code))
 
 
