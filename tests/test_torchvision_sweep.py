@@ -1,8 +1,8 @@
 """A representative subset of benchmarks/torchvision_sweep.py in CI: torchvision models
 imported at their published inputs, against their weights' metadata (read offline):
 parameters equal to ``num_params`` exactly, MACs complete and equal to ``_ops`` (GMACs) to
-the printed digits. Detection models: parameters only (their post-processing cannot run on
-the meta device; MACs are a lower bound)."""
+the printed digits. Detection: the two-stage models' per-proposal heads are not analysed
+(their MACs are a lower bound); see tests/test_torch_detection.py."""
 
 import sys
 from pathlib import Path
@@ -50,5 +50,7 @@ def test_detection_parameters():
     row = sweep_one("fasterrcnn_mobilenet_v3_large_320_fpn")
     assert row["input"] == [3, 320, 320]
     assert row["params"] == row["published_params"] == 19_386_354
-    assert not row["complete"]  # the boxes after nms are not reached on the meta device: a lower bound
-    assert row["stopped"]
+    # the per-image network: backbone, FPN, RPN head, equal to _ops (torchvision's count did not
+    # include the box head for this model); the per-proposal heads' MACs unknown: a lower bound
+    assert row["gmac"] == row["published_gmac"] == 0.719
+    assert not row["complete"] and row["stopped"].startswith("per-proposal heads")

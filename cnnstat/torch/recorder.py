@@ -226,7 +226,8 @@ class Recorder:
         self.lost: dict = {}  # layer name -> ((call, layer), ...) past which its field is unknown
         self.owners: dict = {}  # layer name -> module path that owns it ('' = the root)
         self.taken: set = {"input"}
-        self.stopped: str | None = None  # why the forward stopped early (an op meta cannot run)
+        self.stopped: str | None = None  # why the analysis ends before the forward does
+        self.unreached: str | None = None  # then: why modules it did not reach have MACs unknown
 
     # --- tensors ----------------------------------------------------------------------------
 
@@ -544,8 +545,8 @@ class Recorder:
         """Layers, put first, for what no layer holds: calls on parameters and constants alone
         whose MACs are lost (``unattributed``, MACs unknown; their parameters count where the
         result is read), then per module the parameters and buffers left: never read
-        (``unused``: the module did not run, 0 MACs; when the forward ``stopped`` early,
-        ``unattributed`` with MACs unknown: not reached) or read by calls that did not claim
+        (``unused``: the module did not run, 0 MACs; when the analysis ``stopped`` early,
+        ``unattributed`` with MACs unknown: ``unreached`` says why) or read by calls that did not claim
         them (``unattributed``; MACs unknown when parameters are among them)."""
         front = []
 
@@ -591,8 +592,8 @@ class Recorder:
                 unknown = UNATTRIBUTED if params else None
                 args = {"module": owner, "call": "(parameters no layer holds)"}
                 layer(name, "unattributed", owner, params, buffers, unknown, args)
-            elif self.stopped:  # past the stop: may well run, at a cost not known
-                unknown = f"not reached: the forward stopped at an op meta cannot run ({self.stopped})"
+            elif self.unreached:  # past the stop: may well run, at a cost not known
+                unknown = self.unreached
                 args = {"module": owner, "call": "(not reached)"}
                 layer(name, "unattributed", owner, params, buffers, unknown, args)
             else:

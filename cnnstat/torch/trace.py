@@ -16,6 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from cnnstat.errors import CnnstatError
 from cnnstat.graph import Graph
+from cnnstat.torch.detection import per_image
 from cnnstat.torch.mapping import function_label, is_leaf
 from cnnstat.torch.recorder import Recorder
 
@@ -200,6 +201,10 @@ def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph
     x = torch.empty(TRACE_BATCH, *input_shape, device="meta")
     fx_error = None
     rec = None
+    whole, partial = module, None
+    found = per_image(module)  # a torchvision detector: the network that runs per image
+    if found is not None:
+        module, partial = found
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if tracer in ("auto", "fx"):
@@ -229,10 +234,14 @@ def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph
                 # An op whose output shape depends on values (nms, nonzero, unique): the meta
                 # device cannot run it. What ran before it is counted; the rest is unknown.
                 rec.stopped = f"{type(exc).__name__}: {first[:160]}"
+                rec.unreached = f"not reached: the forward stopped at an op meta cannot run ({rec.stopped})"
             used = "hooks"
+    if partial and rec.stopped is None:
+        rec.stopped, rec.unreached = partial, f"not analysed: {partial}"
     if not rec.layers:
         raise CnnstatError(f"'{name}': the forward at this input made no layer cnnstat knows")
     rec.finish()  # what no layer holds: the graph's parameters are the module's, all of them
+    module = whole
     graph = TorchGraph(
         name=name, input=tuple(input_shape), layers=rec.layers, description=type(module).__name__
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from cnnstat.torch.ops.base import FUNCTIONS, MODULES, builds, nd, t
+from cnnstat.torch.ops.base import FUNCTIONS, MODULES, NAMED_MODULES, builds, nd, t
 
 # --- modules beyond torch.nn ------------------------------------------------------------------
 
@@ -226,8 +226,16 @@ def _f_instance_norm(rec, call):
     rec.emit(call, "instancenorm", a, [rec.ref(v["input"])], params=params)
 
 
+def _m_frozen_bn(rec, call):
+    """torchvision's FrozenBatchNorm2d (detection backbones): batch norm whose scale and shift
+    are fixed buffers, not parameters: ``bn`` without affine parameters; its four buffers
+    (weight, bias, running mean and variance) are counted as the module's."""
+    rec.emit(call, "bn", {"affine": False, "eps": float(call.module.eps)}, [rec.ref(call.args[0])])
+
+
 for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     MODULES[_cls] = _m_bn
+NAMED_MODULES["torchvision.ops.misc.FrozenBatchNorm2d"] = _m_frozen_bn
 MODULES[nn.LocalResponseNorm] = _m_lrn
 MODULES[nn.LayerNorm] = _m_layernorm
 MODULES[ChannelLayerNorm] = _m_channel_layernorm
