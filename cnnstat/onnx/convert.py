@@ -208,8 +208,8 @@ class Builder:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 self._constant(node)
                 continue
-            if node.op_type in ("Shape", "Size") and acts:
-                self._shape_of(node, acts[0])
+            if node.op_type in ("Shape", "Size") and ins and ins[0] is not None and ins[0].dims is not None:
+                self._shape_of(node, ins[0])  # an activation's or a constant's: its dims
                 continue
             if not acts:
                 self._on_constants(node, ins)
@@ -248,10 +248,10 @@ class Builder:
         d = self.onnx_dims(node.output[k])
         return d if d is not None and None not in d else None
 
-    def _shape_of(self, node, act):
+    def _shape_of(self, node, x):
         import numpy as np
 
-        dims = act.dims
+        dims = x.dims
         if node.op_type == "Size":
             value = np.array(prod(dims), dtype=np.int64)
         else:
@@ -267,12 +267,16 @@ class Builder:
         soft = _unique(p for x in ins if isinstance(x, Const) for p in x.soft)
         if node.op_type in ("Shape", "Size"):
             params = soft = ()  # they read the dims, not the values
+        outs_dims = [self._out_dims(node, k) for k in range(len(node.output))]
+        if any(d is None for d, o in zip(outs_dims, node.output) if o):  # unknown upstream of here
+            inferred = self._infer_dims(node, ins)
+            outs_dims = [d if d is not None else inferred.get(o) for d, o in zip(outs_dims, node.output)]
         values = [x.value if isinstance(x, Const) else None for x in ins]
         outs = None
         if node.domain in ("", "ai.onnx") and all(
             x is None or (isinstance(x, Const) and x.value is not None) for x in ins
         ):
-            outs = fold(node, values, self.opset, self._out_dims(node, 0) if node.output else None)
+            outs = fold(node, values, self.opset, outs_dims[0] if outs_dims else None)
         if node.op_type in MAC_OPS and params:
             self.used.update(params)
             self.constant_work.append((self.node_base, self.label(node)))
@@ -280,7 +284,7 @@ class Builder:
             if not out:
                 continue
             value = outs[k] if outs is not None and k < len(outs) else None
-            dims = self._out_dims(node, k)
+            dims = outs_dims[k]
             if dims is None and value is not None:
                 dims = tuple(value.shape)
             self.tensors[out] = Const(dims, value, params, soft)
@@ -475,7 +479,7 @@ class Builder:
             for name, x in zip(node.input, ins):
                 if not name or x is None or x.dims is None:
                     continue
-                elem = onnx.TensorProto.FLOAT
+                elem = self.model.types.get(name, onnx.TensorProto.FLOAT)
                 if isinstance(x, Const) and x.value is not None:
                     data[name] = onnx.numpy_helper.from_array(x.value, name)
                     elem = data[name].data_type
@@ -492,6 +496,8 @@ class Builder:
         out = {}
         for name, t in got.items():
             d = dims_of(t)
+            if t.HasField("tensor_type") and t.tensor_type.elem_type:
+                self.model.types.setdefault(name, t.tensor_type.elem_type)
             if d is not None and all(isinstance(v, int) for v in d):
                 out[name] = d
         return out

@@ -843,7 +843,7 @@ def _place(b, node, x, view, out=None):
                     v[k] = V.whole(shape, i + 1)
                 return tuple(v)
 
-            return b.emit(node, "to_map", {"size": size}, [x], out=out, view=map_view)
+            return b.emit(node, "to_map", {"size": tuple(size)}, [x], out=out, view=map_view)
     b.bind(out, Act(x.name, s, x.rf, view, x.lost))
 
 

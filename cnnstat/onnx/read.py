@@ -154,9 +154,8 @@ def subgraph_names(node) -> set:
 
 def sort_nodes(graph, known: set, path: str) -> list:
     """The nodes in an order where each runs after what it reads: the file's order where it
-    allows (Kahn's algorithm, the earliest ready node first), except that what the first
-    output does not need runs first. A cycle, a tensor made twice or a read of nothing is an
-    error."""
+    allows (Kahn's algorithm, the earliest ready node first), the order the exporter ran the
+    forward in. A cycle, a tensor made twice or a read of nothing is an error."""
     import heapq
 
     producer = {}
@@ -184,26 +183,16 @@ def sort_nodes(graph, known: set, path: str) -> list:
         waits.append(len(needs))
         for p in needs:
             readers.setdefault(p, []).append(i)
-    # the nodes the first output needs run last, so that the last layer makes it (its field
-    # is the network's: a segmentation model's main head rather than its auxiliary one)
-    needed, todo = set(), [producer[o.name] for o in graph.output[:1] if o.name in producer]
-    while todo:
-        i = todo.pop()
-        if i not in needed:
-            needed.add(i)
-            todo.extend(
-                producer[n] for n in (*graph.node[i].input, *subgraph_names(graph.node[i])) if n in producer
-            )
-    ready = [(i in needed, i) for i, n in enumerate(waits) if n == 0]
+    ready = [i for i, n in enumerate(waits) if n == 0]
     heapq.heapify(ready)
     order = []
     while ready:
-        _, i = heapq.heappop(ready)
+        i = heapq.heappop(ready)
         order.append(graph.node[i])
         for r in readers.get(i, ()):
             waits[r] -= 1
             if waits[r] == 0:
-                heapq.heappush(ready, (r in needed, r))
+                heapq.heappush(ready, r)
     if len(order) != len(graph.node):
         stuck = next(i for i, n in enumerate(waits) if n)
         raise CnnstatError(f"{path}: the graph has a cycle (through node {_label(graph.node[stuck], stuck)})")
@@ -263,6 +252,7 @@ class Model:
         self.nodes = sort_nodes(self.graph, known, path)
         self.nhwc = self._channels_last()
         self.shapes: dict = {}
+        self.types: dict = {}
 
     def _channels_last(self) -> bool:
         """Every reader of a 4-D or 5-D input moves its last axis to axis 1: the input is
@@ -376,12 +366,14 @@ class Model:
             inferred = onnx.shape_inference.infer_shapes(skel, strict_mode=False, data_prop=True)
         except Exception:  # a model inference rejects: the converter says which tensor is unknown
             inferred = skel
-        shapes = {}
+        shapes, types = {}, {}
         for vi in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input):
             d = dims_of(vi.type)
             if d is not None:
                 shapes[vi.name] = tuple(x if isinstance(x, int) else None for x in d)
-        self.shapes = shapes
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+                types[vi.name] = vi.type.tensor_type.elem_type
+        self.shapes, self.types = shapes, types
         return onnx_dims
 
 
