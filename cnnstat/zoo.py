@@ -102,7 +102,9 @@ def get(name: str) -> Spec:
 
 
 def is_path(model: str) -> bool:
-    return model.endswith((".yaml", ".yml")) or "/" in model or "\\" in model or os.path.isfile(model)
+    if model.endswith((".yaml", ".yml", ".onnx")):
+        return True
+    return "/" in model or "\\" in model or os.path.isfile(model)
 
 
 def load(model: str) -> Spec:

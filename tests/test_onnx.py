@@ -1173,3 +1173,26 @@ def test_torchvision_published_figures(tmp_path, name, params, gmacs, rf_size):
     assert a.totals()["params"] == params
     assert round(a.totals()["macs"] / 1e9, 3) == gmacs
     assert a.receptive_field().rf.size == (rf_size, rf_size)
+
+
+def test_onnx_json_follows_the_schema_and_compare_reads_onnx(save, run, tmp_path):
+    """An ONNX model's JSON validates against the shipped schema; compare and a budget read it."""
+    from test_schema import validate
+
+    w = init("w", 4, 3, 3, 3)
+    path = save(model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], inits=[w]))
+    doc = json.loads(run("params", path, "--format", "json").stdout)
+    validate(doc, "analysis.schema.json")
+    assert doc["totals"]["params"] == 4 * 3 * 9
+    rows = json.loads(run("compare", path, "lenet5", "--format", "json").stdout)
+    assert rows[0]["params"] == 108 and rows[0]["macs"] == 4 * 8 * 8 * 27
+    (tmp_path / "cnnstat.toml").write_text('[[budget]]\nmodel = "m0.onnx"\nmax_params = 200\n')
+    import os
+
+    cwd = os.getcwd()
+    os.chdir("/")
+    try:
+        res = run("check", str(tmp_path / "cnnstat.toml"))
+    finally:
+        os.chdir(cwd)
+    assert res.exit_code == 0, res.output

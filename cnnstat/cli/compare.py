@@ -138,7 +138,7 @@ def _graph(model, input_, dtype, load_analysis) -> tuple:
     from cnnstat.torch import is_reference
     from cnnstat.zoo import load
 
-    if is_reference(model):
+    if is_reference(model) or model.endswith(".onnx"):  # a PyTorch or ONNX model
         return load_analysis(model, input_, None, dtype).graph, True
     spec = load(model)
     shape = spec.input_at(input_)
