@@ -256,3 +256,34 @@ def analyze(model, input=None, dtype: str = "fp32", batch: int = 1) -> Analysis:
 
     spec = model if isinstance(model, Spec) else load(model)
     return Analysis(build(spec, input), dtype=dtype, batch=batch)
+
+
+# --- what an importer (PyTorch, ONNX) could not map ---------------------------------------------
+
+
+def unsupported_summary(graph) -> list:
+    """An imported graph's unsupported calls (or nodes) grouped by what was called, in order of
+    first appearance: ``[{"call", "calls", "at": [...], "params", "detail"}]``."""
+    groups = {}
+    for u in graph.unsupported:
+        g = groups.setdefault(
+            u["call"], {"call": u["call"], "calls": 0, "at": [], "params": 0, "detail": u["detail"]}
+        )
+        g["calls"] += 1
+        g["at"].append(u["at"])
+        g["params"] += u["params"]
+    return list(groups.values())
+
+
+def calls_text(graph, noun: str) -> str:
+    """'3 calls of torch.roll (at blocks.0.roll, ...); 1 call of nn.LSTM (at rnn; 263,168
+    parameters)', with ``noun`` 'call' or 'node'."""
+    parts = []
+    for g in unsupported_summary(graph):
+        at = ", ".join(g["at"][:3]) + (", ..." if len(g["at"]) > 3 else "")
+        extra = f"; {g['params']:,} parameters" if g["params"] else ""
+        detail = f": {g['detail']}" if g["detail"] else ""
+        parts.append(
+            f"{g['calls']} {noun}{'s' if g['calls'] > 1 else ''} of {g['call']} (at {at}{extra}){detail}"
+        )
+    return "; ".join(parts)

@@ -8,7 +8,7 @@ makes it an error)."""
 
 from __future__ import annotations
 
-from cnnstat.analysis import Analysis, incomplete_text
+from cnnstat.analysis import Analysis, calls_text, incomplete_text, unsupported_summary
 from cnnstat.errors import CnnstatError
 from cnnstat.graph import Graph
 
@@ -38,30 +38,9 @@ class OnnxAnalysis(Analysis):
         return d
 
 
-def unsupported_summary(graph) -> list:
-    """Unsupported nodes grouped by operator, in order of first appearance."""
-    groups = {}
-    for u in graph.unsupported:
-        g = groups.setdefault(
-            u["call"], {"call": u["call"], "calls": 0, "at": [], "params": 0, "detail": u["detail"]}
-        )
-        g["calls"] += 1
-        g["at"].append(u["at"])
-        g["params"] += u["params"]
-    return list(groups.values())
-
-
 def unsupported_text(graph) -> str:
     """'3 nodes of Erf (at Erf_1, ...); 1 node of Einsum (at attn/Einsum; 4,096 parameters): ...'."""
-    parts = []
-    for g in unsupported_summary(graph):
-        at = ", ".join(g["at"][:3]) + (", ..." if len(g["at"]) > 3 else "")
-        extra = f"; {g['params']:,} parameters" if g["params"] else ""
-        detail = f": {g['detail']}" if g["detail"] else ""
-        parts.append(
-            f"{g['calls']} node{'s' if g['calls'] > 1 else ''} of {g['call']} (at {at}{extra}){detail}"
-        )
-    return "; ".join(parts)
+    return calls_text(graph, "node")
 
 
 def import_graph(path: str, input=None, resolution=None, name: str | None = None) -> OnnxGraph:

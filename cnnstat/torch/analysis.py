@@ -7,7 +7,7 @@ MAC totals are lower bounds (stderr says which calls; ``--strict`` makes it an e
 
 from __future__ import annotations
 
-from cnnstat.analysis import Analysis, incomplete_text
+from cnnstat.analysis import Analysis, calls_text, incomplete_text, unsupported_summary
 from cnnstat.errors import CnnstatError
 
 INSTALL = "pip install 'cnnstat[torch]'"
@@ -37,30 +37,9 @@ class TorchAnalysis(Analysis):
         return d
 
 
-def unsupported_summary(graph) -> list:
-    """Unsupported calls grouped by what was called, in order of first appearance."""
-    groups = {}
-    for u in graph.unsupported:
-        g = groups.setdefault(
-            u["call"], {"call": u["call"], "calls": 0, "at": [], "params": 0, "detail": u["detail"]}
-        )
-        g["calls"] += 1
-        g["at"].append(u["at"])
-        g["params"] += u["params"]
-    return list(groups.values())
-
-
 def unsupported_text(graph) -> str:
     """'3 calls of torch.roll (at blocks.0.roll, ...); 1 call of nn.LSTM (at rnn; 263,168 parameters)'."""
-    parts = []
-    for g in unsupported_summary(graph):
-        at = ", ".join(g["at"][:3]) + (", ..." if len(g["at"]) > 3 else "")
-        extra = f"; {g['params']:,} parameters" if g["params"] else ""
-        detail = f": {g['detail']}" if g["detail"] else ""
-        parts.append(
-            f"{g['calls']} call{'s' if g['calls'] > 1 else ''} of {g['call']} (at {at}{extra}){detail}"
-        )
-    return "; ".join(parts)
+    return calls_text(graph, "call")
 
 
 def not_executed_text(graph) -> str:
