@@ -287,3 +287,17 @@ def calls_text(graph, noun: str) -> str:
             f"{g['calls']} {noun}{'s' if g['calls'] > 1 else ''} of {g['call']} (at {at}{extra}){detail}"
         )
     return "; ".join(parts)
+
+
+def lost_text(origins) -> str:
+    """'past torch.roll (at roll, roll_1); nn.LSTM (at rnn)' from (call, layer) pairs: why a
+    receptive field is unknown (``Layer.rf_unknown``), for the PyTorch and ONNX importers."""
+    groups = {}
+    for label, at in origins:
+        groups.setdefault(label, []).append(at)
+    parts = [
+        f"{label} (at {', '.join(ats[:3])}{', ...' if len(ats) > 3 else ''})"
+        for label, ats in list(groups.items())[:3]
+    ]
+    more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
+    return "past " + "; ".join(parts) + more

@@ -24,6 +24,7 @@ Never a silently wrong total (the PyTorch importer's rules):
 
 from __future__ import annotations
 
+from cnnstat.analysis import lost_text
 from cnnstat.errors import CnnstatError, OpError
 from cnnstat.graph import Layer
 from cnnstat.onnx import views as V
@@ -90,19 +91,6 @@ def is_bias(name: str) -> bool:
 
 def _unique(items) -> tuple:
     return tuple(dict.fromkeys(items))
-
-
-def lost_text(origins) -> str:
-    """'past Erf (at Erf_3); a layout (at Reshape_2)': why a field is unknown."""
-    groups = {}
-    for label, at in origins:
-        groups.setdefault(label, []).append(at)
-    parts = [
-        f"{label} (at {', '.join(a[:3])}{', ...' if len(a) > 3 else ''})"
-        for label, a in list(groups.items())[:3]
-    ]
-    more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
-    return "past " + "; ".join(parts) + more
 
 
 def rf_for(rf: RF | None, shape: tuple) -> RF | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 
+from cnnstat.analysis import lost_text
 from cnnstat.errors import OpError
 from cnnstat.graph import Layer
 from cnnstat.ops import REGISTRY
@@ -187,19 +188,6 @@ def _placeholder(ref: Ref) -> RF:
 
 def _unique(items) -> tuple:
     return tuple(dict.fromkeys(items))
-
-
-def lost_text(origins) -> str:
-    """'past torch.roll (at roll, roll_1); nn.LSTM (at rnn)' from (call, layer) pairs: why a
-    field is unknown (``Layer.rf_unknown``)."""
-    groups = {}
-    for label, at in origins:
-        groups.setdefault(label, []).append(at)
-    parts = []
-    for label, ats in list(groups.items())[:3]:
-        parts.append(f"{label} (at {', '.join(ats[:3])}{', ...' if len(ats) > 3 else ''})")
-    more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
-    return "past " + "; ".join(parts) + more
 
 
 class Recorder:
