@@ -22,6 +22,10 @@ COMMANDS = {
     "check": "cnnstat.cli.check",
     "snapshot": "cnnstat.cli.snapshot",
     "verify": "cnnstat.cli.verify",
+    "explain": "cnnstat.cli.explain",
+    "plot": "cnnstat.cli.plot",
+    "report": "cnnstat.cli.report",
+    "bench": "cnnstat.cli.bench",
 }
 
 
