@@ -342,6 +342,22 @@ def test_snapshot_killed_at_random_moments(tmp_path):
     assert len(leftovers) <= 12  # a killed writer may leave its temporary file, never the baseline
 
 
+def test_snapshot_removes_stale_temporary_files(tmp_path):
+    """A killed writer's temporary file is removed by the next snapshot once it is an hour
+    old; a fresh one (a writer still at work) and other files are left alone."""
+    budgets = _budgets(tmp_path, 1)
+    stale, fresh = tmp_path / ".base.json.abcd1234.tmp", tmp_path / ".base.json.efgh5678.tmp"
+    other = tmp_path / ".base.json.notours.tmp"
+    for path in (stale, fresh, other):
+        path.write_text("{")
+    hour_ago = time.time() - 3700
+    os.utime(stale, (hour_ago, hour_ago))
+    os.utime(other, (hour_ago, hour_ago))
+    assert _snapshot(tmp_path, budgets).wait(TIMEOUT) == 0
+    assert not stale.exists() and fresh.exists() and other.exists()
+    json.loads((tmp_path / "base.json").read_text())
+
+
 def test_snapshot_concurrent_writers(tmp_path):
     """Writers racing on one baseline: the file is always one of them, whole and valid."""
     files = [_budgets(tmp_path, n) for n in (1, 2, 3, 4)]

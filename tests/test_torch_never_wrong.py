@@ -25,6 +25,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class Roller(nn.Module):
+    def forward(self, x):
+        return torch.roll(x, 1, dims=2)
+
+
+class EvilNames(nn.Module):
+    """An unsupported call inside a module whose name holds terminal escapes."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.add_module("x\x1b[2J\u202ey", Roller())
+
+    def forward(self, x):
+        return getattr(self, "x\x1b[2J\u202ey")(self.conv(x))
+
+
 class RollNet(nn.Module):
     """conv -> torch.roll (no cnnstat op) -> conv -> mean -> fc."""
 
@@ -245,6 +262,15 @@ def test_the_field_before_the_unknown_op_is_autograd_s():
     rows, cols = torch.nonzero(x.grad[0].abs().sum(0), as_tuple=True)
     seen = (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
     assert seen == (3, 3) == analyze(net, input=(3, 32, 32)).layers[0].rf.size
+
+
+def test_warnings_show_names_never_obey_them(nets, run):
+    """The stderr warning names the module the unsupported call sits in; its escape codes are
+    shown as text, as in the tables, so a model cannot clear or rewrite the user's terminal."""
+    res = run("params", "nwnets:EvilNames", "--input", "3x16x16")
+    assert res.exit_code == 0
+    assert "\x1b" not in res.stderr and "\u202e" not in res.stderr
+    assert "warning: unsupported" in res.stderr and "\\x1b[2J\\u202e" in res.stderr, res.stderr
 
 
 def test_the_tables_show_lower_bounds(nets, run):

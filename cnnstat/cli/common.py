@@ -58,6 +58,15 @@ def abort(error, code: int = 2):
     sys.exit(getattr(error, "exit_code", code))
 
 
+def warn(*lines: str) -> None:
+    """Warnings and notes on stderr, each line shown, never obeyed, by the terminal: names in
+    them come from models and files (control characters escaped, cut at 2,000 characters)."""
+    from cnnstat.render import visible
+
+    for line in lines:
+        click.echo(visible(line, limit=2000), err=True)
+
+
 def batch_hint(message: str) -> str:
     """For an --input with one dimension too many (1x3x224x224: a batch in front), where the
     batch goes; '' otherwise."""
@@ -180,13 +189,18 @@ def load_analysis(model, input_=None, resolution=None, dtype="fp32", batch=1):
     ctx = click.get_current_context(silent=True)
     options = {k[8:]: v for k, v in ctx.meta.items() if k.startswith("cnnstat.")} if ctx else {}
     if is_reference(model):  # module:attr, a PyTorch model (torch is imported from here on)
-        from cnnstat.torch.analysis import load_for_cli
+        from cnnstat.torch.analysis import load_for_cli, omissions
 
-        return load_for_cli(model, input_, resolution, dtype, batch, options)
+        a = load_for_cli(model, input_, resolution, dtype, batch, options)
+        warn(*omissions(a))
+        return a
     if model.endswith(".onnx"):  # an ONNX model (onnx is imported from here on)
         from cnnstat.onnx.analysis import load_for_cli as load_onnx
+        from cnnstat.onnx.analysis import omissions
 
-        return load_onnx(model, input_, resolution, dtype, batch, options)
+        a = load_onnx(model, input_, resolution, dtype, batch, options)
+        warn(*omissions(a))
+        return a
     if options.get("kwargs"):
         raise CnnstatError("--kwargs applies to PyTorch models (MODEL as module:attr)")
     from cnnstat.analysis import Analysis

@@ -37,7 +37,9 @@ def command(path, output):
 
     text = json.dumps(finite_json(doc), indent=2, allow_nan=False) + "\n"  # strict JSON
     write_atomic(output, text.encode("utf-8"), "baseline")
-    click.echo(f"wrote {len(models)} model(s) to {output}", err=True)
+    from cnnstat.cli.common import warn
+
+    warn(f"wrote {len(models)} model(s) to {output}")
 
 
 def write_atomic(target: str, data: bytes, what: str = "file") -> None:
@@ -69,6 +71,7 @@ def write_atomic(target: str, data: bytes, what: str = "file") -> None:
     folder = os.path.dirname(real) or "."
     if not os.path.isdir(folder):
         raise CnnstatError(f"cannot write {what} {shown}: no such directory {brief(os.path.dirname(target))}")
+    _remove_stale(folder, f".{os.path.basename(real)}.")
     try:
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.", suffix=".tmp")
     except OSError as exc:
@@ -100,5 +103,36 @@ def write_atomic(target: str, data: bytes, what: str = "file") -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+    except OSError:
+        pass
+
+
+STALE_SECONDS = 3600  # a temporary file older than this was left by a writer that was killed
+
+
+def _remove_stale(folder: str, prefix: str) -> None:
+    """Remove the temporary files (``.NAME.xxxxxxxx.tmp``) that writers killed before their
+    ``os.replace`` left beside the target, once they are an hour old: a writer still at work
+    is never that slow. Errors are ignored (another writer may remove the same file); a huge
+    folder is looked through only in part (the first 10,000 entries)."""
+    import os
+    import re
+    import time
+
+    pattern = re.compile(re.escape(prefix) + r"[A-Za-z0-9_]{8}\.tmp")
+    now = time.time()
+    try:
+        with os.scandir(folder) as entries:
+            for seen, entry in enumerate(entries):
+                if seen >= 10_000:
+                    break
+                if not pattern.fullmatch(entry.name):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if entry.is_file(follow_symlinks=False) and now - info.st_mtime > STALE_SECONDS:
+                        os.unlink(entry.path)
+                except OSError:
+                    pass
     except OSError:
         pass

@@ -99,23 +99,27 @@ def _options() -> dict:
 
 
 def load_for_cli(model, input_=None, resolution=None, dtype="fp32", batch=1, options=None):
-    """``load_analysis`` for an ONNX path: the analysis, with its omissions on stderr."""
-    import click
-
+    """``load_analysis`` for an ONNX path (what it could not count: ``omissions``)."""
     options = _options() if options is None else options
     if options.get("kwargs"):
         raise CnnstatError("--kwargs applies to PyTorch models (MODEL as module:attr)")
     a = analyze(model, input_, dtype, batch, resolution, strict=bool(options.get("strict")))
+    return a
+
+
+def omissions(a) -> list:
+    """What the analysis could not count, one warning line each (cnnstat.cli prints them on
+    stderr, escaped for the terminal: names come from the model)."""
+    lines = []
     if a.graph.unsupported:
-        click.echo(
+        lines.append(
             "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
-            + unsupported_text(a.graph),
-            err=True,
+            + unsupported_text(a.graph)
         )
     other = [i for i in a.incomplete() if i["layer"] not in {u["at"] for u in a.graph.unsupported}]
     if other:
-        click.echo(f"warning: MACs unknown: {incomplete_text(other)}", err=True)
-    return a
+        lines.append(f"warning: MACs unknown: {incomplete_text(other)}")
+    return lines
 
 
 def frame_graph(model, mode: str, frame: tuple, input=None):

@@ -102,9 +102,7 @@ def analyze(
 
 
 def load_for_cli(model, input_, resolution, dtype, batch, options: dict):
-    """``load_analysis`` for a module reference: the analysis, with its omissions on stderr."""
-    import click
-
+    """``load_analysis`` for a module reference (what it could not count: ``omissions``)."""
     from cnnstat.torch.load import parse_kwargs
 
     a = analyze(
@@ -116,15 +114,21 @@ def load_for_cli(model, input_, resolution, dtype, batch, options: dict):
         kwargs=parse_kwargs(options.get("kwargs")),
         strict=bool(options.get("strict")),
     )
+    return a
+
+
+def omissions(a) -> list:
+    """What the analysis could not count, one warning line each (cnnstat.cli prints them on
+    stderr, escaped for the terminal: names come from the model)."""
+    lines = []
     if a.graph.unsupported:
-        click.echo(
+        lines.append(
             "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
-            + unsupported_text(a.graph),
-            err=True,
+            + unsupported_text(a.graph)
         )
     other = [i for i in a.incomplete() if i["layer"] not in {u["at"] for u in a.graph.unsupported}]
     if other:
-        click.echo(f"warning: MACs unknown: {incomplete_text(other)}", err=True)
+        lines.append(f"warning: MACs unknown: {incomplete_text(other)}")
     if a.graph.not_executed:
-        click.echo(f"note: {not_executed_text(a.graph)}", err=True)
-    return a
+        lines.append(f"note: {not_executed_text(a.graph)}")
+    return lines
