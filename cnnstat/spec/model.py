@@ -32,9 +32,13 @@ TOP_KEYS = (
     "layers",
     "variants",
     "include",
+    "accuracy",
 )
 LIBRARY_KEYS = ("cnnstat", "description", "source", "blocks", "include")
-VARIANT_KEYS = ("description", "source", "params", "input", "nominal")
+VARIANT_KEYS = ("description", "source", "params", "input", "nominal", "accuracy")
+# `accuracy:` (the trained network's published accuracy, for `cnnstat plot compare`): top1 and
+# dataset and source required, top5 optional; percentages in [0, 100].
+ACCURACY_KEYS = ("top1", "top5", "dataset", "source")
 BLOCK_KEYS = ("params", "body", "description")
 PARAM_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "any": object}
 # Other spellings of the type names: in `params:` these (and the type names in another case,
@@ -78,6 +82,7 @@ class Spec:
     blocks: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)  # name -> LMap
     doc: LMap | None = None
+    accuracy: dict | None = None  # {"top1", "top5"?, "dataset", "source"}: see parse_accuracy
     work: int = 0  # steps spent loading (includes, YAML alias and merge-key expansion)
 
     @property
@@ -135,6 +140,8 @@ class Spec:
             nominal=_nominal(v["nominal"], v.locs["nominal"]) if "nominal" in v else self.nominal,
             params=params,
             variants={},
+            # never inherited: a variant is another network, with an accuracy of its own or none
+            accuracy=parse_accuracy(v["accuracy"], v.locs["accuracy"]) if "accuracy" in v else None,
         )
 
 
@@ -173,6 +180,37 @@ def _nominal(value, loc) -> tuple:
     ):
         raise SpecError(f"nominal must be [H, W] (positive integers), got {brief(value)}", loc)
     return tuple(value)
+
+
+def parse_accuracy(value, loc) -> dict:
+    """``accuracy: {top1: 76.1, top5: 92.9, dataset: ImageNet-1K, source: ...}`` checked: a
+    mapping of these keys, top1 (and top5, if given) a percentage in [0, 100], top5 at least
+    top1, dataset and source non-empty strings. Errors point at the key or value at fault."""
+    import math
+
+    _check_map(value, "accuracy", loc)
+    _check_keys(value, ACCURACY_KEYS, "accuracy")
+    out = {}
+    for key in ("top1", "top5", "dataset", "source"):
+        if key not in value:
+            if key != "top5":
+                raise SpecError(f"accuracy needs '{key}'", loc)
+            continue
+        v, at = value[key], value.locs[key]
+        if key in ("top1", "top5"):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise SpecError(f"accuracy {key} must be a number (a percentage), got {brief(v)}", at)
+            if not 0 <= v <= 100:
+                raise SpecError(f"accuracy {key} must be a percentage in [0, 100], got {brief(v)}", at)
+            out[key] = float(v)
+        else:
+            if not isinstance(v, str) or not v.strip():
+                raise SpecError(f"accuracy {key} must be a non-empty string, got {brief(v)}", at)
+            out[key] = v
+    if out.get("top5", 100.0) < out["top1"]:
+        below = f"accuracy top5 ({value['top5']}) is below top1 ({value['top1']})"
+        raise SpecError(below, value.locs["top5"])
+    return out
 
 
 def _typed(value, type_name, what, loc, notes=()):
@@ -374,6 +412,8 @@ def parse_spec(
     for vname, v in variants.items():
         _check_map(v, f"variant '{vname}'", variants.locs[vname])
         _check_keys(v, VARIANT_KEYS, f"variant '{vname}'")
+        if "accuracy" in v:
+            parse_accuracy(v["accuracy"], v.locs["accuracy"])
 
     return Spec(
         name=name,
@@ -388,6 +428,7 @@ def parse_spec(
         blocks=blocks,
         variants=dict(variants),
         doc=data,
+        accuracy=parse_accuracy(data["accuracy"], data.loc_of("accuracy")) if "accuracy" in data else None,
         work=state.work,
     )
 
