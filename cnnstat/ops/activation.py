@@ -115,3 +115,12 @@ class PReLU(Op):
 
     def cost(self, a, shapes, out):
         return Cost(weights=1 if a["shared"] else shapes[0][0])
+
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import Step, generic
+
+        steps = generic(self, a, shapes, rfs, out, cost, rf)
+        weights = Step(
+            "weights", "weights", *(("1 (shared)", "1") if a["shared"] else ("C", str(shapes[0][0])))
+        )
+        return [weights._replace(value=cost.weights) if st.what == "weights" else st for st in steps]

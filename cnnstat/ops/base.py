@@ -367,6 +367,18 @@ class Op:
     def rf(self, a: dict, rfs: list, shapes: list, out: Shape) -> RF:
         return rfs[0]
 
+    def explain(self, a: dict, shapes: list, rfs: list, out: Shape, cost: Cost, rf: RF | None) -> list:
+        """The arithmetic of this op, step by step (``cnnstat explain``): a list of
+        :class:`cnnstat.ops.steps.Step`, each a formula, the layer's numbers substituted into
+        it, and the value. ``out``, ``cost`` and ``rf`` are what :meth:`infer` returned for
+        ``a``, ``shapes`` and ``rfs``: the values shown are the handler's, never recomputed, so
+        an explanation cannot diverge from the analysis. The default states what every op
+        computes (output shape, parameters, MACs, the field's size and jump) with their
+        values; ops with a formula to show override it (conv, pooling, fc, ...)."""
+        from cnnstat.ops.steps import generic
+
+        return generic(self, a, shapes, rfs, out, cost, rf)
+
     def frame_args(self, a: dict, native: list | None) -> dict:
         """Arguments when the network runs fully convolutionally over a whole frame.
 

@@ -26,6 +26,22 @@ def _windowed(a, shapes, rfs, op):
     return k, out, rfs[0].window(k, s, [p[0] for p in pads], d, out)
 
 
+def window_explained(op, a, shapes, rfs, out, rf) -> tuple:
+    """``(k, size steps, receptive-field steps)`` of a sliding window (``cnnstat explain``): the
+    output size per axis and the field's step, from the same :func:`window` that ``infer``
+    resolves the kernel, stride, dilation and padding with."""
+    from cnnstat.ops import steps as S
+
+    k, s, d, pads, _ = window(a, shapes[0], op.name, a.get("ceil", False))
+    sizes = S.window_size_steps(shapes[0][1:], k, s, d, pads, out[1:], a.get("ceil", False))
+    return k, sizes + S.pad_note(a, pads), S.window_rf_steps(rfs[0], rf, k, s, d, [p[0] for p in pads])
+
+
+def _in_per_group(c: int, g: int) -> tuple:
+    """``("C_in", "3")`` or, grouped, ``("C_in/g", "96/2")``."""
+    return ("C_in", str(c)) if g == 1 else ("C_in/g", f"{c}/{g}")
+
+
 @register
 class Conv(Op):
     """Convolution with shared weights. MACs = output elements x k_h x k_w x C_in / groups."""
@@ -47,6 +63,36 @@ class Conv(Op):
         per_out = c // g * prod(k)
         return out, Cost(weights=n * per_out, biases=n if a["bias"] else 0, macs=prod(out) * per_out), rf
 
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import Step, bias_step, dot, kernel_symbol, note, out_symbol, shape_step
+
+        k, sizes, field = window_explained(self, a, shapes, rfs, out, rf)
+        c, g, n = shapes[0][0], a["groups"], a["out"]
+        cin, cin_num = _in_per_group(c, g)
+        ks, kn = kernel_symbol(k), dot(k)
+        steps = (
+            [note(f"groups g = {g}: each filter reads C_in/g = {c // g} of the {c} input channels")]
+            if g > 1
+            else []
+        )
+        return (
+            steps
+            + sizes
+            + [
+                shape_step(out),
+                Step("weights", "weights", f"{ks}·{cin}·C_out", f"{kn}·{cin_num}·{n}", cost.weights),
+                bias_step(cost.biases, "C_out", str(n)),
+                Step(
+                    "macs",
+                    "MACs",
+                    f"{out_symbol(len(k))}·C_out·{ks}·{cin}",
+                    f"{dot(out[1:])}·{n}·{kn}·{cin_num}",
+                    cost.macs,
+                ),
+            ]
+            + field
+        )
+
 
 @register
 class DepthwiseConv(Op):
@@ -61,6 +107,40 @@ class DepthwiseConv(Op):
         out = (shapes[0][0] * a["mult"], *spatial)
         kk = prod(k)
         return out, Cost(weights=out[0] * kk, biases=out[0] if a["bias"] else 0, macs=prod(out) * kk), rf
+
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import (
+            Step,
+            bias_step,
+            channels_step,
+            dot,
+            kernel_symbol,
+            note,
+            out_symbol,
+            shape_step,
+        )
+
+        k, sizes, field = window_explained(self, a, shapes, rfs, out, rf)
+        c, m = shapes[0][0], a["mult"]
+        ks, kn = kernel_symbol(k), dot(k)
+        return (
+            [note("depthwise: each filter reads one input channel (groups = C_in)")]
+            + sizes
+            + [
+                channels_step("C_in·mult", f"{c}·{m}", out[0]),
+                shape_step(out),
+                Step("weights", "weights", f"{ks}·C_out", f"{kn}·{out[0]}", cost.weights),
+                bias_step(cost.biases, "C_out", str(out[0])),
+                Step(
+                    "macs",
+                    "MACs",
+                    f"{out_symbol(len(k))}·C_out·{ks}",
+                    f"{dot(out[1:])}·{out[0]}·{kn}",
+                    cost.macs,
+                ),
+            ]
+            + field
+        )
 
 
 @register
@@ -87,6 +167,24 @@ class LocallyConnected(Op):
         out = (a["out"], *spatial)
         n, per_out = prod(out), shapes[0][0] * prod(k)
         return out, Cost(weights=n * per_out, biases=n if a["bias"] else 0, macs=n * per_out), rf
+
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import Step, bias_step, dot, kernel_symbol, note, out_symbol, shape_step
+
+        k, sizes, field = window_explained(self, a, shapes, rfs, out, rf)
+        c, ks, kn, pos = shapes[0][0], kernel_symbol(k), dot(k), out_symbol(len(k))
+        units, units_num = f"{pos}·C_out", f"{dot(out[1:])}·{out[0]}"
+        return (
+            [note("locally connected: every output position has its own filters")]
+            + sizes
+            + [
+                shape_step(out),
+                Step("weights", "weights", f"{units}·{ks}·C_in", f"{units_num}·{kn}·{c}", cost.weights),
+                bias_step(cost.biases, units, units_num),
+                Step("macs", "MACs", f"{units}·{ks}·C_in", f"{units_num}·{kn}·{c}", cost.macs),
+            ]
+            + field
+        )
 
 
 def transposed_reads(k: int, s: int, p: int, d: int) -> tuple:
@@ -195,3 +293,42 @@ class ConvTranspose(Op):
         offset = [Fraction(2 * p[i] - d[i] * (k[i] - 1), 2 * s[i]) for i in range(n)]
         rf = rfs[0].upsample(taps, s, offset, spatial, reads)
         return (c_out, *spatial), cost, rf
+
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops import steps as S
+
+        n = len(shapes[0]) - 1
+        k, s, p, op, d = (per_axis(a[key], n, key) for key in ("k", "s", "p", "output_padding", "d"))
+        c, g, c_out = shapes[0][0], a["groups"], a["out"]
+        rows = [
+            (
+                lambda x: f"({x} - 1)·S - 2P + d·(K - 1) + P_out + 1",
+                f"({shapes[0][1 + i]} - 1)·{s[i]} - 2·{p[i]} + {d[i]}·({k[i]} - 1) + {op[i]} + 1",
+                out[1 + i],
+            )
+            for i in range(n)
+        ]
+        ks, kn = S.kernel_symbol(k), S.dot(k)
+        cout, cout_num = ("C_out", str(c_out)) if g == 1 else ("C_out/g", f"{c_out}/{g}")
+        ins = "·".join(f"{x}_in" for x in S.axis_names(n))
+        steps = S.per_axis("out_size", "{x}_out", rows) + [
+            S.note("P_out: output_padding; P: units cropped from each side of the full output"),
+            S.shape_step(out),
+            S.Step("weights", "weights", f"C_in·{cout}·{ks}", f"{c}·{cout_num}·{kn}", cost.weights),
+            S.bias_step(cost.biases, "C_out", str(c_out)),
+            S.Step(
+                "macs",
+                "MACs",
+                f"{ins}·C_in·{cout}·{ks}",
+                f"{S.dot(shapes[0][1:])}·{c}·{cout_num}·{kn}",
+                cost.macs,
+            ),
+            S.note(
+                "MACs: each input element times every tap of its C_out/g filters (as fvcore, PyTorch count)"
+            ),
+        ]
+        field = S.rf_generic(rfs, rf)
+        if rf is not None and rfs[0] is not None:
+            jumps = [("j / S", f"{S.num(rfs[0].jump[i])}/{s[i]}", rf.jump[i]) for i in range(n)]
+            field = [st for st in field if st.what != "rf_jump"] + S.per_axis("rf_jump", "j'", jumps)
+        return steps + field

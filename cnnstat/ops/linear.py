@@ -39,6 +39,19 @@ class FullyConnected(Op):
             return rfs[0].window(w, (1,) * len(w), (0,) * len(w), (1,) * len(w), out[1:])
         return rfs[0].collapse()
 
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import Step, bias_step, collapse_rf_steps, generic, shape_step
+
+        if "_window" in a:  # frame mode: the equivalent convolution
+            return generic(self, a, shapes, rfs, out, cost, rf)
+        c, n = shapes[0][0], a["out"]
+        return [
+            shape_step(out),
+            Step("weights", "weights", "C_in·C_out", f"{c}·{n}", cost.weights),
+            bias_step(cost.biases, "C_out", str(n)),
+            Step("macs", "MACs", "C_in·C_out", f"{c}·{n}", cost.macs),
+        ] + collapse_rf_steps(rfs[0], rf)
+
     def frame_args(self, a, native):
         """Over a whole frame an fc after spatial features is the convolution over the window
         it saw at the spec's input, slid over every position the frame allows."""
@@ -90,3 +103,15 @@ class Linear(Op):
         out = (n, *shape[1:])
         cost = Cost(weights=c * n, biases=n if a["bias"] else 0, macs=prod(shape[1:]) * c * n)
         return out, cost, rf
+
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import Step, bias_step, dot, rf_generic, shape_step
+
+        shape, n = shapes[0], a["out"]
+        pos, pos_num = ("positions·", f"{dot(shape[1:])}·") if len(shape) > 1 else ("", "")
+        return [
+            shape_step(out),
+            Step("weights", "weights", "C_in·C_out", f"{shape[0]}·{n}", cost.weights),
+            bias_step(cost.biases, "C_out", str(n)),
+            Step("macs", "MACs", f"{pos}C_in·C_out", f"{pos_num}{shape[0]}·{n}", cost.macs),
+        ] + rf_generic(rfs, rf)

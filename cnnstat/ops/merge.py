@@ -30,6 +30,34 @@ class _Merge(Op):
         spatial = [r for r in rfs if not r.collapsed] or rfs
         return _merge_rf(spatial)
 
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops import steps as S
+
+        names = ", ".join(f"'{n}'" for n in a.get("branches", ()))
+        steps = [S.note(f"merges {len(shapes)} branches ({names})")] + self.explain_shape(shapes, out)
+        steps += S.no_weights("no weighted sum (cnnstat counts multiply-accumulates of weighted sums only)")
+        spatial = [r for r in rfs if r is not None and not r.collapsed] or rfs
+        if rf is None or rf.collapsed or any(r is None or r.phases for r in spatial) or rf.phases:
+            return steps + S.rf_generic(rfs, rf)
+        sizes, jumps, starts = [], [], []
+
+        def largest(values):
+            return f"max({', '.join(map(S.num, values))})" if len(values) > 1 else S.num(values[0])
+
+        for i in range(len(rf.size)):
+            sizes.append(("max(r_1, ..., r_n)", largest([r.size[i] for r in spatial]), rf.size[i]))
+            jumps.append(("max(j_1, ..., j_n)", largest([r.jump[i] for r in spatial]), rf.jump[i]))
+            starts.append(("the largest field's start", S.num(rf.start[i]), rf.start[i]))
+        if len(spatial) < len(rfs):
+            steps.append(S.note("a branch that sees the whole input (a gate) adds context, not a window"))
+        steps += S.per_axis("rf_size", "r'", sizes) + S.per_axis("rf_jump", "j'", jumps)
+        return steps + S.per_axis("rf_start", "start'", starts)
+
+    def explain_shape(self, shapes, out) -> list:
+        from cnnstat.ops.steps import shape_step
+
+        return [shape_step(out, "C")]
+
     @staticmethod
     def _describe(names, shapes):
         return ", ".join(f"branch '{n}' is {list(s)}" for n, s in zip(names, shapes))
@@ -72,3 +100,9 @@ class Concat(_Merge):
         if any(len(s) != len(shapes[0]) or s[1:] != shapes[0][1:] for s in shapes):
             raise OpError(f"concat: spatial sizes differ: {self._describe(a['branches'], shapes)}")
         return (sum(s[0] for s in shapes), *shapes[0][1:])
+
+    def explain_shape(self, shapes, out) -> list:
+        from cnnstat.ops.steps import channels_step, shape_step
+
+        parts = " + ".join(str(s[0]) for s in shapes)
+        return [channels_step("C_1 + ... + C_n", parts, out[0]), shape_step(out, "C")]

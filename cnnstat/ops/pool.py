@@ -30,6 +30,14 @@ class _Pool(Op):
                 )
         return (shapes[0][0], *out), ZERO, rfs[0].window(k, s, [p[0] for p in pads], d, out)
 
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.conv import window_explained
+        from cnnstat.ops.steps import no_weights, shape_step
+
+        _, sizes, field = window_explained(self, a, shapes, rfs, out, rf)
+        why = "pooling compares or adds: no multiply-accumulates"
+        return sizes + [shape_step(out, "C")] + no_weights(why) + field
+
 
 @register
 class MaxPool(_Pool):
@@ -53,6 +61,17 @@ class GlobalAvgPool(Op):
 
     def rf(self, a, rfs, shapes, out):
         return rfs[0].collapse()
+
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import collapse_rf_steps, no_weights, note, shape_step
+
+        what = "averages" if self.name == "gap" else "takes the largest of"
+        head = [note(f"global pooling {what} all positions of each channel"), shape_step(out, "C")]
+        return (
+            head
+            + no_weights("pooling multiplies no weights: no multiply-accumulates")
+            + collapse_rf_steps(rfs[0], rf)
+        )
 
 
 @register
@@ -84,6 +103,27 @@ class AdaptiveAvgPool(Op):
         k = [adaptive_window(n, m) for n, m in zip(shapes[0][1:], out[1:])]
         s = [max(n // m, 1) for n, m in zip(shapes[0][1:], out[1:])]
         return rfs[0].window(k, s, [0] * len(k), [1] * len(k), out[1:])
+
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops import steps as S
+
+        sizes = [("size", str(m), m) for m in out[1:]]
+        steps = S.per_axis("out_size", "{x}_out", sizes) + [S.shape_step(out, "C")]
+        steps += S.no_weights("pooling multiplies no weights: no multiply-accumulates")
+        if all(o == 1 for o in out[1:]):
+            return steps + S.collapse_rf_steps(rfs[0], rf)
+        n, m = shapes[0][1:], out[1:]
+        k = [adaptive_window(i, o) for i, o in zip(n, m)]
+        s = [max(i // o, 1) for i, o in zip(n, m)]
+        steps.append(
+            S.note(
+                "windows [⌊i·n/m⌋, ⌈(i + 1)·n/m⌉) from n = "
+                f"{'x'.join(map(str, n))} to m = {'x'.join(map(str, m))}: largest window K = "
+                f"{'x'.join(map(str, k))}, stride S = ⌊n/m⌋ = {'x'.join(map(str, s))}"
+                + ("" if all(i % o == 0 for i, o in zip(n, m)) else " (the field: the largest window)")
+            )
+        )
+        return steps + S.window_rf_steps(rfs[0], rf, k, s, [1] * len(k), [0] * len(k))
 
 
 def adaptive_window(n: int, m: int) -> int:

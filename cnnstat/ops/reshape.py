@@ -18,6 +18,16 @@ class Flatten(Op):
             return shapes[0]  # frame mode: the following fc slides over the positions
         return (prod(shapes[0]),)
 
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import channels_step, dot, generic, no_weights, rf_generic, shape_step
+
+        if a.get("_frame") or len(shapes[0]) == 1:
+            return generic(self, a, shapes, rfs, out, cost, rf)
+        dims = "C·" + "·".join(f"{x}" for x in ("D", "H", "W")[-(len(shapes[0]) - 1) :])
+        return [channels_step(dims, dot(shapes[0]), out[0], "output size"), shape_step(out, "D")] + (
+            no_weights("a view of the same numbers: no arithmetic") + rf_generic(rfs, rf)
+        )
+
     def frame_args(self, a, native):
         return {**a, "_frame": True}
 
@@ -37,6 +47,13 @@ class ChannelSlice(Op):
         if not 0 <= a["start"] < stop <= c:
             raise OpError(f"channels [{a['start']}, {stop}) are not within the input's {c}")
         return (stop - a["start"], *shapes[0][1:])
+
+    def explain(self, a, shapes, rfs, out, cost, rf):
+        from cnnstat.ops.steps import channels_step, no_weights, rf_generic, shape_step
+
+        stop = shapes[0][0] if a["stop"] is None else a["stop"]
+        head = [channels_step("stop - start", f"{stop} - {a['start']}", out[0]), shape_step(out, "C")]
+        return head + no_weights("a view of the same numbers: no arithmetic") + rf_generic(rfs, rf)
 
 
 @register

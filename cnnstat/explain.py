@@ -1,0 +1,627 @@
+"""A layer's arithmetic step by step, and the network as a teaching sheet (``cnnstat explain``).
+
+The steps come from the ops themselves (:meth:`cnnstat.ops.base.Op.explain`): each layer's op
+runs its own handler again on the layer's inputs, checks that it gives the analysis' figures,
+and shows its formula with those numbers substituted. Nothing here computes a figure of its
+own but the sums that reconcile the totals and the activation memory (elements x bytes, as
+:mod:`cnnstat.analysis` counts it). Where a spec comments a layer, its input or a parameter
+the layer uses, the comment is quoted; where another model of the same spec file has the same
+layers (the lecture's AlexNet beside the paper's), the layers that differ are shown beside.
+
+Pure: no rich, no click. :func:`layer_text` and :func:`sheet` return text.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import NamedTuple
+
+from cnnstat.errors import CnnstatError, did_you_mean
+from cnnstat.ops import REGISTRY
+from cnnstat.ops.base import RF, Cost, Op
+from cnnstat.ops.steps import Step, dot, generic, note, num
+from cnnstat.units import DTYPE_BITS, human_bytes
+
+SECTIONS = {
+    "input": "Shape",
+    "out_size": "Shape",
+    "channels": "Shape",
+    "output": "Shape",
+    "weights": "Parameters",
+    "biases": "Parameters",
+    "buffers": "Parameters",
+    "params": "Parameters",
+    "macs": "MACs",
+    "rf_size": "Receptive field",
+    "rf_jump": "Receptive field",
+    "rf_start": "Receptive field",
+    "activations": "Memory",
+    "activation_bytes": "Memory",
+}
+ORDER = ("Shape", "Parameters", "MACs", "Receptive field", "Memory")
+RF_NOTE = (
+    "receptive field per axis in input pixels: r = pixels one unit sees, j = jump (input pixels "
+    "between neighbouring units), start = centre of the first unit's field (pixel 0 = first pixel)"
+)
+
+
+class Explained(NamedTuple):
+    """One layer explained: its steps (see :class:`~cnnstat.ops.steps.Step`), the spec's own
+    comments on it, and the models of the same spec where it differs."""
+
+    layer: object  # cnnstat.graph.Layer
+    inputs: list  # [(name, shape)]
+    steps: list
+    comments: list  # [(where, text)]
+    beside: list  # [{"model", "description", "differs": {figure: (here, there)}}]
+
+
+# --- finding a layer ---------------------------------------------------------------------
+
+
+def find_layer(analysis, name: str):
+    """The layer named ``name`` (as ``cnnstat summary`` shows it; case-insensitive when that
+    is unambiguous); an unknown name raises with the closest names."""
+    layers = {la.name: la for la in analysis.layers}
+    if name in layers:
+        return layers[name]
+    folded = [la for la in analysis.layers if la.name.lower() == name.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    hint = did_you_mean(name, layers) or _prefix_hint(name, layers)
+    raise CnnstatError(
+        f"no layer '{name}' in {analysis.name}{hint}; 'cnnstat summary {analysis.name}' lists the layers"
+    )
+
+
+def _prefix_hint(name: str, names) -> str:
+    """Layers whose names start with ``name`` (a block: ``layer1`` -> ``layer1.0.conv1``)."""
+    under = [n for n in names if n.startswith(name + ".") or n.startswith(name)]
+    if not under:
+        return ""
+    shown = ", ".join(f"'{n}'" for n in under[:3]) + (", ..." if len(under) > 3 else "")
+    return f" (layers under it: {shown})"
+
+
+# --- the steps of one layer ----------------------------------------------------------------
+
+
+def tensors(analysis) -> dict:
+    """Every tensor's (shape, receptive field) by name: the input and each layer's output."""
+    graph = analysis.graph
+    shape = tuple(graph.input)
+    out = {"input": (shape, RF.input(shape[1:] if len(shape) > 1 else ()))}
+    for la in analysis.layers:
+        out[la.name] = (tuple(la.output), la.rf)
+    return out
+
+
+def op_steps(layer, inputs: list) -> list:
+    """The op's own steps for ``layer``. Its handler runs again on the layer's inputs; the
+    steps use the handler's figures when they equal the layer's (always, for a spec), else the
+    layer's figures with the generic explanation (an imported layer)."""
+    shapes = [s for s, _ in inputs]
+    rfs = [r for _, r in inputs]
+    op = REGISTRY.get(layer.op)
+    figures = _rerun(op, layer, shapes, rfs)
+    if figures is not None:
+        return op.explain(layer.args, shapes, rfs, *figures)
+    cost = Cost(layer.weights, layer.biases, layer.buffers, layer.macs)
+    steps = generic(op if op is not None else Op(), layer.args, shapes, rfs, layer.output, cost, layer.rf)
+    if layer.unknown:
+        steps = [st._replace(formula="unknown", value=0) if st.what == "macs" else st for st in steps]
+        steps.append(note(f"MACs unknown: {layer.unknown} (0 in the totals, which are lower bounds)"))
+    return [note("figures as the importer recorded them")] + steps
+
+
+def _rerun(op, layer, shapes, rfs):
+    """``(out, cost, rf)`` from the op's handler, or None when it cannot run or disagrees."""
+    if op is None or op.internal or layer.unknown or any(r is None for r in rfs):
+        return None
+    try:
+        out, cost, rf = op.infer(layer.args, shapes, rfs)
+    except Exception:  # noqa: BLE001 - an importer's arguments the spec path never makes
+        return None
+    same_cost = tuple(cost) == (layer.weights, layer.biases, layer.buffers, layer.macs)
+    if tuple(out) != tuple(layer.output) or not same_cost or rf != layer.rf:
+        return None
+    return out, cost, rf
+
+
+def layer_steps(analysis, layer, inputs: list) -> list:
+    """All the steps of ``layer``: its input, the op's steps with ``params = weights + biases``
+    after the parameters, and the memory its output takes at the analysis' dtype."""
+    steps = [Step("input", "input", "", "", tuple(s)) for s, _ in inputs[:1]]
+    for (s, _), name in list(zip(inputs, layer.inputs))[1:]:
+        steps.append(note(f"also reads '{name}': {'x'.join(map(str, s))}"))
+    body = op_steps(layer, inputs)
+    last = max((i for i, st in enumerate(body) if st.what in ("weights", "biases")), default=len(body) - 1)
+    if layer.weights and layer.biases:
+        total = Step(
+            "params", "params", "weights + biases", f"{layer.weights} + {layer.biases}", layer.params
+        )
+        body.insert(last + 1, total)
+    return steps + body + memory_steps(analysis, layer)
+
+
+def memory_steps(analysis, layer) -> list:
+    """The output's elements and bytes at the dtype (MB = 10^6 bytes), as the analysis counts
+    them (``activations``, ``activation_bytes``)."""
+    counts = analysis.counts(layer)
+    out, batch, dtype = tuple(layer.output), analysis.batch, analysis.dtype
+    dims = "·".join(_dims(len(out)))
+    if batch > 1:
+        dims, subst = f"N·{dims}", dot((batch, *out))
+    else:
+        subst = dot(out)
+    n = counts["activations"]
+    bits = DTYPE_BITS[dtype]
+    if bits % 8 == 0:
+        per = f"elements·{bits // 8}", f"{n}·{bits // 8}"
+    else:
+        per = f"⌈elements·{bits}/8⌉", f"⌈{n}·{bits}/8⌉"
+    steps = [
+        Step("activations", "elements", dims, subst, n),
+        Step("activation_bytes", f"bytes ({dtype})", *per, counts["activation_bytes"]),
+    ]
+    op = REGISTRY.get(layer.op)
+    if op is not None and op.view:
+        steps.append(note("a view: in inference it shares its input's storage (the peak counts it once)"))
+    elif op is not None and op.inplace:
+        steps.append(
+            note("may write over its input in inference (in place) when it is the input's last reader")
+        )
+    return steps
+
+
+def _dims(rank: int) -> tuple:
+    return {1: ("D",), 2: ("C", "L"), 3: ("C", "H", "W"), 4: ("C", "D", "H", "W")}.get(
+        rank, tuple(f"d{i}" for i in range(rank))
+    )
+
+
+# --- what the spec says: comments and sibling models ------------------------------------------
+
+
+class Context:
+    """What a spec file adds to the arithmetic: its comments (on a layer's line, above it, on
+    the parameters a layer uses, on ``input:``) and its other models with the same layers."""
+
+    def __init__(self, spec=None, siblings=()):
+        self.spec = spec
+        self.siblings = list(siblings)  # [(name, description, Analysis)]
+        self._files = {}
+
+    def comments(self, layer) -> list:
+        """``[(where, text)]`` for ``layer``: its own line's comments, those of the parameters
+        its line uses (``$conv3_groups``), and the input's when it reads the input."""
+        out = []
+        if layer.loc is not None:
+            lines = self._lines(layer.loc.file)
+            out += self._at(layer.loc.file, lines, layer.loc.line)
+            if self.spec is not None and self.spec.doc is not None and 0 < layer.loc.line <= len(lines):
+                params = self.spec.doc.get("params")
+                for name in re.findall(r"\$\{?([A-Za-z_]\w*)", lines[layer.loc.line - 1]):
+                    loc = getattr(params, "key_locs", {}).get(name) if isinstance(params, dict) else None
+                    if loc is not None:
+                        out += self._at(loc.file, self._lines(loc.file), loc.line, above=False)
+        if "input" in layer.inputs:
+            out += self.input_comments()
+        seen, unique = set(), []
+        for item in out:
+            if item[1] not in seen:
+                seen.add(item[1])
+                unique.append(item)
+        return unique
+
+    def input_comments(self) -> list:
+        doc = self.spec.doc if self.spec is not None else None
+        loc = doc.key_locs.get("input") if doc is not None else None
+        return self._at(loc.file, self._lines(loc.file), loc.line) if loc is not None else []
+
+    def head_comments(self) -> list:
+        """The comment lines that open the spec file (what it is)."""
+        if self.spec is None:
+            return []
+        lines, texts = self._lines(self.spec.file), []
+        for line in lines:
+            if not line.startswith("#"):
+                break
+            texts.append(line.lstrip("#").strip())
+        text = " ".join(t for t in texts if t)
+        return [(f"{self.spec.file}:1", text)] if text else []
+
+    def _lines(self, file: str) -> list:
+        if file not in self._files:
+            self._files[file] = _read_lines(file)
+        return self._files[file]
+
+    @staticmethod
+    def _at(file, lines, line, above=True) -> list:
+        """The comment on line ``line`` (1-based) and the comment lines just above it."""
+        if not 0 < line <= len(lines):
+            return []
+        texts, i = [], line - 2
+        while above and i >= 0 and lines[i].lstrip().startswith("#"):
+            texts.insert(0, lines[i].strip().lstrip("#").strip())
+            i -= 1
+        trailing = _trailing_comment(lines[line - 1])
+        if trailing:
+            texts.append(trailing)
+        text = " ".join(t for t in texts if t)
+        return [(f"{file}:{line}", text)] if text else []
+
+    def beside(self, layer) -> list:
+        """The sibling models' figures for the layer of the same name where they differ:
+        ``[{"model", "description", "differs": {figure: (here, there)}}]``."""
+        out = []
+        for name, description, other in self.siblings:
+            twin = next((la for la in other.layers if la.name == layer.name), None)
+            if twin is None:
+                continue
+            differs = {}
+            for key, here, there in (
+                ("output", list(layer.output), list(twin.output)),
+                ("weights", layer.weights, twin.weights),
+                ("biases", layer.biases, twin.biases),
+                ("macs", layer.macs, twin.macs),
+            ):
+                if here != there:
+                    differs[key] = (here, there)
+            for key in sorted(set(layer.args) | set(twin.args)):
+                if key != "branches" and layer.args.get(key) != twin.args.get(key):
+                    differs[key] = (layer.args.get(key), twin.args.get(key))
+            if differs:
+                out.append({"model": name, "description": description, "differs": differs})
+        return out
+
+
+def _trailing_comment(line: str) -> str:
+    """The comment after a value on a YAML line (``# ...`` after a space, outside quotes)."""
+    quote = None
+    for i, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and i > 0 and line[i - 1] in " \t" and line[:i].strip():
+            return line[i + 1 :].strip()
+    return ""
+
+
+def _read_lines(file: str) -> list:
+    """The lines of the spec file a location names (``zoo:alexnet.yaml`` in the zoo); [] when
+    it cannot be read (the comments are a courtesy, never an error)."""
+    import os
+
+    from cnnstat.files import read_text
+    from cnnstat.zoo import zoo_dir
+
+    path = os.path.join(zoo_dir(), file[4:]) if file.startswith("zoo:") else file
+    try:
+        return read_text(path, "spec").splitlines()
+    except CnnstatError:
+        return []
+
+
+def context(spec, input_shape=None, dtype: str = "fp32", batch: int = 1) -> Context:
+    """The context of a spec model: its comments, and the other models of its file whose
+    layers have the same names in the same order (a variant that changes parameters, not the
+    architecture), analysed at the same input (``input_shape``, else each its own)."""
+    if spec is None:
+        return Context()
+    return Context(spec, _siblings(spec, input_shape, dtype, batch))
+
+
+def _siblings(spec, input_shape, dtype, batch) -> list:
+    from cnnstat.analysis import Analysis
+    from cnnstat.spec.build import build
+
+    root = _root(spec)
+    if root is None or len(root.models) < 2:
+        return []
+    mine = [la.name for la in build(spec, input_shape).layers]
+    out = []
+    for name in root.models:
+        if name == spec.name:
+            continue
+        try:
+            other = root.variant(name)
+            graph = build(other, input_shape)
+        except CnnstatError:
+            continue
+        if [la.name for la in graph.layers] == mine:
+            out.append((name, other.description, Analysis(graph, dtype, batch)))
+    return out
+
+
+def _root(spec):
+    """The spec file's own model with its variants (a zoo variant comes without them)."""
+    from cnnstat.spec.model import load_spec_file
+    from cnnstat.zoo import _load_file
+
+    try:
+        if spec.file.startswith("zoo:"):
+            return _load_file(spec.file[4:-5])
+        return load_spec_file(spec.file)
+    except (CnnstatError, OSError):
+        return None
+
+
+# --- explaining ----------------------------------------------------------------------------
+
+
+def explain_layer(analysis, layer, ctx: Context | None = None, known: dict | None = None) -> Explained:
+    """``layer`` (a Layer or its name) explained step by step."""
+    if isinstance(layer, str):
+        layer = find_layer(analysis, layer)
+    known = known if known is not None else tensors(analysis)
+    inputs = [known[name] for name in layer.inputs]
+    ctx = ctx or Context()
+    steps = layer_steps(analysis, layer, inputs)
+    shapes = [(name, s) for name, (s, _) in zip(layer.inputs, inputs)]
+    return Explained(layer, shapes, steps, ctx.comments(layer), ctx.beside(layer))
+
+
+def explain_all(analysis, ctx: Context | None = None) -> list:
+    known = tensors(analysis)
+    return [explain_layer(analysis, la, ctx, known) for la in analysis.layers]
+
+
+def reconcile(analysis, explained: list) -> dict:
+    """Per kind (conv/fc/other), the sums of the weights, biases, MACs and activations the
+    sections show, beside the analysis' own totals: ``{"rows": {...}, "agree": bool}``."""
+    keys = ("weights", "biases", "macs", "activations", "activation_bytes")
+    rows = {k: dict.fromkeys(keys, 0) for k in ("conv", "fc", "other")}
+    for ex in explained:
+        values = {st.what: st.value for st in ex.steps if st.what in keys}
+        for key in keys:
+            rows[ex.layer.kind][key] += values.get(key, 0) or 0
+    total = {k: sum(r[k] for r in rows.values()) for k in keys}
+    want = analysis.totals()
+    by_kind = analysis.by_kind()
+    # the steps count MACs per image; the analysis for the whole batch
+    agree = all(total[k] * (analysis.batch if k == "macs" else 1) == want[k] for k in keys)
+    agree = agree and all(rows[kind]["weights"] == by_kind[kind]["weights"] for kind in rows)
+    return {"rows": rows, "total": total, "analysis": {k: want[k] for k in keys}, "agree": agree}
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def value_text(step: Step, binary: bool = False) -> str:
+    v = step.value
+    if step.what in ("output", "input"):
+        return "x".join(map(str, v))
+    if step.what == "activation_bytes":
+        return f"{v:,} B = {human_bytes(v, binary)}"
+    if isinstance(v, bool) or v is None:
+        return "" if v is None else str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, Fraction):
+        return str(v)
+    if isinstance(v, float):
+        return num(v).strip("()")
+    return str(v)
+
+
+def step_line(step: Step, binary: bool = False) -> str:
+    """``H_out = W_out = ⌊(W - K + 2P) / S⌋ + 1 = (227 - 11 + 0) / 4 + 1 = 55``: the label,
+    the formula, the numbers and the value, each once."""
+    if step.what == "note":
+        return step.label
+    parts = [step.label]
+    value = value_text(step, binary)
+    for part in (step.formula, step.substituted, value):
+        if part and part != parts[-1] and part.replace(",", "") != parts[-1]:
+            parts.append(part)
+    return " = ".join(parts)
+
+
+def sections(steps: list) -> list:
+    """``[(section, [steps])]`` in :data:`ORDER`; a note goes with the step before it."""
+    grouped = {name: [] for name in ORDER}
+    current = "Shape"
+    for st in steps:
+        current = SECTIONS.get(st.what, current)
+        grouped[current].append(st)
+    return [(name, grouped[name]) for name in ORDER if grouped[name]]
+
+
+def _differs_text(differs: dict) -> str:
+    parts = []
+    for key, (here, there) in differs.items():
+        show = lambda v: f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)  # noqa: E731
+        parts.append(f"{key} {show(here)} here, {show(there)} there")
+    return "; ".join(parts)
+
+
+def layer_text(analysis, ex: Explained, binary: bool = False) -> str:
+    """One layer's arithmetic as plain text lines (the terminal's form)."""
+    la = ex.layer
+    lines = [f"{analysis.name}: {la.name} ({la.op}, {la.kind})"]
+    for where, text in ex.comments:
+        lines.append(f"  spec ({where}): {text}")
+    for name, section in sections(ex.steps):
+        lines.append(name)
+        for st in section:
+            prefix = "    note: " if st.what == "note" else "  "
+            lines.append(prefix + step_line(st, binary))
+        if name == "Receptive field":
+            lines.append("    note: " + RF_NOTE)
+    for b in ex.beside:
+        lines.append(f"Beside: {b['model']} ({b['description']}): {_differs_text(b['differs'])}")
+    lines.append(_conventions(binary))
+    return "\n".join(lines)
+
+
+def _conventions(binary: bool) -> str:
+    mb = "MiB = 2^20 bytes" if binary else "MB = 10^6 bytes"
+    return f"1 MAC = one multiply-accumulate (bias adds are not MACs); {mb}."
+
+
+# --- Markdown ------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~])")
+
+
+def md(text: str) -> str:
+    """Plain text safe in Markdown prose (no emphasis, links or HTML from a name)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def code(text: str) -> str:
+    """Text as a Markdown code span (a backtick inside widens the fence)."""
+    text = " ".join(str(text).split())
+    fence = "``" if "`" in text else "`"
+    return f"{fence}{' ' if fence == '``' else ''}{text}{' ' if fence == '``' else ''}{fence}"
+
+
+def layer_markdown(analysis, ex: Explained, binary: bool = False, level: int = 2) -> str:
+    la = ex.layer
+    out = [f"{'#' * level} {md(la.name)} ({md(la.op)})", ""]
+    sources = ", ".join(f"{code(n)} {'x'.join(map(str, s))}" for n, s in ex.inputs)
+    out += [f"Reads {sources}." if sources else "Reads nothing.", ""]
+    for where, text in ex.comments:
+        out += [f"> Spec ({md(where)}): {md(text)}", ""]
+    for name, section in sections(ex.steps):
+        items = []
+        for st in section:
+            items.append(f"- *{md(st.label)}*" if st.what == "note" else f"- {code(step_line(st, binary))}")
+        out += [f"**{name}**", "", *items, ""]
+    for b in ex.beside:
+        out += [
+            f"Beside, in {code(b['model'])} ({md(b['description'])}): {md(_differs_text(b['differs']))}.",
+            "",
+        ]
+    return "\n".join(out)
+
+
+def sheet(analysis, explained: list, ctx: Context | None = None, binary: bool = False) -> str:
+    """The whole network as a Markdown teaching sheet: what the model is, each layer's short
+    derivation (one ``##`` section per layer), then the totals reconciled with the analysis'
+    and, beside them, those of the spec's sibling models."""
+    ctx = ctx or Context()
+    g = analysis.graph
+    out = [f"# {md(analysis.name)}: the arithmetic, layer by layer", ""]
+    if g.description:
+        out += [md(g.description), ""]
+    if g.source:
+        out += [f"Source: {md(g.source)}", ""]
+    shape = "x".join(map(str, g.input))
+    out += [
+        f"Input {shape}, {analysis.dtype}, batch {analysis.batch}; {len(analysis.layers)} layers. "
+        + md(_conventions(binary))
+        + " "
+        + md(RF_NOTE[0].upper() + RF_NOTE[1:])
+        + ".",
+        "",
+    ]
+    for where, text in ctx.head_comments() + ctx.input_comments():
+        out += [f"> Spec ({md(where)}): {md(text)}", ""]
+    for ex in explained:
+        out.append(layer_markdown(analysis, ex, binary))
+    out.append(totals_markdown(analysis, explained, ctx, binary))
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def totals_markdown(analysis, explained: list, ctx: Context, binary: bool) -> str:
+    rec = reconcile(analysis, explained)
+    head = "| | weights | biases | params | MACs | activations | act. bytes |"
+    lines = ["## Totals", "", head, "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def row(label, r):
+        params = r["weights"] + r["biases"]
+        return (
+            f"| {label} | {r['weights']:,} | {r['biases']:,} | {params:,} | {r['macs']:,} | "
+            f"{r['activations']:,} | {human_bytes(r['activation_bytes'], binary)} |"
+        )
+
+    for kind, r in rec["rows"].items():
+        lines.append(row(kind, r))
+    lines.append(row("sum of the sections", rec["total"]))
+    lines.append(row(f"{code('cnnstat summary ' + analysis.name)}", rec["analysis"]))
+    lines.append("")
+    verdict = "equal" if rec["agree"] else "NOT equal (a bug: please report it)"
+    lines += [f"The sums of the sections and cnnstat's totals are {verdict}.", ""]
+    for name, description, other in ctx.siblings:
+        t, k = other.totals(), other.by_kind()
+        lines.append(
+            f"- Beside: {code(name)} ({md(description)}): conv weights {k['conv']['weights']:,}, "
+            f"fc weights {k['fc']['weights']:,}, params {t['params']:,}; conv MACs {k['conv']['macs']:,}, "
+            f"fc MACs {k['fc']['macs']:,}, MACs {t['macs']:,}."
+        )
+    if ctx.siblings:
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+
+def _json_value(v):
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, Fraction):
+        return int(v) if v.denominator == 1 else float(v)
+    if isinstance(v, float) and v == int(v):
+        return int(v)
+    return v
+
+
+def step_dict(step: Step) -> dict:
+    d = {"what": step.what, "label": step.label}
+    if step.what != "note":
+        d.update(formula=step.formula, substituted=step.substituted, value=_json_value(step.value))
+        if isinstance(step.value, Fraction) and step.value.denominator != 1:
+            d["value_exact"] = str(step.value)
+        if step.axes:
+            d["axes"] = list(step.axes)
+    return d
+
+
+def explained_dict(ex: Explained) -> dict:
+    la = ex.layer
+    return {
+        "name": la.name,
+        "op": la.op,
+        "kind": la.kind,
+        "inputs": [{"name": n, "shape": list(s)} for n, s in ex.inputs],
+        "output": list(la.output),
+        "comments": [{"at": where, "text": text} for where, text in ex.comments],
+        "steps": [step_dict(st) for st in ex.steps],
+        "beside": [
+            {"model": b["model"], "description": b["description"], "differs": _differs_json(b["differs"])}
+            for b in ex.beside
+        ],
+    }
+
+
+def _differs_json(differs: dict) -> dict:
+    return {k: {"here": _json_value(a), "there": _json_value(b)} for k, (a, b) in differs.items()}
+
+
+def to_dict(analysis, explained: list, ctx: Context | None = None, whole: bool = True) -> dict:
+    """The JSON of ``cnnstat explain``: the model, its layers' steps, and for the whole network
+    the totals reconciled."""
+    from cnnstat.analysis import CONVENTIONS
+
+    d = {
+        "model": analysis.name,
+        "input": list(analysis.graph.input),
+        "dtype": analysis.dtype,
+        "batch": analysis.batch,
+        "layers": [explained_dict(ex) for ex in explained],
+    }
+    if whole:
+        rec = reconcile(analysis, explained)
+        d["totals"] = {
+            "by_kind": rec["rows"],
+            "sum": rec["total"],
+            "analysis": rec["analysis"],
+            "agree": rec["agree"],
+        }
+    d["conventions"] = {**CONVENTIONS, "steps": "each step: formula, the layer's numbers substituted, value"}
+    return d
