@@ -32,7 +32,7 @@ from cnnstat.plot.data import (
 )
 
 
-def compare_figure(entries: list, dataset: str | None = None, width: float = 9.0, height: float = 6.0):
+def compare_figure(entries: list, dataset: str | None = None, width: float | None = None, height=None):
     """Top-1 accuracy against GMACs (log), bubble area proportional to params, labelled; the
     entries of :func:`compare_entries`; those without a top-1 on ``dataset`` named as not drawn."""
     from cnnstat.plot.draw import compare_figure as draw

@@ -66,11 +66,13 @@ def family(model: str) -> str:
     return m.group(0) if m else name
 
 
-def compare_figure(entries: list, dataset: str | None = None, width: float = 9.0, height: float = 6.0):
+def compare_figure(entries: list, dataset: str | None = None, width: float | None = None, height=None):
     """Bianco et al.'s chart: top-1 accuracy against GMACs (log), bubble area proportional to
-    parameters, every point labelled; the models not drawn are named under the chart."""
+    parameters, every point labelled; the models not drawn are named under the chart. Size in
+    inches: by default 9 x 6, 13 x 8.5 for more than 30 models."""
     data = D.compare_data(entries, dataset)
-    fig = new_figure(width, height)
+    big = len(data["points"]) > 30
+    fig = new_figure(width or (13.0 if big else 9.0), height or (8.5 if big else 6.0))
     with _rc():
         ax = fig.add_subplot()
         points = data["points"]
@@ -141,7 +143,17 @@ def _size_legend(ax, data: dict):
         for n in (top / 100, top / 10, top)
     ]
     labels = [f"{_si(n)} params" for n in (top / 100, top / 10, top)]
-    ax.legend(handles, labels, loc="lower right", labelspacing=1.6, borderpad=1.0, fontsize=FONT - 1)
+    ax.legend(
+        handles,
+        labels,
+        loc="lower right",
+        labelspacing=2.2,
+        borderpad=1.4,
+        handletextpad=1.8,
+        fontsize=FONT - 1,
+        title="bubble area",
+        title_fontsize=FONT - 1,
+    )
 
 
 def _si(n: float) -> str:
@@ -152,59 +164,64 @@ def _si(n: float) -> str:
 
 
 def _labels(fig, ax, points: list):
-    """Each point's name beside it: of eight places around the bubble, the one overlapping
-    least the labels placed so far and the other bubbles (greedy, largest bubbles first)."""
+    """Each point's name near it: of places around the bubble (12 directions, 4 distances),
+    the one overlapping least the labels placed so far and the bubbles, nearer places
+    preferred; a thin leader line when the label sits away from its bubble. Greedy, largest
+    bubbles first; boxes are measured once per label, in display pixels."""
     renderer = fig.canvas.get_renderer()
     fig.get_layout_engine().execute(fig)
     to_px = ax.transData.transform
-    px_per_pt = fig.dpi / 72
+    px = fig.dpi / 72  # pixels per point
     centres = [to_px((p["gmacs"], p["top1"])) for p in points]
-    radii = [math.sqrt(p["area"] / math.pi) * px_per_pt for p in points]
-    boxes = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, radii)]
+    radii = [math.sqrt(p["area"] / math.pi) * px for p in points]
+    bubbles = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, radii)]
     frame = ax.get_window_extent(renderer)
     placed = []
-    order = sorted(range(len(points)), key=lambda i: -points[i]["area"])
-    for i in order:
+    for i in sorted(range(len(points)), key=lambda i: -points[i]["area"]):
         p = points[i]
         label = p["model"] + (" (≥)" if p["macs_lower_bound"] else "")
-        r_pt = math.sqrt(p["area"] / math.pi) + 1.5
+        probe = ax.text(0, 0, label, fontsize=FONT - 1)
+        bb = probe.get_window_extent(renderer)
+        w, h = bb.width, bb.height
+        probe.remove()
         best = None
-        for dx, dy, ha, va in _PLACES:
-            text = ax.annotate(
-                label,
-                (p["gmacs"], p["top1"]),
-                xytext=(dx * r_pt, dy * r_pt),
-                textcoords="offset points",
-                ha=ha,
-                va=va,
-                fontsize=FONT - 1,
-                zorder=4,
-            )
-            bb = text.get_window_extent(renderer)
-            box = (bb.x0, bb.y0, bb.x1, bb.y1)
-            cost = sum(_overlap(box, b) for b in placed) * 3
-            cost += sum(_overlap(box, b) for j, b in enumerate(boxes) if j != i)
-            cost += 1e6 * (bb.x0 < frame.x0 or bb.x1 > frame.x1 or bb.y0 < frame.y0 or bb.y1 > frame.y1)
-            if best is None or cost < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (cost, text, box)
-            else:
-                text.remove()
-        best[1].set_gid(f"compare-label-{i}")
-        placed.append(best[2])
+        for step, extra in enumerate((2, 8, 16, 28)):
+            d = radii[i] + extra * px
+            for k in range(12):
+                angle = math.radians(30 * k)
+                box, ha, va = _label_box(centres[i], d, angle, w, h)
+                cost = 3 * sum(_overlap(box, b) for b in placed)
+                cost += sum(_overlap(box, b) for j, b in enumerate(bubbles) if j != i)
+                outside = box[0] < frame.x0 or box[2] > frame.x1 or box[1] < frame.y0 or box[3] > frame.y1
+                cost += 1e9 * outside + step * w * h * 0.05 + k * 1e-3
+                if best is None or cost < best[0]:
+                    best = (cost, box, ha, va, d, angle, step)
+        _, box, ha, va, d, angle, step = best
+        text = ax.annotate(
+            label,
+            (p["gmacs"], p["top1"]),
+            xytext=(d / px * math.cos(angle), d / px * math.sin(angle)),
+            textcoords="offset points",
+            ha=ha,
+            va=va,
+            fontsize=FONT - 1,
+            zorder=4,
+            arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "#666666"} if step > 1 else None,
+        )
+        text.set_gid(f"compare-label-{i}")
+        placed.append(box)
 
 
-_PLACES = [  # (dx, dy) in bubble radii, alignment
-    (1, 0, "left", "center"),
-    (-1, 0, "right", "center"),
-    (0, 1, "center", "bottom"),
-    (0, -1, "center", "top"),
-    (0.75, 0.75, "left", "bottom"),
-    (-0.75, 0.75, "right", "bottom"),
-    (0.75, -0.75, "left", "top"),
-    (-0.75, -0.75, "right", "top"),
-]
+def _label_box(centre, d: float, angle: float, w: float, h: float) -> tuple:
+    """The pixel box of a w x h label anchored at distance d from centre in direction angle,
+    aligned away from the bubble; with its alignment."""
+    x, y = centre[0] + d * math.cos(angle), centre[1] + d * math.sin(angle)
+    c, s = math.cos(angle), math.sin(angle)
+    ha = "left" if c > 0.3 else "right" if c < -0.3 else "center"
+    va = "bottom" if s > 0.3 else "top" if s < -0.3 else "center"
+    x0 = x if ha == "left" else x - w if ha == "right" else x - w / 2
+    y0 = y if va == "bottom" else y - h if va == "top" else y - h / 2
+    return (x0, y0, x0 + w, y0 + h), ha, va
 
 
 def _overlap(a: tuple, b: tuple) -> float:
