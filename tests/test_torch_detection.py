@@ -20,7 +20,7 @@ def published(name):
     return meta["num_params"], meta["_ops"]
 
 
-@pytest.mark.parametrize("name", ["retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large"])
+@pytest.mark.parametrize("name", ["retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large", "ssd300_vgg16"])
 def test_single_stage_detectors_are_exact(name):
     a = analyze(f"torchvision:{name}")
     params, gmac = published(name)
@@ -83,3 +83,21 @@ def test_a_plain_module_is_not_mistaken_for_a_detector():
     a = analyze(conv, input=(3, 8, 8))
     assert a.graph.stopped is None and a.complete
     assert flop_counter_macs(meta_copy(conv), (3, 8, 8)) == a.totals()["macs"]
+
+
+def test_ssd300_l2_normalisation():
+    """SSD300's L2Norm: F.normalize over conv4_3's 512 channels, then a learned scale per
+    channel (512 parameters, 0 MACs as FlopCounterMode counts them)."""
+    a = analyze("torchvision:ssd300_vgg16")
+    by = {la.name: la for la in a.layers}
+    assert (by["backbone.normalize"].op, by["backbone.normalize"].output) == ("normalize", (512, 38, 38))
+    assert (by["backbone.mul"].op, by["backbone.mul"].weights, by["backbone.mul"].macs) == ("scale", 512, 0)
+    model = meta_copy(instantiate("torchvision:ssd300_vgg16"))
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        features = list(model.backbone(torch.empty(1, 3, 300, 300, device="meta")).values())
+        for head in (model.head.classification_head, model.head.regression_head):
+            for conv, f in zip(head.module_list, features):
+                conv(f)
+    assert a.totals()["macs"] == counter.get_total_flops() // 2

@@ -12,6 +12,7 @@ from cnnstat.ops import (  # noqa: F401
     pool,
     resample,
     reshape,
+    select,
     tokens,
 )
 from cnnstat.ops.base import REGISTRY, RF, Arg, Cost, Op, register

@@ -1,5 +1,5 @@
 """Normalisation: batch norm (learnable scale/shift, running statistics), LRN, layer norm
-(over channels, or over all axes), group norm, instance norm."""
+(over channels, or over all axes), group norm, instance norm, Lp normalisation (F.normalize)."""
 
 from __future__ import annotations
 
@@ -137,3 +137,25 @@ class InstanceNorm(Op):
         c = shape[0]
         w = c if a["affine"] else 0
         return Cost(weights=w, biases=w, buffers=2 * c if a["track_running_stats"] else 0)
+
+
+@register
+class Normalize(Op):
+    """Lp normalisation over the channels at every position: ``x / max(||x||_p, eps)``,
+    PyTorch's ``F.normalize(x, p, dim=1)`` (SSD300's L2Norm, followed by its learned scale
+    per channel: a ``scale`` layer); [C, *spatial] or a flat [C]. No parameters; 0 MACs,
+    as every normalisation here (the C powers and the sum per position that the norm takes
+    are not counted, as layer norm's statistics are not; PyTorch's FlopCounterMode counts
+    none either); receptive field unchanged (per position)."""
+
+    name = "normalize"
+    aliases = ("l2norm", "lp_normalize")
+    args = (
+        Arg("p", "float", 2.0, help="the norm's exponent (2: Euclidean)"),
+        Arg("eps", "float", 1e-12, help="smallest divisor"),
+    )
+
+    def shape(self, a, shapes):
+        if not a["p"] > 0:
+            raise OpError(f"'p' must be positive, got {a['p']}")
+        return shapes[0]

@@ -1,5 +1,5 @@
 """The torch side of :mod:`cnnstat.ops.norm`: bn, lrn, layernorm, layernorm_all, groupnorm,
-instancenorm."""
+instancenorm, normalize."""
 
 from __future__ import annotations
 
@@ -21,6 +21,20 @@ class ChannelLayerNorm(nn.LayerNorm):
     def forward(self, x):
         x = F.layer_norm(x.movedim(1, -1), self.normalized_shape, self.weight, self.bias, self.eps)
         return x.movedim(-1, 1)
+
+
+class Normalize(nn.Module):
+    """Lp normalisation over dim 1, the channels (cnnstat ``normalize``): ``F.normalize``."""
+
+    def __init__(self, p: float = 2.0, eps: float = 1e-12):
+        super().__init__()
+        self.p, self.eps = p, eps
+
+    def forward(self, x):
+        return F.normalize(x, self.p, 1, self.eps)
+
+    def extra_repr(self):
+        return f"p={self.p}, eps={self.eps}"
 
 
 # --- build ------------------------------------------------------------------------------------
@@ -66,6 +80,9 @@ def _build_instancenorm(a, shapes):
         affine=a["affine"],
         track_running_stats=a["track_running_stats"],
     )
+
+
+builds("normalize")(lambda a, shapes: Normalize(a["p"], a["eps"]))
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -233,6 +250,31 @@ def _m_frozen_bn(rec, call):
     rec.emit(call, "bn", {"affine": False, "eps": float(call.module.eps)}, [rec.ref(call.args[0])])
 
 
+def _m_normalize(rec, call):
+    m = call.module
+    rec.emit(call, "normalize", {"p": float(m.p), "eps": float(m.eps)}, [rec.ref(call.args[0])])
+
+
+def _f_normalize(rec, call):
+    """F.normalize(input, p=2.0, dim=1, eps=1e-12) over the channels: of a channels-first
+    tensor (dim 1), or of one whose axes were rearranged, along the axis that holds its
+    channels (the layer runs on the channels-first base, see Ref.perm)."""
+    x = call.arg(0, "input")
+    a = {"p": float(call.arg(1, "p", 2.0)), "eps": float(call.arg(3, "eps", 1e-12))}
+    src = rec.ref(x)
+    if src is None:
+        return rec.unsupported_call(call, "normalises a tensor cnnstat does not follow")
+    dim = int(call.arg(2, "dim", 1)) % x.dim()
+    if src.base is None:
+        if dim != 1:
+            return rec.unsupported_call(call, f"normalises along dim {dim} (cnnstat: the channels, dim 1)")
+        return rec.emit(call, "normalize", a, [src])
+    _, perm = src.layout(x.dim())
+    if perm is None or perm[dim] != 1:
+        return rec.unsupported_call(call, f"normalises along dim {dim}, which does not hold the channels")
+    rec.emit_laid(call, "normalize", a, [src])
+
+
 for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
     MODULES[_cls] = _m_bn
 NAMED_MODULES["torchvision.ops.misc.FrozenBatchNorm2d"] = _m_frozen_bn
@@ -247,3 +289,5 @@ FUNCTIONS["local_response_norm"] = _f_lrn
 FUNCTIONS["layer_norm"] = _f_layer_norm
 FUNCTIONS["group_norm"] = _f_group_norm
 FUNCTIONS["instance_norm"] = _f_instance_norm
+FUNCTIONS["normalize"] = _f_normalize
+MODULES[Normalize] = _m_normalize

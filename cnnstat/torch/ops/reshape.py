@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cnnstat.torch.ops.base import FUNCTIONS, MODULES, builds, is_tensor
+from cnnstat.torch.ops.select import window as spatial_window
 from cnnstat.torch.recorder import Ref, rf_for, sample_shape
 
 
@@ -52,16 +53,31 @@ def _f_shuffle(rec, call):
 
 
 def _f_split(rec, call):
-    """chunk / split / tensor_split along channels: one slice layer per part."""
+    """chunk / split / tensor_split along the channels (one slice layer per part) or along a
+    spatial axis of a channels-first map (one crop per part)."""
     x = call.arg(0, "input")
     dim = call.arg(2, "dim", 0) if call.fname in ("chunk", "split", "tensor_split") else 0
-    if dim % x.dim() != 1:
-        return rec.unsupported_call(call, f"splits along dim {dim} (cnnstat: channels, dim 1)")
+    dim = dim % x.dim()
     ref, start = rec.ref(x), 0
+    if dim != 1 and not _spatial(ref, dim):
+        return rec.unsupported_call(call, f"splits along dim {dim} (cnnstat: the channels or a spatial axis)")
     for part in call.out:
-        stop = start + part.shape[1]
-        rec.emit(call, "slice", {"start": start, "stop": stop}, [ref], out=part)
+        stop = start + part.shape[dim]
+        if dim == 1:
+            rec.emit(call, "slice", {"start": start, "stop": stop}, [ref], out=part)
+        else:
+            spatial_window(rec, call, ref, {dim: (start, stop, 1)}, out=part)
         start = stop
+
+
+def _spatial(ref, dim: int) -> bool:
+    """``dim`` is a spatial axis of ``ref``, a channels-first map (not tokens)."""
+    return (
+        ref is not None
+        and ref.base is None
+        and 2 <= dim <= len(ref.shape)
+        and (len(ref.shape) > 2 or _signal(ref))
+    )
 
 
 def _f_narrow(rec, call):
@@ -71,9 +87,13 @@ def _f_narrow(rec, call):
         call.arg(2, "start"),
         call.arg(3, "length"),
     )
-    if dim % x.dim() != 1:
-        return rec.unsupported_call(call, f"narrows dim {dim} (cnnstat: channels, dim 1)")
-    rec.emit(call, "slice", {"start": int(start), "stop": int(start + length)}, [rec.ref(x)])
+    dim, ref = dim % x.dim(), rec.ref(x)
+    start = int(start) % int(x.shape[dim])  # a negative start counts from the end
+    if dim == 1:
+        return rec.emit(call, "slice", {"start": start, "stop": start + int(length)}, [ref])
+    if _spatial(ref, dim):
+        return spatial_window(rec, call, ref, {dim: (start, start + int(length), 1)}, out=call.out)
+    rec.unsupported_call(call, f"narrows dim {dim} (cnnstat: the channels or a spatial axis)")
 
 
 def _index(index, n: int) -> list | None:
@@ -92,43 +112,97 @@ def _index(index, n: int) -> list | None:
 
 
 def _f_getitem(rec, call):
-    """Indexing one axis of a tracked tensor, however its axes are laid out: a range of the
-    channels (slice; one channel x[:, i]: a slice whose size-1 axis is dropped), or of the
-    tokens of [D, N] tokens (take: x[:, 0] the class token as ViT's head reads it, x[:, 1:]
-    the rest)."""
+    """Indexing a tracked tensor, however its axes are laid out (see :class:`Ref`): ranges
+    (step 1) or single positions of the channels (``slice``; ``x[:, i]`` drops the axis) and
+    of the spatial axes (``crop``; with a step, ``subsample``), both at once as a slice then
+    a window; or the tokens of [D, N] tokens (``take``: ``x[:, 0]`` the class token as ViT's
+    head reads it, ``x[:, 1:]`` the rest). A [C, L] whose L positions are its receptive
+    field's units (a 1-D signal, or tokens that are exactly a 1-D map's positions) is
+    sliced as a map."""
     x, index = call.args[0], call.args[1]
     if not is_tensor(x):
         return  # an element of a tuple (chunk, split): already known
     src = rec.ref(x)
     base, perm = src.layout(x.dim())
     entries = _index(index, x.dim())
-    chosen = [k for k, i in enumerate(entries or ()) if i != slice(None)]
-    if entries is None or perm is None or len(chosen) != 1:
-        return rec.unsupported_call(call, "indexes other than one range of the channels or of the tokens")
-    k = chosen[0]
-    entry, axis, size = entries[k], perm[k], int(x.shape[k])
-    if isinstance(entry, slice):
-        start, stop, step = entry.indices(size)
-        if step != 1 or stop <= start:
-            return rec.unsupported_call(call, f"indexes axis {k} with a step or an empty range")
-        keep = tuple(perm)
-    else:
-        start = entry % size
-        stop = start + 1
-        keep = tuple(p for j, p in enumerate(perm) if j != k)
-    if axis == 1:  # channels
-        first = channels_first_like(rec, base, out_channels=stop - start)
-        rec.emit(call, "slice", {"start": start, "stop": stop}, [base], out=first)
-        return rec.relay(first, call.out, src.steps, keep)
-    if axis == 2 and len(base.shape) == 2:  # tokens [D, N]
+    if entries is None or perm is None:
+        return rec.unsupported_call(call, "indexes otherwise than by ranges and positions of the axes")
+    ranges, dropped = {}, set()
+    for k, entry in enumerate(entries):
+        size = int(x.shape[k])
         if isinstance(entry, slice):
-            first = torch.empty((rec.batch, base.shape[0], stop - start), device="meta")
-            rec.emit(call, "take", {"index": start, "stop": stop}, [base], out=first)
-            return rec.relay(first, call.out, src.steps, keep)
-        first = torch.empty((rec.batch, base.shape[0]), device="meta")
-        rec.emit(call, "take", {"index": start}, [base], out=first)
-        return rec.relay(first, call.out, src.steps, tuple(p if p is None or p < 2 else p - 1 for p in keep))
-    rec.unsupported_call(call, "indexes other than one range of the channels or of the tokens")
+            start, stop, step = entry.indices(size)
+            if (start, stop, step) == (0, size, 1):
+                continue
+            if stop <= start:
+                return rec.unsupported_call(call, f"an empty range of axis {k}")
+        else:
+            if not -size <= entry < size:
+                return rec.unsupported_call(call, f"index {entry} is outside axis {k}")
+            start, stop, step = entry % size, entry % size + 1, 1
+            dropped.add(k)
+        if perm[k] is None or perm[k] == 0:
+            return rec.unsupported_call(call, "indexes the batch or an inserted axis")
+        if k in dropped and perm[k] >= 2 and not (len(base.shape) == 2 and not _signal(base)):
+            return rec.unsupported_call(call, "drops a spatial axis (x[:, :, i]): no cnnstat op")
+        ranges[perm[k]] = (start, stop, step)
+    if not ranges:
+        return rec.bind(call.out, src)
+    keep = tuple(p for j, p in enumerate(perm) if j not in dropped)
+    if len(base.shape) == 2 and 2 in ranges and not _signal(base):
+        return _take(rec, call, base, src, ranges, keep, bool(dropped))
+    cur = base
+    if 1 in ranges:
+        start, stop, step = ranges.pop(1)
+        if step != 1:
+            return rec.unsupported_call(call, "indexes the channels with a step (cnnstat: slice, step 1)")
+        first = channels_first_like(rec, cur, out_channels=stop - start)
+        rec.emit(call, "slice", {"start": start, "stop": stop}, [cur], out=first)
+        cur = rec.ref(first)
+        if cur is None:
+            return
+    if ranges:
+        first = spatial_window(rec, call, cur, ranges)
+        if first is None:
+            return
+    if not _laid_out(call.out, first, keep):
+        why = f"cnnstat's window gives {list(first.shape[1:])}, laid out otherwise"
+        return rec.unsupported_call(call, why)
+    rec.relay(first, call.out, src.steps, keep)
+
+
+def _signal(base) -> bool:
+    """A [C, L] layer whose L positions are the units of its 1-D receptive field (a signal,
+    or tokens made from a 1-D map without extra tokens): sliced as a map, not as tokens."""
+    rf = base.rf
+    return rf is not None and not rf.collapsed and len(rf.size) == 1 and tuple(rf.extent) == base.shape[1:]
+
+
+def _laid_out(out, first, keep) -> bool:
+    """torch's ``out`` is the channels-first ``first`` laid out as ``keep`` (size-1 axes of
+    ``first`` may be missing)."""
+    if len(keep) != out.dim():
+        return False
+    if any(p is not None and int(out.shape[j]) != int(first.shape[p]) for j, p in enumerate(keep)):
+        return False
+    kept = {p for p in keep if p is not None}
+    return all(int(first.shape[a]) == 1 for a in range(first.dim()) if a not in kept)
+
+
+def _take(rec, call, base, src, ranges, keep, single):
+    """x[:, 0], x[:, 1:] of tokens [D, N]: ``take``."""
+    if len(ranges) != 1:
+        return rec.unsupported_call(call, "indexes tokens [D, N] along more than the token axis")
+    start, stop, step = ranges[2]
+    if step != 1:
+        return rec.unsupported_call(call, "indexes tokens with a step")
+    if not single:  # a range: the axis stays
+        first = torch.empty((rec.batch, base.shape[0], stop - start), device="meta")
+        rec.emit(call, "take", {"index": start, "stop": stop}, [base], out=first)
+        return rec.relay(first, call.out, src.steps, keep)
+    first = torch.empty((rec.batch, base.shape[0]), device="meta")
+    rec.emit(call, "take", {"index": start}, [base], out=first)
+    return rec.relay(first, call.out, src.steps, tuple(p if p is None or p < 2 else p - 1 for p in keep))
 
 
 def channels_first_like(rec, base, out_channels: int):
