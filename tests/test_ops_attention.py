@@ -167,6 +167,40 @@ def test_window_attention_pads_to_whole_windows():
     assert la.macs == 4 * 8 * 8 * 32 + 2 * 4 * 8 * 8 * 8
 
 
+def test_swin_v2_position_mlp_and_cosine_by_hand():
+    # Swin-V2-T stage 1: 64x64 map, 8x8 windows, 96 channels, 3 heads, the bias from an MLP
+    # 2 -> 512 -> 3 over the 15 x 15 relative offsets, cosine attention (a logit scale per head)
+    la = one("attention: {heads: 3, window: 8, shift: 4, rel_pos_mlp: 512, cosine: true}", "[96, 64, 64]")
+    n, area, rows = 64 * 64, 64, 15 * 15
+    mlp = rows * (2 * 512 + 512 * 3)  # 576,000: run once per call on the table
+    assert la.macs == n * 96 * 288 + n * 96 * 96 + 2 * n * area * 96 + mlp
+    assert la.weights == 96 * 288 + 96 * 96 + (2 * 512 + 512 * 3) + 3
+    assert la.biases == 288 + 96 + 512  # qkv, proj, the MLP's first layer
+    assert la.buffers == rows * 2 + area * area  # the coordinate table, the index
+    # 3-D windows: 3 coordinates per offset
+    la = one("attention: {heads: 1, window: [2, 2, 2], rel_pos_mlp: 4}", "[4, 2, 2, 2]")
+    assert la.macs == 8 * 4 * 16 + 2 * 8 * 8 * 4 + 27 * (3 * 4 + 4 * 1)
+    assert (la.weights, la.biases, la.buffers) == (4 * 16 + 3 * 4 + 4, 12 + 4 + 4, 27 * 3 + 64)
+    # cosine alone (global attention): only the scale
+    la = one("attention: {heads: 4, cosine: true}", "[8, 3, 3]")
+    assert la.weights == 4 * 8 * 8 + 4 and la.macs == 9 * 8 * 32 + 2 * 9 * 9 * 8
+
+
+def test_grid_attention_by_hand():
+    # MaxViT-T stage 1 grid attention: 56x56 map, a 7x7 grid (units 8 apart), 64 channels,
+    # 2 heads of 32, the relative position table of the grid
+    la = one("attention: {heads: 2, grid: 7, rel_pos_bias: true}", "[64, 56, 56]")
+    n = 56 * 56
+    assert la.macs == n * 64 * 192 + n * 64 * 64 + 2 * n * 49 * 64  # as window: 7
+    assert la.weights == 64 * 192 + 64 * 64 + 13 * 13 * 2 and la.buffers == 49 * 49
+    assert la.macs == one("attention: {heads: 2, window: 7, rel_pos_bias: true}", "[64, 56, 56]").macs
+    # every unit's field spans the map but its offset's first and last units: unit 0 of an
+    # axis sees units 0, 8, ..., 48 (49 units), unit 7 units 7 .. 55
+    assert la.rf.size == (49, 49) and la.rf.phases[0][0] == (0, 48) and la.rf.phases[0][7] == (7, 55)
+    la = one("attention: {heads: 1, grid: [2, 3]}", "[4, 4, 9]")
+    assert la.macs == 36 * 4 * 16 + 2 * 36 * 6 * 4
+
+
 def test_spatial_reduction_attention():
     # PVT-Small stage 1: 56x56 map, 64 channels, 1 head, sr 8 -> 7x7 keys and values
     la = one("attention: {heads: 1, sr: 8}", "[64, 56, 56]")
@@ -213,6 +247,18 @@ def test_matmul():
         ),
         ("  - attention: {heads: 1, sr: 15}", "3:5: error: attention: the map 14x14 is smaller than sr=15"),
         ("  - attention: {heads: 1, sr: 2, window: 7}", "3:5: error: attention: 'window' and 'sr' do not"),
+        ("  - attention: {heads: 1, grid: 7, window: 7}", "3:5: error: attention: 'window' and 'grid' do"),
+        ("  - attention: {heads: 1, grid: 7, sr: 2}", "3:5: error: attention: 'grid' and 'sr' do not"),
+        ("  - attention: {heads: 1, grid: 5}", "3:5: error: attention: the map 14x14 is not a multiple"),
+        ("  - attention: {heads: 1, rel_pos_mlp: 8}", "3:5: error: attention: 'rel_pos_mlp' needs"),
+        (
+            "  - attention: {heads: 1, window: 7, rel_pos_mlp: 8, rel_pos_bias: true}",
+            "3:5: error: attention: 'rel_pos_bias' (a table) and 'rel_pos_mlp' (an MLP) are two biases",
+        ),
+        (
+            "  - attention: {heads: 1, window: 7, rel_pos_mlp: 0}",
+            "3:51: error: attention: 'rel_pos_mlp' must be at least 1, got 0",
+        ),
         ("  - attention: {heads: 0}", "3:24: error: attention: 'heads' must be at least 1, got 0"),
         (
             "  - gap\n  - flatten\n  - attention: {heads: 1}",
@@ -272,6 +318,9 @@ layers:
   - to_map: {size: [6, 5]}
   - attention: {heads: 2, window: 4, shift: 2, rel_pos_bias: true, dim: 8}
   - attention: {heads: 2, window: [3, 2]}
+  - attention: {heads: 2, window: [4, 3], shift: [2, 1], rel_pos_mlp: 16, cosine: true}
+  - attention: {heads: 2, grid: [3, 5], rel_pos_bias: true}
+  - attention: {heads: 2, grid: [2, 1], rel_pos_mlp: 8}
   - attention: {heads: 4, sr: 2, qkv_bias: false}
   - matmul:
       a: identity
@@ -287,6 +336,8 @@ name: three-d
 input: [6, 7, 5, 9]
 layers:
   - attention: {heads: 3, window: [2, 3, 4], shift: [1, 1, 2], rel_pos_bias: true}
+  - attention: {heads: 3, window: [4, 2, 3], shift: [2, 1, 0], rel_pos_mlp: 8, cosine: true}
+  - attention: {heads: 3, grid: [7, 1, 3], rel_pos_bias: true}
   - attention: {heads: 2, sr: 2}
   - tokens
   - attention: {heads: 1, dim: 4}
@@ -370,6 +421,68 @@ def test_window_attention_against_torchvision_swin(size):
     with torch.device("meta"):
         ref = _swin(96, 3, 7, 3)
     assert torch_macs(ref, torch.empty(1, *size, 96, device="meta")) == la.macs
+
+
+def test_swin_v2_windows_compute_what_torchvisions_swin_v2_does():
+    """Cosine attention with its logit scale and the bias from the MLP over the log-spaced
+    relative coordinates, in shifted windows of a padded map; counts as the op's."""
+    from torchvision.models.swin_transformer import ShiftedWindowAttentionV2
+
+    torch.manual_seed(0)
+    ref = ShiftedWindowAttentionV2(12, [4, 4], [2, 2], 3).eval()
+    ours = SelfAttention(12, 3, window=4, shift=2, rel_pos_mlp=512, cosine=True, rank=2).eval()
+    assert sorted(n for n, _ in ours.named_parameters()) == sorted(n for n, _ in ref.named_parameters())
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            ours.get_parameter(name).copy_(p)
+        ours.logit_scale.fill_(math.log(20.0))  # not its initial value, as trained models
+        ref.logit_scale.fill_(math.log(20.0))
+        assert torch.allclose(ours.relative_coords_table, ref.relative_coords_table.reshape(-1, 2))
+        assert torch.equal(ours.relative_position_index, ref.relative_position_index)
+        x = torch.randn(2, 12, 10, 11)  # padded to 12x12
+        want = ref(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        assert torch.allclose(ours(x), want, atol=1e-5)
+    la = one("attention: {heads: 3, window: 4, shift: 2, rel_pos_mlp: 512, cosine: true}", "[12, 10, 11]")
+    assert la.weights + la.biases == numel(ref)
+    assert la.buffers == sum(b.numel() for b in ref.buffers())
+    with torch.device("meta"):
+        ref = ShiftedWindowAttentionV2(12, [4, 4], [2, 2], 3).eval()
+    assert torch_macs(ref, torch.empty(1, 10, 11, 12, device="meta")) == la.macs
+
+
+@pytest.mark.parametrize("kind", ["grid", "window"])
+def test_grid_and_window_attention_compute_what_maxvits_does(kind):
+    """MaxViT's partition (and for the grid its axis swap), its relative positional attention
+    and the departition, against cnnstat's ``grid`` / ``window`` with ``rel_pos_bias``. One
+    head: MaxViT scales by the features' width, not the head's (no count depends on it)."""
+    from torchvision.models.maxvit import (
+        RelativePositionalMultiHeadAttention,
+        SwapAxes,
+        WindowDepartition,
+        WindowPartition,
+    )
+
+    torch.manual_seed(0)
+    c, size, g = 8, (12, 12), 3
+    ref = RelativePositionalMultiHeadAttention(c, c, g * g).eval()
+    ours = SelfAttention(c, 1, rel_pos_bias=True, rank=2, **{kind: g}).eval()
+    p = size[0] // g if kind == "grid" else g  # MaxViT's partition: p x p windows
+    swap = SwapAxes(-2, -3) if kind == "grid" else nn.Identity()
+    with torch.no_grad():
+        for mine, theirs in (("qkv", "to_qkv"), ("proj", "merge")):
+            ours.get_submodule(mine).load_state_dict(ref.get_submodule(theirs).state_dict())
+        ours.relative_position_bias_table.copy_(ref.relative_position_bias_table)
+        assert torch.equal(ours.relative_position_index, ref.relative_position_index.flatten())
+        x = torch.randn(2, c, *size)
+        y = swap(ref(swap(WindowPartition()(x, p))))
+        want = WindowDepartition()(y, p, size[0] // p, size[1] // p)
+        assert torch.allclose(ours(x), want, atol=1e-5)
+    la = one(f"attention: {{heads: 1, {kind}: {g}, rel_pos_bias: true}}", f"[{c}, 12, 12]")
+    assert la.weights + la.biases == numel(ref)
+    with torch.device("meta"):
+        ref = RelativePositionalMultiHeadAttention(c, c, g * g)
+    windows = size[0] * size[1] // (g * g)
+    assert torch_macs(ref, torch.empty(1, windows, g * g, c, device="meta")) == la.macs
 
 
 class PVTAttention(nn.Module):
@@ -552,6 +665,16 @@ layers:
   - attention: {heads: 2, window: 3, rel_pos_bias: true}
 """
 
+# grid attention: 12 rows in a grid of 3 (units 4 apart), 8 columns in a grid of 2 (4 apart),
+# after a 3x3 convolution, then windows
+GRID = """
+input: [4, 12, 8]
+layers:
+  - conv: {out: 4, k: 3, p: 1}
+  - attention: {heads: 2, grid: [3, 2], rel_pos_bias: true}
+  - attention: {heads: 2, window: 4}
+"""
+
 # one window covers the 5 rows: no shift along them (torchvision), shifted along the 9 columns
 SMALL_MAP = """
 input: [4, 5, 9]
@@ -569,8 +692,10 @@ layers:
         (ONE_D_PADDED, {"attention1": (7,), "attention2": (14,), "attention3": (21,)}),
         (TWO_D_WINDOWS, {"attention1": (3, 4), "attention2": (6, 8), "pixel_unshuffle1": (9, 8)}),
         (SMALL_MAP, {"attention1": (5, 7)}),  # reported (7, 7): 2 of the 7 rows are padding
+        # unit 1 of the rows reads rows 1, 5, 9 through the convolution: 0 .. 10
+        (GRID, {"attention1": (11, 7)}),
     ],
-    ids=["1d", "1d-padded-merged", "2d-padded-merged", "one-window"],
+    ids=["1d", "1d-padded-merged", "2d-padded-merged", "one-window", "grid"],
 )
 def test_window_fields_by_autograd(text, sizes):
     """Every layer: each unit's measured field (every unit in 1-D, every index of every axis in

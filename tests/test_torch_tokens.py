@@ -291,7 +291,7 @@ def test_torchvision_swin_attention_and_patch_merging():
     assert layers["pixel_unshuffle"].output == (64, 5, 5) and layers["linear"].output == (32, 5, 5)
 
 
-def test_torchvision_swin_v2_attention_leaves_its_position_mlp_unknown():
+def test_torchvision_swin_v2_attention_with_its_position_mlp():
     from torchvision.models.swin_transformer import ShiftedWindowAttentionV2
 
     class Block(nn.Module):
@@ -304,14 +304,35 @@ def test_torchvision_swin_v2_attention_leaves_its_position_mlp_unknown():
             return self.attn(self.patch(x).permute(0, 2, 3, 1))
 
     module = Block()
-    a = imported(module, (3, 16, 16), complete=False)
+    a = imported(module, (3, 16, 16))  # complete: MACs == FlopCounterMode's
     attn = next(la for la in a.layers if la.op == "attention")
-    assert attn.params == 16 * 48 + 48 + 16 * 16 + 16  # qkv and proj
-    # the continuous position bias MLP (2 -> 512 -> heads on a 7 x 7 table) and the logit scale
-    rest = [la for la in a.layers if la.op == "unattributed" and la.params]
-    assert sum(la.params for la in rest) == (2 * 512 + 512) + 512 * 2 + 2
-    exact = flop_counter_macs(meta_copy(module.eval()), (3, 16, 16))
-    assert a.totals()["macs"] == exact - 49 * (2 * 512 + 512 * 2)  # a lower bound: the MLP's MACs
+    assert (attn.args["rel_pos_mlp"], attn.args["cosine"], attn.args["rel_pos_bias"]) == (512, True, False)
+    # qkv and proj, the MLP (2 -> 512 -> 2 heads, no bias at the end) and the logit scale
+    assert attn.params == 16 * 48 + 48 + 16 * 16 + 16 + (2 * 512 + 512) + 512 * 2 + 2
+    # the MLP on the 7 x 7 table of relative offsets: 49 x (2 x 512 + 512 x 2), by hand
+    n, area = 8 * 8, 16
+    assert attn.macs == n * 16 * 48 + 2 * n * area * 16 + n * 16 * 16 + 49 * (2 * 512 + 512 * 2)
+    assert attn.buffers == 49 * 2 + area * area  # the coordinate table and the index
+
+
+def test_torchvision_swin_v2_with_another_position_mlp_is_unknown_not_wrong():
+    from torchvision.models.swin_transformer import ShiftedWindowAttentionV2
+
+    attn = ShiftedWindowAttentionV2(16, [4, 4], [0, 0], num_heads=2)
+    attn.cpb_mlp = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Conv2d(3, 16, 2, 2)
+            self.attn = attn
+
+        def forward(self, x):
+            return self.attn(self.patch(x).permute(0, 2, 3, 1))
+
+    a = imported(Block(), (3, 16, 16), complete=False)
+    calls = [i["call"] for i in a.incomplete()]
+    assert calls == ["torchvision.models.swin_transformer.ShiftedWindowAttentionV2"]
 
 
 def test_torchvision_video_swin_attention():

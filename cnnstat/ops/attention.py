@@ -48,6 +48,18 @@ def window_rf(rf: RF, window: tuple, shift: tuple, spatial: tuple) -> RF:
     return rf.upsample(window, (1,) * rank, (0,) * rank, rf.extent, reads)
 
 
+def grid_rf(rf: RF, grid: tuple, spatial: tuple) -> RF:
+    """The field after grid attention (MaxViT): along an axis of ``size`` units split into
+    ``g`` cells of ``s = size / g`` units, unit ``u`` attends to units ``u mod s + m s``,
+    m < g, so its field is the union of theirs: every unit's field spans the map but for
+    the first ``u mod s`` and last ``s - 1 - u mod s`` units, tracked exactly (a period of
+    the whole map, one read pattern per unit)."""
+    rank = len(grid)
+    reads = tuple(tuple(range(u % (n // g), n, n // g) for u in range(n)) for g, n in zip(grid, spatial))
+    spans = tuple(n - n // g + 1 for g, n in zip(grid, spatial))  # first to last unit read
+    return rf.upsample(spans, (1,) * rank, (0,) * rank, rf.extent, reads)
+
+
 @register
 class Attention(Op):
     """Multi-head self-attention over all positions of [D, N] tokens or a [C, *spatial] map;
@@ -63,7 +75,20 @@ class Attention(Op):
       the padded size N_p: N_p x C x 4dim + 2 x N_p x window area x dim. ``shift`` (shifted
       windows: a cyclic roll and a mask) costs the same. ``rel_pos_bias``: Swin v1's learned
       relative position bias, a table of prod(2w - 1) x heads weights (plus the index, window
-      area^2 buffer entries).
+      area^2 buffer entries). ``rel_pos_mlp: hidden`` (Swin v2's continuous position bias):
+      the bias comes from an MLP, Linear(rank, hidden) + ReLU + Linear(hidden, heads) without
+      bias, run once per call on the constant table of the prod(2w - 1) relative coordinates
+      (rank x hidden + hidden x heads weights + hidden biases; buffers: the table, rank
+      entries per row, and the index, area^2); its MACs, prod(2w - 1) x (rank x hidden +
+      hidden x heads), are counted in this layer, as PyTorch's FlopCounterMode counts them
+      (and torchvision's published figures, which are FlopCounterMode's).
+    - ``grid`` (MaxViT's grid attention): attention among the g units (per axis) spaced
+      size / g apart, the map split into a g x ... grid of cells and each unit attending to
+      the units at its offset in every cell (a dilated window); the map must be a multiple
+      of g. It costs what ``window: g`` costs (N x C x 4dim + 2 x N x prod(g) x dim), with
+      ``rel_pos_bias`` (or ``rel_pos_mlp``) sized by g.
+    - ``cosine`` (Swin v2): cosine similarity of queries and keys times a learned per-head
+      logit scale: + heads weights; the normalisation and scaling count 0 MACs, as softmax.
     - ``sr`` (PVT's spatial reduction): keys and values come from the map reduced by a
       convolution k = s = sr (C x C x sr^2 weights + C biases, N_k x C x C x sr^2 MACs)
       followed by a layer norm (C weights + C biases), both counted in this layer; N_k =
@@ -76,7 +101,9 @@ class Attention(Op):
     (collapsed, as global pooling does; a residual ``add`` keeps the field of its other
     branch, as for a squeeze-excitation gate, and ``to_map`` right after the attention needs
     its ``size``). With windows, per axis: a unit attends to every unit of its window, so its
-    field is the union of theirs, tracked exactly per phase (:func:`window_rf`). Unshifted,
+    field is the union of theirs, tracked exactly per phase (:func:`window_rf`; with ``grid``
+    unit ``u`` reads units ``u mod s`` + multiples of s = size / g, a period of the whole
+    map: :func:`grid_rf`). Unshifted,
     unit ``u`` reads units ``u - u mod w .. u - u mod w + w - 1``; shifted, the windows move
     by ``shift``: ``u - (u - shift) mod w`` onwards (torchvision rolls the map by ``-shift``
     and masks what the roll brings together, so no window wraps around; no shift where one
@@ -99,6 +126,9 @@ class Attention(Op):
         Arg("window", "axes", None, aliases=("window_size",), help="window size (Swin), int or per axis"),
         Arg("shift", "axes", 0, aliases=("shift_size",), help="window shift (Swin), int or per axis"),
         Arg("rel_pos_bias", "bool", False, help="Swin's relative position bias table"),
+        Arg("rel_pos_mlp", "int", None, min=1, help="hidden width of Swin v2's position-bias MLP"),
+        Arg("grid", "axes", None, aliases=("grid_size",), help="grid attention (MaxViT): units per axis"),
+        Arg("cosine", "bool", False, help="cosine attention with a learned logit scale (Swin v2)"),
         Arg("sr", "int", 1, aliases=("sr_ratio",), min=1, help="spatial reduction of keys/values (PVT)"),
     )
 
@@ -111,34 +141,58 @@ class Attention(Op):
         dim, heads, sr = a["dim"] or c, a["heads"], a["sr"]
         if dim % heads:
             raise OpError(f"heads={heads} must divide the width {dim}")
-        windowed = a["window"] is not None
-        if (windowed or sr > 1) and rf.size and len(rf.size) != rank:
-            what = "window" if windowed else "sr"
+        windowed, grid = a["window"] is not None, a["grid"] is not None
+        local = windowed or grid  # attention inside groups of a map
+        if (local or sr > 1) and rf.size and len(rf.size) != rank:
+            what = "window" if windowed else "grid" if grid else "sr"
             raise OpError(f"'{what}' over tokens of a {_dims(rf.extent)} map: give it the map (to_map first)")
         shift = per_axis(a["shift"], rank, "shift")
         if any(shift) and not windowed:
             raise OpError("'shift' needs 'window'")
-        if a["rel_pos_bias"] and not windowed:
-            raise OpError("'rel_pos_bias' needs 'window' (its table is sized by the window)")
-        if windowed and sr > 1:
-            raise OpError("'window' and 'sr' do not combine: use one")
+        for what in ("rel_pos_bias", "rel_pos_mlp"):
+            if a[what] and not local:
+                raise OpError(f"'{what}' needs 'window' or 'grid' (its table is sized by it)")
+        if a["rel_pos_bias"] and a["rel_pos_mlp"]:
+            raise OpError("'rel_pos_bias' (a table) and 'rel_pos_mlp' (an MLP) are two biases: use one")
+        if windowed and grid:
+            raise OpError("'window' and 'grid' do not combine: use one")
+        if local and sr > 1:
+            raise OpError(f"'{'window' if windowed else 'grid'}' and 'sr' do not combine: use one")
 
-        weights = 3 * c * dim + dim * c
+        weights = 3 * c * dim + dim * c + (heads if a["cosine"] else 0)
         biases = (3 * dim if a["qkv_bias"] else 0) + (c if a["proj_bias"] else 0)
         buffers = 0
-        if windowed:
-            w = per_axis(a["window"], rank, "window")
+        if local:
+            what = "window" if windowed else "grid"
+            w = per_axis(a[what], rank, what)
             if any(v < 1 for v in w):
-                raise OpError(f"'window' must be at least 1, got {list(w)}")
-            if any(not 0 <= s < v for s, v in zip(shift, w)):
-                raise OpError(f"'shift' {list(shift)} must be within [0, window {list(w)})")
-            padded = prod(-(-s // v) * v for s, v in zip(spatial, w))
+                raise OpError(f"'{what}' must be at least 1, got {list(w)}")
+            if windowed:
+                if any(not 0 <= s < v for s, v in zip(shift, w)):
+                    raise OpError(f"'shift' {list(shift)} must be within [0, window {list(w)})")
+                padded = prod(-(-s // v) * v for s, v in zip(spatial, w))
+            else:
+                if any(s % v for s, v in zip(spatial, w)):
+                    raise OpError(f"the map {_dims(spatial)} is not a multiple of the grid {_dims(w)}")
+                padded = n
             area = prod(w)
             macs = padded * c * 3 * dim + 2 * padded * area * dim + padded * dim * c
+            rows = prod(2 * v - 1 for v in w)  # relative offsets
             if a["rel_pos_bias"]:
-                weights += prod(2 * v - 1 for v in w) * heads
+                weights += rows * heads
                 buffers += area * area
-            out_rf = rf if rf.collapsed else window_rf(rf, w, shift, spatial)
+            if a["rel_pos_mlp"]:
+                hidden = a["rel_pos_mlp"]
+                weights += rank * hidden + hidden * heads
+                biases += hidden
+                buffers += rows * rank + area * area
+                macs += rows * (rank * hidden + hidden * heads)
+            if rf.collapsed:
+                out_rf = rf
+            elif windowed:
+                out_rf = window_rf(rf, w, shift, spatial)
+            else:
+                out_rf = grid_rf(rf, w, spatial)
         elif sr > 1:
             reduced = tuple(s // sr for s in spatial)
             if min(reduced) < 1:

@@ -27,13 +27,25 @@ def relative_position_index(window) -> torch.Tensor:
     return index.flatten()
 
 
+def relative_coords_table(window) -> torch.Tensor:
+    """Swin v2's input to its position-bias MLP, for a window of any rank: [prod(2w - 1), rank],
+    each relative offset scaled to [-8, 8] per axis and log-spaced,
+    sign(x) log2(|x| + 1) / 3 (a window of 1 along an axis: offset 0)."""
+    axes_ = [torch.arange(-(w - 1), w, dtype=torch.float32) / max(w - 1, 1) * 8 for w in window]
+    table = torch.stack(torch.meshgrid(axes_, indexing="ij"), dim=-1).reshape(-1, len(window))
+    return torch.sign(table) * torch.log2(table.abs() + 1.0) / 3.0
+
+
 class SelfAttention(nn.Module):
     """cnnstat ``attention``: multi-head self-attention over all positions of a channels-first
     [B, C, *spatial] tensor ([B, D, N] tokens), or inside (shifted) windows of a map (Swin:
     the map is padded to a multiple of ``window``, rolled by ``shift`` and masked), or with
     keys and values from the map reduced by a k = s = ``sr`` convolution and a layer norm
     (PVT). ``qkv`` = ``nn.Linear(C, 3 dim)`` (PVT: ``q`` and ``kv``), ``proj`` =
-    ``nn.Linear(dim, C)``; ``rel_pos_bias`` adds Swin v1's relative position bias table.
+    ``nn.Linear(dim, C)``; ``rel_pos_bias`` adds Swin v1's relative position bias table,
+    ``rel_pos_mlp`` Swin v2's bias from an MLP (``cpb_mlp``) over the relative coordinates;
+    ``cosine``: Swin v2's cosine attention with a learned ``logit_scale`` per head; ``grid``
+    (MaxViT): attention among the units ``size / grid`` apart.
     """
 
     def __init__(
@@ -48,13 +60,18 @@ class SelfAttention(nn.Module):
         rel_pos_bias: bool = False,
         sr: int = 1,
         rank: int = 1,
+        rel_pos_mlp: int | None = None,
+        grid=None,
+        cosine: bool = False,
     ):
         super().__init__()
         dim = dim or channels
         self.channels, self.heads, self.dim, self.sr = channels, heads, dim, sr
         self.window = None if window is None else axes(window, rank)
+        self.grid = None if grid is None else axes(grid, rank)
         self.shift = axes(shift or 0, rank) if window is not None else (0,) * rank
-        self.rel_pos_bias = rel_pos_bias
+        self.rel_pos_bias, self.rel_pos_mlp, self.cosine = rel_pos_bias, rel_pos_mlp, cosine
+        group = self.window or self.grid
         if sr > 1:
             self.q = nn.Linear(channels, dim, bias=qkv_bias)
             self.kv = nn.Linear(channels, 2 * dim, bias=qkv_bias)
@@ -66,20 +83,31 @@ class SelfAttention(nn.Module):
             self.qkv = nn.Linear(channels, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, channels, bias=proj_bias)
         if rel_pos_bias:
-            rows = math.prod(2 * w - 1 for w in self.window)
+            rows = math.prod(2 * w - 1 for w in group)
             self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, heads))
             nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
-            self.register_buffer("relative_position_index", relative_position_index(self.window))
+        if rel_pos_mlp:
+            self.cpb_mlp = nn.Sequential(
+                nn.Linear(rank, rel_pos_mlp), nn.ReLU(inplace=True), nn.Linear(rel_pos_mlp, heads, bias=False)
+            )
+            self.register_buffer("relative_coords_table", relative_coords_table(group))
+        if rel_pos_bias or rel_pos_mlp:
+            self.register_buffer("relative_position_index", relative_position_index(group))
+        if cosine:
+            self.logit_scale = nn.Parameter(torch.full((heads, 1, 1), math.log(10.0)))
 
     @property
     def qkv_bias(self) -> bool:
         return (self.q if self.sr > 1 else self.qkv).bias is not None
 
     def extra_repr(self):
-        return f"heads={self.heads}, dim={self.dim}, window={self.window}, shift={self.shift}, sr={self.sr}"
+        return (
+            f"heads={self.heads}, dim={self.dim}, window={self.window}, shift={self.shift}, "
+            f"grid={self.grid}, sr={self.sr}"
+        )
 
     def forward(self, x):
-        if self.window is not None:
+        if self.window is not None or self.grid is not None:
             return self._windowed(x)
         tokens = x.flatten(2).transpose(1, 2)  # [B, N, C]
         if self.sr > 1:
@@ -94,10 +122,14 @@ class SelfAttention(nn.Module):
         """[B', N_q, dim] queries, [B', N_k, dim] keys and values -> [B', N_q, C]."""
         b, nq, nk, h = q.shape[0], q.shape[1], k.shape[1], self.heads
         d = self.dim // h
-        q = q.reshape(b, nq, h, d).transpose(1, 2) * d**-0.5
+        q = q.reshape(b, nq, h, d).transpose(1, 2)
         k = k.reshape(b, nk, h, d).transpose(1, 2)
         v = v.reshape(b, nk, h, d).transpose(1, 2)
-        attn = torch.matmul(q, k.transpose(-2, -1))  # [B', h, N_q, N_k]
+        if self.cosine:  # Swin v2: cosine similarity times a learned scale per head (at most 100)
+            attn = torch.matmul(F.normalize(q, dim=-1), F.normalize(k, dim=-1).transpose(-2, -1))
+            attn = attn * torch.clamp(self.logit_scale, max=math.log(100.0)).exp()
+        else:
+            attn = torch.matmul(q * d**-0.5, k.transpose(-2, -1))  # [B', h, N_q, N_k]
         if bias is not None:
             attn = attn + bias
         if mask is not None:  # [windows, N_q, N_k], the same for every image
@@ -106,8 +138,20 @@ class SelfAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, nq, self.dim))
 
     def _windowed(self, x):
+        """Attention inside (shifted) windows, or among the units of a grid (a window whose
+        units lie ``size / grid`` apart)."""
         batch, c, spatial = x.shape[0], x.shape[1], tuple(x.shape[2:])
-        rank, window = len(spatial), self.window
+        rank = len(spatial)
+        if self.grid is not None:  # a window of grid units: every (size / grid)-th
+            window = self.grid
+            split = [v for n, g in zip(spatial, window) for v in (g, n // g)]
+            order = [0, *(2 + 2 * i for i in range(rank)), *(1 + 2 * i for i in range(rank)), 2 * rank + 1]
+            y = x.movedim(1, -1).reshape(batch, *split, c).permute(order)
+            y = y.reshape(batch * math.prod(spatial) // math.prod(window), math.prod(window), c)
+            out = self._attend(*self.qkv(y).chunk(3, dim=-1), self._bias(window))
+            out = out.reshape(batch, *(split[1::2]), *window, c).permute(_inverse(order))
+            return out.reshape(batch, *spatial, c).movedim(-1, 1)
+        window = self.window
         y = x.movedim(1, -1)  # [B, *spatial, C]
         pads = [(-s) % w for s, w in zip(spatial, window)]
         if any(pads):
@@ -123,10 +167,7 @@ class SelfAttention(nn.Module):
         split = [v for n, w in zip(counts, window) for v in (n, w)]
         order = [0, *(1 + 2 * i for i in range(rank)), *(2 + 2 * i for i in range(rank)), 2 * rank + 1]
         y = y.reshape(batch, *split, c).permute(order).reshape(batch * windows, area, c)
-        bias = mask = None
-        if self.rel_pos_bias:
-            table = self.relative_position_bias_table[self.relative_position_index]
-            bias = table.reshape(area, area, self.heads).permute(2, 0, 1)
+        bias, mask = self._bias(window), None
         if any(shift):
             mask = self._mask(padded, shift, split, order, x)
         q, k, v = self.qkv(y).chunk(3, dim=-1)
@@ -137,6 +178,19 @@ class SelfAttention(nn.Module):
             out = torch.roll(out, list(shift), dims)
         out = out[(slice(None), *(slice(0, s) for s in spatial))]
         return out.movedim(-1, 1)
+
+    def _bias(self, window):
+        """The relative position bias [heads, area, area]: looked up in the table (Swin v1,
+        MaxViT) or computed by the MLP from the relative coordinates (Swin v2); None."""
+        area = math.prod(window)
+        if self.rel_pos_bias:
+            table = self.relative_position_bias_table
+        elif self.rel_pos_mlp:
+            table = self.cpb_mlp(self.relative_coords_table)
+        else:
+            return None
+        bias = table[self.relative_position_index].reshape(area, area, self.heads).permute(2, 0, 1)
+        return 16 * torch.sigmoid(bias) if self.rel_pos_mlp else bias
 
     def _mask(self, padded, shift, split, order, like):
         """Swin's mask: -100 between positions of a window that the roll brought from
@@ -149,6 +203,10 @@ class SelfAttention(nn.Module):
         label = label.reshape(1, *split, 1).permute(order).reshape(-1, math.prod(self.window))
         differ = label[:, None, :] != label[:, :, None]
         return differ.to(like.dtype) * -100.0
+
+
+def _inverse(order) -> list:
+    return sorted(range(len(order)), key=order.__getitem__)
 
 
 class MatMul(nn.Module):
@@ -175,6 +233,9 @@ def _build_attention(a, shapes):
         rel_pos_bias=a["rel_pos_bias"],
         sr=a["sr"],
         rank=len(shape) - 1,
+        rel_pos_mlp=a["rel_pos_mlp"],
+        grid=a["grid"],
+        cosine=a["cosine"],
     )
 
 
@@ -194,6 +255,9 @@ def _m_attention(rec, call):
         "window": m.window,
         "shift": m.shift if m.window is not None else 0,
         "rel_pos_bias": m.rel_pos_bias,
+        "rel_pos_mlp": m.rel_pos_mlp,
+        "grid": m.grid,
+        "cosine": m.cosine,
         "sr": m.sr,
     }
     rec.emit(call, "attention", a, [rec.ref(call.args[0])])

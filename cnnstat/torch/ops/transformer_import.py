@@ -65,8 +65,9 @@ def _m_multihead(rec, call):
     rec.emit_laid(call, "attention", a, [ref], out=out)
 
 
-def _window(rec, call, window, shift, rel_pos_bias: bool, params=None):
-    """A Swin block's window attention on x [B, *positions, C] (channels last)."""
+def _window(rec, call, window, shift, rel_pos_bias: bool, **more):
+    """A Swin block's window attention on x [B, *positions, C] (channels last); ``more``:
+    further arguments of the op (Swin v2's ``rel_pos_mlp``, ``cosine``)."""
     m = call.module
     x = call.args[0] if call.args else call.kwargs["x"]
     ref = rec.ref(x)
@@ -79,8 +80,9 @@ def _window(rec, call, window, shift, rel_pos_bias: bool, params=None):
         "window": tuple(int(v) for v in window),
         "shift": tuple(int(v) for v in shift),
         "rel_pos_bias": rel_pos_bias,
+        **more,
     }
-    rec.emit_laid(call, "attention", a, [ref], params=params)
+    rec.emit_laid(call, "attention", a, [ref])
 
 
 def _m_swin(rec, call):
@@ -91,15 +93,17 @@ def _m_swin(rec, call):
 
 
 def _m_swin_v2(rec, call):
-    """torchvision's ShiftedWindowAttentionV2 (Swin v2): attention in shifted windows; its
-    continuous position bias (an MLP run on a constant table of relative coordinates) and its
-    per-head logit scale are not part of cnnstat's attention op: their parameters are left to
-    an unattributed layer (MACs unknown)."""
+    """torchvision's ShiftedWindowAttentionV2 (Swin v2): attention in shifted windows, cosine
+    (a logit scale per head) and its continuous position bias, ``cpb_mlp`` = Linear(2, hidden),
+    ReLU, Linear(hidden, heads) without bias, run on the constant table of relative
+    coordinates: ``rel_pos_mlp: hidden``, its MACs in the layer. Another MLP has other
+    parameters than the op's, and the recorder refuses it (an opaque layer)."""
     m = call.module
-    params = [
-        rec.params[id(p)] for p in (m.qkv.weight, m.qkv.bias, m.proj.weight, m.proj.bias) if p is not None
-    ]
-    _window(rec, call, m.window_size, m.shift_size, False, params)
+    first = m.cpb_mlp[0] if isinstance(m.cpb_mlp, nn.Sequential) and len(m.cpb_mlp) else None
+    if not isinstance(first, nn.Linear) or len(m.cpb_mlp) != 3:
+        return rec.unsupported_call(call, "a position-bias MLP other than Linear, ReLU, Linear")
+    hidden = first.out_features
+    _window(rec, call, m.window_size, m.shift_size, False, rel_pos_mlp=hidden, cosine=True)
 
 
 def _m_swin3d(rec, call):
