@@ -122,9 +122,15 @@ class Builder:
         self.constant_work: list = []
         self.fresh: dict = {}  # ONNX tensor -> the layer that made it (for a bias add to fold into)
         self.readers: dict = {}
+        self.producer: dict = {}  # ONNX tensor -> the node that makes it
+        self.consumers: dict = {}  # ONNX tensor -> the nodes that read it
+        self.skip: set = set()  # ids of nodes a pattern already took (GELU's Add and Muls)
         for node in model.nodes:
             for name in node.input:
                 self.readers[name] = self.readers.get(name, 0) + 1
+                self.consumers.setdefault(name, []).append(node)
+            for name in node.output:
+                self.producer[name] = node
         for out in model.graph.output:
             self.readers[out.name] = self.readers.get(out.name, 0) + 1
         self.sizes = {}  # parameter -> elements
@@ -188,11 +194,17 @@ class Builder:
 
     def run(self):
         from cnnstat.onnx.ops import HANDLERS
+        from cnnstat.onnx.patterns import PATTERN_INPUTS
 
         for i, node in enumerate(self.model.nodes):
+            if id(node) in self.skip:
+                continue
             self.node_base = self.base(node, i)
             ins = [self.get(node, k) for k in range(len(node.input))]
             acts = [x for x in ins if isinstance(x, Act)]
+            if any(getattr(x, "pending", None) for x in acts) and node.op_type not in PATTERN_INPUTS:
+                self.opaque(node, "reads a strided slice cnnstat follows only into a patch merge")
+                continue
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 self._constant(node)
                 continue
@@ -294,6 +306,7 @@ class Builder:
         rfs=None,
         lost=(),
         base=None,
+        extra=(),
     ) -> Act:
         """A layer of ``op_name`` reading ``inputs`` (Acts), holding the initializers
         ``params`` (weights and biases) and ``buffers``. Its output is ONNX tensor ``out``
@@ -340,6 +353,12 @@ class Builder:
             total = weights + biases - sum(self.sizes[p] for p in already)
             biases = max(0, min(biases - sum(self.sizes[p] for p in already if is_bias(p)), total))
             weights = total - biases
+        extra = [p for p in _unique(extra) if p not in params and p in self.sizes]
+        for p in extra:
+            if p not in self.counted:
+                biases += self.sizes[p] if is_bias(p) else 0
+                weights += 0 if is_bias(p) else self.sizes[p]
+        params = (*params, *extra)
         new_buffers = [b for b in buffers if b not in self.counted]
         self.counted.update(params)
         self.counted.update(buffers)

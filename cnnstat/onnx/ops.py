@@ -544,10 +544,14 @@ def _pad(b, node):
     begin, end = [0] * r, [0] * r
     for i, ax in enumerate(axes):
         begin[ax], end[ax] = int(pads[i]), int(pads[i + len(axes)])
+    if not any(begin) and not any(end):
+        return b.bind(node.output[0], x)  # pads of 0 (Swin's pad to whole windows, none needed)
+    mode = text(a.get("mode", "constant"))
+    if not V.is_canonical(x.view, x.shape) and not (begin[:2] == [0, 0] and end[:2] == [0, 0]):
+        return _pad_laid(b, node, x, begin, end, mode)
     if any(begin[:2]) or any(end[:2]):
         raise Unfollowed("pads the batch or channel axis")
     pairs = [[begin[i], end[i]] for i in range(2, r)]
-    mode = text(a.get("mode", "constant"))
     if all(v >= 0 for p in pairs for v in p):
         value = 0.0
         if b.get(node, 2) is not None:
@@ -561,6 +565,31 @@ def _pad(b, node):
         size = [dims[i] + begin[i] + end[i] for i in range(2, r)]
         return emit_chw(b, node, "crop", {"size": size, "offset": [-v for v in begin[2:]]}, x)
     raise Unfollowed("pads some sides and crops others")
+
+
+def _pad_laid(b, node, x, begin, end, mode):
+    """Non-negative constant padding of a map laid out otherwise than channels first (Swin's
+    [1, H, W, C]): each padded ONNX axis must be one of its spatial axes, whole."""
+    pairs = [[0, 0] for _ in x.shape[1:]]
+    for k in range(len(begin)):
+        if begin[k] or end[k]:
+            j = V.axis_of(x.view, k, x.shape) if x.view[k] else None
+            if j is None or j == 0 or begin[k] < 0 or end[k] < 0:
+                raise Unfollowed(f"pads ONNX axis {k} of {list(x.dims)}, which is no spatial axis")
+            pairs[j - 1] = [begin[k], end[k]]
+    if mode != "constant":
+        raise Unfollowed(f"mode {mode} on a map laid out otherwise than channels first")
+    value = 0.0
+    if b.get(node, 2) is not None:
+        value = float(b.value(const(b, node, 2, "constant value"), "constant value").reshape(-1)[0])
+
+    def view(shape):
+        v = x.view
+        for j in range(1, len(shape)):
+            v = V.with_axis(v, j, shape[j])
+        return v
+
+    return b.emit(node, "pad", {"p": pairs, "mode": "constant", "value": value}, [x], view=view)
 
 
 @handles("DepthToSpace", "SpaceToDepth")
@@ -582,6 +611,16 @@ def _merged(b, acts):
         got = [chw(b, x) for x in acts]
         lost = tuple(o for g in got for o in g[2])
         return [g[0] for g in got], [g[1] for g in got], lost, V.canonical
+    clean = _arranged(acts)
+    if clean is not None:  # the same ONNX dims: read every input in the layout of one that is a map
+        rfs, lost = [], []
+        for x in acts:
+            alike = x.view == clean.view and x.shape == clean.shape
+            rf = x.rf if alike else rf_for(x.rf, clean.shape)
+            if rf is None and x.rf is not None:
+                lost.append((LAYOUT, b.node_base))
+            rfs.append(rf)
+        return [clean.shape] * len(acts), rfs, tuple(lost), same(clean)
     shapes, rfs, lost = [], [], []
     for x in acts:
         s, batched = _raw(x.dims)
@@ -593,6 +632,19 @@ def _merged(b, acts):
         shapes.append(s)
         rfs.append(rf)
     return shapes, rfs, tuple(lost), V.canonical
+
+
+def _arranged(acts):
+    """Of inputs of equal ONNX dims, the first whose layout is its cnnstat tensor's axes,
+    each whole, in some order (a map or tokens under a transpose); None when none is."""
+    if any(x.dims != acts[0].dims for x in acts):
+        return None
+    for x in acts:
+        if x.view and not x.view[0]:
+            found = [V.axis_of(x.view, k, x.shape) for k in range(1, len(x.view)) if x.view[k]]
+            if None not in found and sorted(found) == [j for j, n in enumerate(x.shape) if n > 1]:
+                return x
+    return None
 
 
 def _broadcast(c: Const, x: Act):
@@ -712,12 +764,24 @@ def _arith(b, node):
     if additive:
         if _per_channel(c, x) and (_fold_bias(b, node, i, x, c) or _fold_affine(b, node, i, x, c)):
             return None
-        if _broadcast(c, x) == tuple(x.dims):
+        if _broadcast(c, x) == tuple(x.dims) and sum(b.sizes.get(p, 0) for p in c.params) == prod(c.dims):
             return b.emit(node, "pos_embed", {}, [x], params=c.params, view=same(x))
-        raise Unfollowed(f"adds a learned tensor of shape {list(c.dims)}")
+        return _learned(b, node, x, c, "add")
     if _per_channel(c, x):
         return b.emit(node, "scale", {}, [x], params=c.params, view=same(x))
-    raise Unfollowed(f"multiplies by a learned tensor of shape {list(c.dims)}")
+    return _learned(b, node, x, c, "mul")
+
+
+def _learned(b, node, x, c, op):
+    """An activation plus (times) a learned tensor that broadcasts to it, however computed
+    from its initializers (Swin's relative position bias: a table gathered by a constant
+    index, added to the attention logits): an element-wise ``add`` (``mul``) holding those
+    initializers, 0 MACs."""
+    cd = _broadcast(c, x)
+    if cd is None or any(cv not in (1, xv) for cv, xv in zip(cd, x.dims)):
+        verb = "adds" if op == "add" else "multiplies by"
+        raise Unfollowed(f"{verb} a learned tensor of shape {list(c.dims)}")
+    return b.emit(node, op, {}, [x], extra=c.params, view=same(x))
 
 
 @handles("Sum")
@@ -1008,7 +1072,7 @@ def _select(b, node, x, k, start, stop, drop, out):
             out=out,
             view=lambda shape: V.with_axis(view, 1, m),
         )
-    if j is not None:
+    if j is not None and len(s) <= 4:
         size, offset = list(s[1:]), [0] * (len(s) - 1)
         size[j - 1], offset[j - 1] = m, start
         return b.emit(
@@ -1031,7 +1095,33 @@ def _select(b, node, x, k, start, stop, drop, out):
         return b.emit(
             node, "slice", {"start": start * stride, "stop": stop * stride}, [x], out=out, view=sliced
         )
-    raise Unfollowed(f"selects along ONNX axis {k} of {list(V.dims(view))}, which is no whole cnnstat axis")
+    return _select_raw(b, node, x, k, start, stop, finish, out)
+
+
+def _select_raw(b, node, x, k, start, stop, finish, out):
+    """A selection along an ONNX axis that is no whole cnnstat axis (a map put back together
+    from windows, then cropped): a ``slice`` of the ONNX tensor as it is, the selected axis
+    taken as its channels; its field collapsed or unknown."""
+    dims = x.dims
+    batched = dims[0] == 1
+    order = [k] + [i for i in range(len(dims)) if i != k and not (i == 0 and batched)]
+    shape = tuple(dims[i] for i in order)
+    rf = rf_for(x.rf, shape)
+    lost = x.lost if x.rf is None else (() if rf is not None else ((LAYOUT, b.node_base),))
+    in_view = tuple(
+        ((order.index(i), 1, dims[i]),) if i in order and dims[i] > 1 else () for i in range(len(dims))
+    )
+    y = Act(x.name, shape, rf, in_view, lost)
+    return b.emit(
+        node,
+        "slice",
+        {"start": start, "stop": stop},
+        [y],
+        rfs=[rf],
+        lost=lost,
+        out=out,
+        view=lambda s: finish(V.with_axis(in_view, 0, s[0])),
+    )
 
 
 @handles("Gather")
@@ -1050,10 +1140,9 @@ def _gather(b, node):
     raise Unfollowed("gathers indices that are no range")
 
 
-@handles("Slice")
-def _slice(b, node):
-    x = act(b, node)
-    dims = x.dims
+def slice_cuts(b, node, dims) -> list:
+    """A Slice node's cuts: (ONNX axis, start, stop, step) of each axis it does not keep
+    whole, starts and stops clamped (step 1) or as ONNX reads them (other steps)."""
     starts = b.value(const(b, node, 1, "starts"), "starts").reshape(-1).tolist()
     ends = b.value(const(b, node, 2, "ends"), "ends").reshape(-1).tolist()
     axes = list(range(len(starts)))
@@ -1066,15 +1155,24 @@ def _slice(b, node):
     for s, e, ax, st in zip(starts, ends, axes, steps):
         ax = int(ax) % len(dims)
         n = dims[ax]
-        if st != 1:
+        if st < 1:
             raise Unfollowed(f"slices with step {st}")
         s = min(max(s + n if s < 0 else s, 0), n)
         e = min(max(e + n if e < 0 else e, 0), n)
-        if (s, e) != (0, n):
-            cuts.append((ax, s, e))
+        if (s, e, st) != (0, n, 1):
+            cuts.append((ax, int(s), int(e), int(st)))
+    return cuts
+
+
+@handles("Slice")
+def _slice(b, node):
+    x = act(b, node)
+    cuts = slice_cuts(b, node, x.dims)
+    if any(st != 1 for _, _, _, st in cuts):
+        raise Unfollowed(f"slices with step {[st for _, _, _, st in cuts if st != 1][0]}")
     if not cuts:
         return b.bind(node.output[0], x)
-    for i, (ax, s, e) in enumerate(cuts):
+    for i, (ax, s, e, _) in enumerate(cuts):
         out = node.output[0] if i == len(cuts) - 1 else ""
         x = _select(b, node, x, ax, s, e, False, out)
 

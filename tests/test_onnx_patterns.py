@@ -1,0 +1,242 @@
+"""ONNX subgraphs read back as the operation they were exported from (cnnstat/onnx/patterns.py):
+erf-based GELU, torch.roll, strided slices concatenated (Swin's patch merging), a learned
+table gathered and added (Swin's relative position bias), and torchvision's swin_t end to end.
+
+Each is checked against a hand count (onnx.helper models) or against the same module's
+sum(p.numel()), PyTorch import and FlopCounterMode (torch exports), and nothing is opaque."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+import numpy as np  # noqa: E402
+from onnx import helper  # noqa: E402
+from test_onnx import init, ints, model  # noqa: E402
+
+from cnnstat.onnx import analyze  # noqa: E402
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture
+def save(tmp_path):
+    counter = iter(range(10**6))
+
+    def _save(m):
+        path = tmp_path / f"m{next(counter)}.onnx"
+        onnx.save(m, str(path))
+        return str(path)
+
+    return _save
+
+
+def ops(a):
+    return [la.op for la in a.layers]
+
+
+def gelu_nodes(x, out, order="x-first"):
+    """torch's export of exact GELU: Div(sqrt 2), Erf, Add 1, then * x and * 0.5."""
+    nodes = [
+        helper.make_node("Constant", [], ["r2"], value=helper.make_tensor("r2", 1, [], [math.sqrt(2)])),
+        helper.make_node("Constant", [], ["one"], value=helper.make_tensor("one", 1, [], [1.0])),
+        helper.make_node("Constant", [], ["half"], value=helper.make_tensor("half", 1, [], [0.5])),
+        helper.make_node("Div", [x, "r2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["p"]),
+    ]
+    if order == "x-first":
+        nodes += [helper.make_node("Mul", [x, "p"], ["m"]), helper.make_node("Mul", ["m", "half"], [out])]
+    else:
+        nodes += [helper.make_node("Mul", ["p", "half"], ["m"]), helper.make_node("Mul", ["m", x], [out])]
+    return nodes
+
+
+@pytest.mark.parametrize("order", ["x-first", "half-first"])
+def test_erf_gelu_is_one_gelu_layer(save, order):
+    w = init("w", 4, 3, 3, 3)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), *gelu_nodes("c", "y", order)]
+    a = analyze(save(model(nodes, inits=[w])))
+    assert a.complete and ops(a) == ["conv", "gelu"]
+    assert a.layers[1].output == (4, 8, 8) and a.layers[1].args["approximate"] == "none"
+    assert a.totals()["macs"] == 4 * 8 * 8 * 27  # the conv's alone: GELU is 0 MACs
+
+
+def test_an_erf_that_is_no_gelu_stays_opaque(save):
+    nodes = [helper.make_node("Erf", ["x"], ["y"])]
+    a = analyze(save(model(nodes)))
+    assert not a.complete and ops(a) == ["opaque"]
+
+
+def test_roll_is_no_layer_and_its_field_unknown(save):
+    """torch.roll(x, -3, dims=2) exports as Concat(x[:, :, 3:], x[:, :, :3]) along H."""
+    w = init("w", 4, 3, 3, 3)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Slice", ["c", "s3", "big", "ax"], ["a"]),
+        helper.make_node("Slice", ["c", "zero", "s3", "ax"], ["b"]),
+        helper.make_node("Concat", ["a", "b"], ["y"], axis=2),
+    ]
+    inits = [w, ints("s3", [3]), ints("big", [2**62]), ints("zero", [0]), ints("ax", [2])]
+    a = analyze(save(model(nodes, inits=inits)))
+    assert a.complete and ops(a) == ["conv"]
+    assert a.receptive_field() is None or a.layers[-1].rf is not None  # the conv's own field
+    # a concat of two slices that is no roll is still sliced (crops), not dropped
+    nodes[2] = helper.make_node("Slice", ["c", "zero", "s3", "ax"], ["b"])
+    nodes[1] = helper.make_node("Slice", ["c", "zero", "s3", "ax"], ["a"])
+    a = analyze(save(model(nodes, inits=inits)))
+    assert ops(a)[:3] == ["conv", "crop", "crop"]
+
+
+def test_strided_slices_concatenated_are_a_pixel_unshuffle(save):
+    """x[:, :, i::2, j::2] for the four (i, j), concatenated along the channels: Swin's patch
+    merging, a space-to-depth by 2; then a 1x1 conv over the 4C channels."""
+    w = init("w", 5, 12, 1, 1)
+    nodes, parts = [], []
+    for i in (0, 1):
+        nodes.append(helper.make_node("Slice", ["x", f"s{i}", "big", "h", "two"], [f"r{i}"]))
+        for j in (0, 1):
+            nodes.append(helper.make_node("Slice", [f"r{i}", f"s{j}", "big", "w_ax", "two"], [f"p{i}{j}"]))
+    parts = ["p00", "p10", "p01", "p11"]  # torch's order: x0, x1, x2, x3
+    nodes.append(helper.make_node("Concat", parts, ["cat"], axis=1))
+    nodes.append(helper.make_node("Conv", ["cat", "w"], ["y"]))
+    inits = [w, ints("s0", [0]), ints("s1", [1]), ints("big", [2**62]), ints("h", [2]), ints("w_ax", [3])]
+    inits.append(ints("two", [2]))
+    a = analyze(save(model(nodes, inits=inits)))
+    assert a.complete and ops(a) == ["pixel_unshuffle", "conv"]
+    assert a.layers[0].output == (12, 4, 4) and a.layers[0].args["factor"] == 2
+    assert a.totals()["params"] == 5 * 12 and a.totals()["macs"] == 5 * 12 * 16
+    assert a.receptive_field().rf.size == (2, 2)  # pixel_unshuffle's own field
+
+
+def test_a_strided_slice_read_otherwise_is_opaque(save):
+    nodes = [
+        helper.make_node("Slice", ["x", "zero", "big", "h", "two"], ["r"]),
+        helper.make_node("Relu", ["r"], ["y"]),
+    ]
+    inits = [ints("zero", [0]), ints("big", [2**62]), ints("h", [2]), ints("two", [2])]
+    a = analyze(save(model(nodes, inits=inits)))
+    assert not a.complete and ops(a) == ["opaque"]
+
+
+def test_relative_position_bias_gathered_from_a_table(save):
+    """Swin's bias: table[(2w-1)^2, heads][index].reshape(N, N, heads).permute(2, 0, 1)
+    .unsqueeze(0) added to the logits Q.K^T: the table's (2w-1)^2 x heads parameters, 0 MACs."""
+    w, heads, d = 2, 2, 4
+    n = w * w
+    rows = (2 * w - 1) ** 2
+    index = np.arange(n * n) % rows
+    nodes = [
+        helper.make_node("Reshape", ["x", "shp"], ["q"]),  # [1, heads, N, d]
+        helper.make_node("Transpose", ["q"], ["kt"], perm=[0, 1, 3, 2]),
+        helper.make_node("MatMul", ["q", "kt"], ["logits"]),
+        helper.make_node("Gather", ["table", "index"], ["g"], axis=0),
+        helper.make_node("Reshape", ["g", "nnh"], ["g2"]),
+        helper.make_node("Transpose", ["g2"], ["g3"], perm=[2, 0, 1]),
+        helper.make_node("Unsqueeze", ["g3", "zero"], ["bias"]),
+        helper.make_node("Add", ["logits", "bias"], ["y"]),
+    ]
+    inits = [
+        init("table", rows, heads),
+        ints("index", index),
+        ints("shp", [1, heads, n, d]),
+        ints("nnh", [n, n, heads]),
+        ints("zero", [0]),
+    ]
+    a = analyze(save(model(nodes, shape=(1, heads * d, w, w), inits=inits)))
+    assert a.complete, a.incomplete_text()
+    assert ops(a) == ["matmul", "add"]
+    assert a.totals()["params"] == rows * heads
+    assert a.totals()["macs"] == heads * n * d * n  # Q.K^T alone: the bias add is 0 MACs
+    assert a.totals()["buffers"] == 0  # the index is int64: no parameter, no buffer
+
+
+# --- torch exports ---------------------------------------------------------------------------------
+
+
+def exported(module, shape, tmp_path, name="m.onnx"):
+    from test_onnx import export
+
+    return export(module, shape, tmp_path / name)
+
+
+def same_as_torch(module, shape, path):
+    """The export reads complete, with the module's sum(p.numel()) and the PyTorch import's
+    MACs (themselves checked against FlopCounterMode in the torch tests)."""
+    from cnnstat.torch import analyze as torch_analyze
+
+    got = analyze(path)
+    want = torch_analyze(module, input=shape)
+    assert got.complete, got.incomplete_text()
+    assert got.totals()["params"] == sum(p.numel() for p in module.parameters()) == want.totals()["params"]
+    assert got.totals()["macs"] == want.totals()["macs"]
+    assert not got.graph.unsupported
+    return got, want
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_torch_gelu_exports_read_as_gelu(tmp_path):
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GELU(), torch.nn.Conv2d(8, 4, 1), torch.nn.GELU()
+    )
+    got, _ = same_as_torch(m, (3, 16, 16), exported(m, (3, 16, 16), tmp_path))
+    assert ops(got) == ["conv", "gelu", "conv", "gelu"]
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_torch_patch_merging_and_roll(tmp_path):
+    """torchvision's PatchMerging on a channels-last map, after a roll: a pixel_unshuffle,
+    a layer norm over the 4C channels and a linear to 2C, as the PyTorch import counts them."""
+    from torchvision.models.swin_transformer import PatchMerging
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = torch.nn.Conv2d(3, 8, 2, stride=2)
+            self.merge = PatchMerging(8)
+
+        def forward(self, x):
+            x = self.stem(x).permute(0, 2, 3, 1)
+            x = torch.roll(x, shifts=(-1, -1), dims=(1, 2))
+            return self.merge(x)
+
+    m = Net()
+    got = analyze(exported(m, (3, 16, 16), tmp_path))
+    assert got.complete and not got.graph.unsupported
+    assert ops(got) == ["conv", "pixel_unshuffle", "layernorm", "linear"]
+    assert got.totals()["params"] == sum(p.numel() for p in m.parameters())
+    # by hand (the PyTorch import follows torch.roll only inside Swin's attention module):
+    # stem 8 x (8 x 8) x (3 x 2 x 2), reduction (4 x 4) x 32 x 16
+    assert got.totals()["macs"] == 8 * 64 * 12 + 16 * 32 * 16
+    assert got.layers[1].output == (32, 4, 4)
+
+
+@pytest.fixture(scope="module")
+def swin_t(tmp_path_factory):
+    """torchvision's swin_t exported once at 112 x 112 (stage 4's 4 x 4 map is padded to its
+    7 x 7 window and cropped back; the shifted blocks roll)."""
+    import torchvision
+    from test_onnx import export
+
+    m = torchvision.models.swin_t()
+    path = export(m, (3, 112, 112), tmp_path_factory.mktemp("swin") / "swin_t.onnx")
+    return m, path
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_swin_t_through_onnx_equals_the_pytorch_import(swin_t):
+    from cnnstat.torch.check import flop_counter_macs
+
+    m, path = swin_t
+    got, want = same_as_torch(m, (3, 112, 112), path)
+    assert got.totals()["params"] == 28_288_354  # torchvision's published num_params for swin_t
+    with torch.device("meta"):
+        import torchvision
+
+        meta = torchvision.models.swin_t()
+    assert got.totals()["macs"] == flop_counter_macs(meta, (3, 112, 112)) == 1_341_970_944
+    # the relative position index is int64: the PyTorch import's buffer, no ONNX parameter
+    assert want.totals()["buffers"] == 12 * 49 * 49 and got.totals()["buffers"] == 0
