@@ -31,7 +31,13 @@ FORMATS = ("table", "json", "junit", "github")
     metavar="PCT",
     help="Growth over the baseline allowed, in percent.",
 )
-def command(path, fmt, baseline, max_growth):
+@click.option(
+    "--report",
+    "report_path",
+    metavar="FILE",
+    help="Also write one self-contained HTML page of every budget and model (a CI artifact).",
+)
+def command(path, fmt, baseline, max_growth, report_path):
     """Check every model in the budget file against its limits.
 
     PATH defaults to ./cnnstat.toml ([[budget]]), else ./pyproject.toml
@@ -42,11 +48,16 @@ def command(path, fmt, baseline, max_growth):
     Example:
       cnnstat check
       cnnstat check budgets.toml --format github --baseline cnnstat-baseline.json
+      cnnstat check --report budgets.html
     """
     from cnnstat import budget as B
 
     budgets = B.load(path)
     base = B.load_baseline(baseline) if baseline else None
+    if report_path:
+        from cnnstat.cli.report import writable
+
+        writable(report_path)  # a report that cannot be written: exit 2 before measuring
     report = []
     for i, b in enumerate(budgets):
         _progress(i, len(budgets), b)
@@ -71,7 +82,17 @@ def command(path, fmt, baseline, max_growth):
         report.append(entry)
     failed = [e for e in report if not all(c["ok"] for c in e["checks"] + e.get("baseline", []))]
     doc = {"file": budgets[0].file, "passed": not failed, "budgets": report}
+    page = None
+    if report_path:  # built before --format json turns infinite growths into null
+        from cnnstat.cli.report import check_report
+
+        page = check_report(doc, budgets)
     {"json": _json, "junit": _junit, "github": _github, "table": _table}[fmt](doc)
+    if page is not None:
+        from cnnstat.cli.report import write_report
+
+        write_report(report_path, page)
+        click.echo(f"cnnstat check: wrote {report_path}", err=True)
     if failed:
         sys.exit(1)
 
@@ -278,9 +299,10 @@ def _junit(doc):
     click.echo(ET.tostring(root, encoding="unicode"))
 
 
-def _table(doc):
-    from cnnstat.render import Column, Table, render
-
+def table_rows(doc) -> tuple:
+    """(rows, notes) of the check table: one row per limit, per baseline metric that grew or
+    shrank, and per model not in the baseline (also the HTML report's rows: ``name`` and
+    ``message`` are for it)."""
     rows, notes = [], []
     for e in doc["budgets"]:
         for c in e["checks"]:
@@ -304,6 +326,8 @@ def _table(doc):
                     "value": value,
                     "margin": margin,
                     "status": "pass" if c["ok"] else "FAIL",
+                    "name": e["name"],
+                    "message": _describe(c),
                 }
             )
         for g in e.get("baseline", []):
@@ -319,6 +343,8 @@ def _table(doc):
                         "value": new,
                         "margin": f"{g['growth_pct']:+.2f}%",
                         "status": "FAIL" if not g["ok"] else "shrank",
+                        "name": e["name"],
+                        "message": f"{g['metric']}: {g['baseline']:,} in the baseline, {g['value']:,} now",
                     }
                 )
         if "baseline" in e and not e["baseline"]:
@@ -330,8 +356,17 @@ def _table(doc):
                     "value": "",
                     "margin": "not in the baseline",
                     "status": "new",
+                    "name": e["name"],
+                    "message": "not in the baseline, not compared (cnnstat snapshot records it)",
                 }
             )
+    return rows, notes
+
+
+def _table(doc):
+    from cnnstat.render import Column, Table, render
+
+    rows, notes = table_rows(doc)
     table = Table(
         title=f"cnnstat check: {doc['file']}",
         columns=[

@@ -1,13 +1,191 @@
-"""``cnnstat report``: one self-contained HTML report of a model. (being built)."""
+"""``cnnstat report MODEL -o report.html``: one self-contained HTML page of a model; also the
+page ``cnnstat check --report`` writes (:func:`check_report`)."""
 
 from __future__ import annotations
 
 import click
 
+from cnnstat.cli.common import MAX_FPS, FiniteFloat, input_option, load_analysis, torch_options
+from cnnstat.units import DTYPE_BITS
 
-@click.command("report", short_help="One self-contained HTML report of a model.")
-def command():
-    """One self-contained HTML report of a model."""
-    from cnnstat.cli.common import abort
 
-    abort("`cnnstat report` is not available yet")
+@click.command("report", short_help="One self-contained HTML report of a model (tables and plots).")
+@click.argument("model")
+@click.option(
+    "-o",
+    "--output",
+    default="report.html",
+    show_default=True,
+    metavar="FILE",
+    help="Where to write the page ('-': standard output).",
+)
+@input_option
+@click.option("--resolution", metavar="WxH", help="Override the input's width and height, e.g. 512x512.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size.")
+@click.option(
+    "--dtype",
+    type=click.Choice(list(DTYPE_BITS)),
+    default="fp32",
+    show_default=True,
+    help="Storage type of weights and activations; the devices' rate at this type.",
+)
+@click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")
+@click.option(
+    "--frame", default="1920x1080", show_default=True, metavar="WxH", help="Frame the throughput covers."
+)
+@click.option(
+    "--fps",
+    type=FiniteFloat(0, MAX_FPS, open_low=True),
+    default=30,
+    show_default=True,
+    help="Frames per second of the throughput section.",
+)
+@click.option(
+    "--device",
+    "device_names",
+    multiple=True,
+    metavar="NAME",
+    help="Devices of the throughput table, each with a roofline plot (repeatable; default: every "
+    "device of 'cnnstat devices', the roofline on the first).",
+)
+@click.option("--no-plots", is_flag=True, help="Tables only (no matplotlib).")
+@torch_options
+def command(model, output, input_, resolution, batch, dtype, binary, frame, fps, device_names, no_plots):
+    """Write one self-contained HTML page of MODEL: totals by kind, memory, receptive field,
+    throughput on the devices at 1920x1080 and 30 fps, plots and the per-layer table.
+
+    The page fetches nothing (inline CSS and SVG, no script): open it anywhere, attach it to
+    a pull request. Plots need the plot extra: pip install 'cnnstat[plot]'.
+
+    \b
+    Example:
+      cnnstat report alexnet -o report.html
+      cnnstat report resnet50 --dtype int8 --device jetson-orin-nano -o resnet50.html
+    """
+    from cnnstat.hardware import get_device
+    from cnnstat.report import Section, model_page
+    from cnnstat.throughput import default_tile
+    from cnnstat.units import parse_resolution
+
+    frame_size = parse_resolution(frame, "frame")
+    if output != "-":
+        writable(output)
+    devices = [get_device(name) for name in device_names] if device_names else None
+    a = load_analysis(model, input_, resolution, dtype, batch)
+    section = Section(
+        a,
+        binary=binary,
+        frame=frame_size,
+        fps=fps,
+        tile=_tile(a.graph, default_tile, bool(input_ or resolution)),
+        devices=devices,
+        roofline_devices=devices,
+        with_plots=not no_plots,
+    )
+    page = model_page(section)
+    if output == "-":
+        click.echo(page, nl=False)
+        return
+    write_report(output, page)
+    plots = (
+        f"{section.plot_count} plots" if section.plot_count else "no plots" if no_plots else "plots missing"
+    )
+    from cnnstat.render import MAX_SHOWN, visible
+
+    click.echo(
+        f"wrote {visible(output, MAX_SHOWN)}: {visible(a.name, MAX_SHOWN)}, {len(a.layers)} layers, {plots}",
+        err=True,
+    )
+
+
+def _tile(graph, default_tile, override: bool):
+    """The tile of the throughput section (the ``flops`` default): the network's nominal size,
+    else its input; None when the input is not an image (then there is nothing to tile)."""
+    from cnnstat.errors import CnnstatError
+
+    try:
+        return default_tile(graph, override)
+    except CnnstatError:
+        return None
+
+
+def writable(path: str) -> None:
+    """Refuse, before any work, a report that cannot be written: into a directory that does not
+    exist, onto a directory, a device or a FIFO (exit 2, one message)."""
+    import os
+    import stat
+
+    from cnnstat.errors import CnnstatError, brief
+
+    real = os.path.realpath(path)
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise CnnstatError(f"cannot write report {brief(path)}: {exc.strerror or exc}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        from cnnstat.files import _kind
+
+        raise CnnstatError(
+            f"cannot write report {brief(path)}: it is {_kind(mode)}; only regular files are written"
+        )
+    if not os.path.isdir(os.path.dirname(real) or "."):
+        raise CnnstatError(
+            f"cannot write report {brief(path)}: no such directory {brief(os.path.dirname(path))}"
+        )
+
+
+def write_report(path: str, page: str) -> None:
+    """The page, written atomically: a temporary file in the same directory, then renamed over
+    ``path`` (a reader never sees half a page)."""
+    from cnnstat.cli.snapshot import write_atomic
+
+    write_atomic(path, page.encode("utf-8"), "report")
+
+
+def check_report(doc: dict, budgets: list) -> str:
+    """The page of ``cnnstat check --report``: the checks, then every budget's model at its
+    settings (analysed again here: ``budget.measure`` keeps only the figures)."""
+    from cnnstat.cli.check import summary, table_rows
+    from cnnstat.report import Section, check_page
+
+    rows, _ = table_rows(doc)
+    sections = []
+    for i, (entry, b) in enumerate(zip(doc["budgets"], budgets)):
+        a, tile, frame_graph = _budget_analysis(b)
+        section = Section(
+            a,
+            prefix=f"b{i + 1}-",
+            frame=b.resolution,
+            fps=b.fps,
+            tile=tile,
+            frame_graph=frame_graph,
+            plot_kinds=("macs", "roofline"),
+        )
+        sections.append((entry, section))
+    return check_page(doc, summary(doc), rows, sections)
+
+
+def _budget_analysis(b):
+    """(Analysis, tile, frame graph or None) of a budget's model at its settings, loaded as
+    ``cnnstat.budget.measure`` loads it (a relative spec path from the budget file's folder)."""
+    import os
+
+    from cnnstat.analysis import Analysis
+    from cnnstat.throughput import frame_graph
+    from cnnstat.torch import is_reference
+    from cnnstat.zoo import is_path
+
+    model = b.model
+    if not is_reference(model) and is_path(model) and not os.path.isabs(model):
+        model = os.path.join(b.base_dir, model)
+
+    def trace(m, input, resolution):  # module:attr, on the meta device (imports torch)
+        from cnnstat.torch.analysis import analyze
+
+        return analyze(m, input=input, resolution=resolution, dtype=b.dtype, batch=b.batch)
+
+    graph, tile = frame_graph(model, "tile", b.resolution, b.input, trace)
+    per_frame = frame_graph(model, "frame", b.resolution, None, trace)[0] if b.mode == "frame" else None
+    return Analysis(graph, dtype=b.dtype, batch=b.batch), tile, per_frame
