@@ -325,8 +325,8 @@ def compare_baseline(name: str, values: dict, baseline: dict, max_growth: float)
         old, new = base.get(metric), values.get(metric)
         if old is None or new is None:
             continue
-        if isinstance(old, list):
-            old, new = max(old), max(new)
+        # the receptive field: its largest side (a baseline may hold a number or a list)
+        old, new = (max(v) if isinstance(v, list) else v for v in (old, new))
         growth = (new - old) / old * 100 if old else (0.0 if new == old else float("inf"))
         out.append(
             {

@@ -46,6 +46,8 @@ def read_bytes(path, what: str = "file", shown: str | None = None, limit: int = 
     read``, ``{what} {shown} is larger than the limit of N bytes``, or ``cannot read ...``.
     """
     shown = str(path) if shown is None else shown
+    if "\x00" in str(path):  # os.stat would raise ValueError
+        raise CnnstatError(f"no such {what}: {shown} (a file name holds no NUL character)")
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):

@@ -22,24 +22,54 @@ def tensor_bytes(count: int, dtype: str) -> int:
 
 
 def si(n, digits: int = 2) -> str:
-    """1890336 -> '1.89M'; 805429232816 -> '805.43G'; below 1000 printed as is."""
-    n = float(n)
-    for factor, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= factor:
-            return f"{n / factor:.{digits}f}{suffix}"
-    return f"{n:.{digits}f}".rstrip("0").rstrip(".") if n != int(n) else str(int(n))
+    """1890336 -> '1.89M'; 805429232816 -> '805.43G'; below 1000 printed as is. Any number
+    prints: a value that rounds up to the next prefix takes it (999999.999 -> '1.00M'); past
+    999.99P in scientific notation, exact for integers past float's range ('1.00e+400'); NaN
+    and infinities as 'nan', 'inf', '-inf'."""
+    return _scaled(n, _SI_UNITS, digits, "", "", _plain)
 
 
 def human_bytes(n, binary: bool = False) -> str:
-    """Decimal MB (10^6) by default, MiB (2^20) with ``binary``."""
-    if binary:
-        units = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
-    else:
-        units = ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB"))
-    for factor, suffix in units:
-        if abs(n) >= factor:
-            return f"{n / factor:.2f} {suffix}"
-    return f"{int(n)} B"
+    """Decimal MB (10^6) by default, MiB (2^20) with ``binary``; as ``si`` past the largest
+    unit (PB, PiB)."""
+    units = _BINARY_UNITS if binary else _DECIMAL_UNITS
+    return _scaled(n, units, 2, " ", "B", lambda v, digits: f"{int(v)} B")
+
+
+_SI_UNITS = ((10**3, "K"), (10**6, "M"), (10**9, "G"), (10**12, "T"), (10**15, "P"))
+_DECIMAL_UNITS = ((10**3, "kB"), (10**6, "MB"), (10**9, "GB"), (10**12, "TB"), (10**15, "PB"))
+_BINARY_UNITS = ((2**10, "KiB"), (2**20, "MiB"), (2**30, "GiB"), (2**40, "TiB"), (2**50, "PiB"))
+
+
+def _plain(v, digits: int) -> str:
+    return f"{v:.{digits}f}".rstrip("0").rstrip(".") if v != int(v) else str(int(v))
+
+
+def _scaled(n, units: tuple, digits: int, sep: str, base: str, small) -> str:
+    """``n`` in the largest of ``units`` ((factor, suffix), ascending) that it reaches once
+    rounded to ``digits`` decimals; below the first, ``small(n, digits)``."""
+    if isinstance(n, float) and not math.isfinite(n):
+        return str(n)
+    if not isinstance(n, int):
+        try:
+            n = float(n)  # Fraction, Decimal
+        except OverflowError:
+            n = int(n)  # past float's range: its integer part is all that shows
+    mag = abs(n)
+    if mag < units[0][0]:
+        text = small(n, digits)
+        if abs(float(text.split()[0])) < units[0][0]:
+            return text
+    for i, (factor, suffix) in enumerate(units):
+        above = units[i + 1][0] if i + 1 < len(units) else 1000 * factor
+        if mag >= above:
+            continue
+        text = f"{n / factor:.{digits}f}"
+        if abs(float(text)) * factor < above:  # else it rounded up into the next unit
+            return f"{text}{sep}{suffix}"
+    from decimal import Decimal
+
+    return f"{Decimal(n):.{digits}e}{sep}{base}"  # exact for an integer of any size
 
 
 MAX_SIZE = 2**31  # the largest size, kernel, stride or count a spec or an option may give

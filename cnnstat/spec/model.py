@@ -337,6 +337,8 @@ def _includes(data: LMap, filename: str, base_dir: str | None, state: _Includes,
 def _include_path(rel: str, base_dir: str | None, state: _Includes, loc) -> str:
     """The path ``include: rel`` names, refused when it leaves the spec's directory tree."""
     hint = f"includes stay in the spec's directory ({INCLUDE_ANYWHERE}=1 allows any path)"
+    if not rel or "\x00" in rel:
+        raise SpecError(f"include {brief(rel)} is not a file name", loc)
     if not state.anywhere and os.path.isabs(rel):
         raise SpecError(f"include {brief(rel)} is an absolute path: {hint}", loc)
     path = os.path.normpath(os.path.join(base_dir or os.getcwd(), rel))
