@@ -32,6 +32,7 @@ SECTIONS = {
     "biases": "Parameters",
     "buffers": "Parameters",
     "params": "Parameters",
+    "weight_bytes": "Parameters",
     "macs": "MACs",
     "rf_size": "Receptive field",
     "rf_jump": "Receptive field",
@@ -137,12 +138,24 @@ def layer_steps(analysis, layer, inputs: list) -> list:
         steps.append(note(f"also reads '{name}': {'x'.join(map(str, s))}"))
     body = op_steps(layer, inputs)
     last = max((i for i, st in enumerate(body) if st.what in ("weights", "biases")), default=len(body) - 1)
+    extra = []
     if layer.weights and layer.biases:
-        total = Step(
-            "params", "params", "weights + biases", f"{layer.weights} + {layer.biases}", layer.params
-        )
-        body.insert(last + 1, total)
+        sums = f"{layer.weights} + {layer.biases}"
+        extra.append(Step("params", "params", "weights + biases", sums, layer.params))
+    if layer.weights:
+        formula, subst = _bytes_formula("weights", layer.weights, analysis.dtype)
+        label = f"weight bytes ({analysis.dtype})"
+        extra.append(Step("weight_bytes", label, formula, subst, analysis.counts(layer)["weight_bytes"]))
+    body[last + 1 : last + 1] = extra
     return steps + body + memory_steps(analysis, layer)
+
+
+def _bytes_formula(what: str, n: int, dtype: str) -> tuple:
+    """``("weights·4", "34848·4")``; int4: ``⌈weights·4/8⌉`` (two values a byte, rounded up)."""
+    bits = DTYPE_BITS[dtype]
+    if bits % 8 == 0:
+        return f"{what}·{bits // 8}", f"{n}·{bits // 8}"
+    return f"⌈{what}·{bits}/8⌉", f"⌈{n}·{bits}/8⌉"
 
 
 def memory_steps(analysis, layer) -> list:
@@ -156,11 +169,7 @@ def memory_steps(analysis, layer) -> list:
     else:
         subst = dot(out)
     n = counts["activations"]
-    bits = DTYPE_BITS[dtype]
-    if bits % 8 == 0:
-        per = f"elements·{bits // 8}", f"{n}·{bits // 8}"
-    else:
-        per = f"⌈elements·{bits}/8⌉", f"⌈{n}·{bits}/8⌉"
+    per = _bytes_formula("elements", n, dtype)
     steps = [
         Step("activations", "elements", dims, subst, n),
         Step("activation_bytes", f"bytes ({dtype})", *per, counts["activation_bytes"]),
@@ -194,18 +203,19 @@ class Context:
         self._files = {}
 
     def comments(self, layer) -> list:
-        """``[(where, text)]`` for ``layer``: its own line's comments, those of the parameters
-        its line uses (``$conv3_groups``), and the input's when it reads the input."""
+        """``[(where, text)]`` for ``layer`` (``where``: ``zoo:alexnet.yaml, input:``): its own
+        line's comments, those of the parameters its line uses (``$conv3_groups``), and the
+        input's when it reads the input."""
         out = []
         if layer.loc is not None:
             lines = self._lines(layer.loc.file)
-            out += self._at(layer.loc.file, lines, layer.loc.line)
+            out += self._at(layer.loc.file, lines, layer.loc.line, "the layer")
             if self.spec is not None and self.spec.doc is not None and 0 < layer.loc.line <= len(lines):
                 params = self.spec.doc.get("params")
                 for name in re.findall(r"\$\{?([A-Za-z_]\w*)", lines[layer.loc.line - 1]):
                     loc = getattr(params, "key_locs", {}).get(name) if isinstance(params, dict) else None
                     if loc is not None:
-                        out += self._at(loc.file, self._lines(loc.file), loc.line, above=False)
+                        out += self._at(loc.file, self._lines(loc.file), loc.line, f"params: {name}", False)
         if "input" in layer.inputs:
             out += self.input_comments()
         seen, unique = set(), []
@@ -218,7 +228,7 @@ class Context:
     def input_comments(self) -> list:
         doc = self.spec.doc if self.spec is not None else None
         loc = doc.key_locs.get("input") if doc is not None else None
-        return self._at(loc.file, self._lines(loc.file), loc.line) if loc is not None else []
+        return self._at(loc.file, self._lines(loc.file), loc.line, "input:") if loc is not None else []
 
     def head_comments(self) -> list:
         """The comment lines that open the spec file (what it is)."""
@@ -230,7 +240,7 @@ class Context:
                 break
             texts.append(line.lstrip("#").strip())
         text = " ".join(t for t in texts if t)
-        return [(f"{self.spec.file}:1", text)] if text else []
+        return [(f"{self.spec.file}, header", text)] if text else []
 
     def _lines(self, file: str) -> list:
         if file not in self._files:
@@ -238,8 +248,10 @@ class Context:
         return self._files[file]
 
     @staticmethod
-    def _at(file, lines, line, above=True) -> list:
-        """The comment on line ``line`` (1-based) and the comment lines just above it."""
+    def _at(file, lines, line, on, above=True) -> list:
+        """The comment on line ``line`` (1-based) and the comment lines just above it, as
+        ``(where, text)``: where names the file and what the line is (``input:``), not its
+        number, which moves when the file is edited."""
         if not 0 < line <= len(lines):
             return []
         texts, i = [], line - 2
@@ -250,7 +262,7 @@ class Context:
         if trailing:
             texts.append(trailing)
         text = " ".join(t for t in texts if t)
-        return [(f"{file}:{line}", text)] if text else []
+        return [(f"{file}, {on}", text)] if text else []
 
     def beside(self, layer) -> list:
         """The sibling models' figures for the layer of the same name where they differ:
@@ -260,18 +272,19 @@ class Context:
             twin = next((la for la in other.layers if la.name == layer.name), None)
             if twin is None:
                 continue
-            differs = {}
+            differs = {
+                key: (layer.args.get(key), twin.args.get(key))
+                for key in sorted(set(layer.args) | set(twin.args))
+                if key != "branches" and layer.args.get(key) != twin.args.get(key)
+            }
             for key, here, there in (
                 ("output", list(layer.output), list(twin.output)),
                 ("weights", layer.weights, twin.weights),
                 ("biases", layer.biases, twin.biases),
-                ("macs", layer.macs, twin.macs),
+                ("MACs", layer.macs, twin.macs),
             ):
                 if here != there:
                     differs[key] = (here, there)
-            for key in sorted(set(layer.args) | set(twin.args)):
-                if key != "branches" and layer.args.get(key) != twin.args.get(key):
-                    differs[key] = (layer.args.get(key), twin.args.get(key))
             if differs:
                 out.append({"model": name, "description": description, "differs": differs})
         return out
@@ -372,7 +385,7 @@ def explain_all(analysis, ctx: Context | None = None) -> list:
 def reconcile(analysis, explained: list) -> dict:
     """Per kind (conv/fc/other), the sums of the weights, biases, MACs and activations the
     sections show, beside the analysis' own totals: ``{"rows": {...}, "agree": bool}``."""
-    keys = ("weights", "biases", "macs", "activations", "activation_bytes")
+    keys = ("weights", "biases", "weight_bytes", "macs", "activations", "activation_bytes")
     rows = {k: dict.fromkeys(keys, 0) for k in ("conv", "fc", "other")}
     for ex in explained:
         values = {st.what: st.value for st in ex.steps if st.what in keys}
@@ -394,7 +407,7 @@ def value_text(step: Step, binary: bool = False) -> str:
     v = step.value
     if step.what in ("output", "input"):
         return "x".join(map(str, v))
-    if step.what == "activation_bytes":
+    if step.what in ("activation_bytes", "weight_bytes"):
         return f"{v:,} B = {human_bytes(v, binary)}"
     if isinstance(v, bool) or v is None:
         return "" if v is None else str(v)
@@ -431,11 +444,12 @@ def sections(steps: list) -> list:
 
 
 def _differs_text(differs: dict) -> str:
-    parts = []
-    for key, (here, there) in differs.items():
-        show = lambda v: f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)  # noqa: E731
-        parts.append(f"{key} {show(here)} here, {show(there)} there")
-    return "; ".join(parts)
+    """``groups 2 (here 1); weights 442,368 (here 884,736)``: the other model's value first."""
+
+    def show(v):
+        return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
+    return "; ".join(f"{key} {show(there)} (here {show(here)})" for key, (here, there) in differs.items())
 
 
 def layer_text(analysis, ex: Explained, binary: bool = False) -> str:
@@ -479,18 +493,26 @@ def code(text: str) -> str:
     return f"{fence}{' ' if fence == '``' else ''}{text}{' ' if fence == '``' else ''}{fence}"
 
 
-def layer_markdown(analysis, ex: Explained, binary: bool = False, level: int = 2) -> str:
+def layer_markdown(analysis, ex: Explained, binary: bool = False, level: int = 2, skip=()) -> str:
+    """One layer as a Markdown section: a heading, what it reads, the spec's comments (but
+    those in ``skip``, said already), its steps as code spans (grouped under bold section
+    names when the layer has parameters or MACs; a plain list for the rest), and the sibling
+    models beside."""
     la = ex.layer
     out = [f"{'#' * level} {md(la.name)} ({md(la.op)})", ""]
     sources = ", ".join(f"{code(n)} {'x'.join(map(str, s))}" for n, s in ex.inputs)
     out += [f"Reads {sources}." if sources else "Reads nothing.", ""]
     for where, text in ex.comments:
-        out += [f"> Spec ({md(where)}): {md(text)}", ""]
-    for name, section in sections(ex.steps):
-        items = []
-        for st in section:
-            items.append(f"- *{md(st.label)}*" if st.what == "note" else f"- {code(step_line(st, binary))}")
-        out += [f"**{name}**", "", *items, ""]
+        if text not in skip:
+            out += [f"> Spec ({md(where)}): {md(text)}", ""]
+    steps = [st for st in ex.steps if st.what != "input"]
+    grouped = la.params or la.macs or la.unknown
+    for name, section in sections(steps) if grouped else [(None, steps)]:
+        items = [
+            f"- *{md(st.label)}*" if st.what == "note" else f"- {code(step_line(st, binary))}"
+            for st in section
+        ]
+        out += ([f"**{name}**", ""] if name else []) + items + [""]
     for b in ex.beside:
         out += [
             f"Beside, in {code(b['model'])} ({md(b['description'])}): {md(_differs_text(b['differs']))}.",
@@ -519,23 +541,26 @@ def sheet(analysis, explained: list, ctx: Context | None = None, binary: bool = 
         + ".",
         "",
     ]
-    for where, text in ctx.head_comments() + ctx.input_comments():
+    said = ctx.head_comments() + ctx.input_comments()
+    for where, text in said:
         out += [f"> Spec ({md(where)}): {md(text)}", ""]
     for ex in explained:
-        out.append(layer_markdown(analysis, ex, binary))
+        out.append(layer_markdown(analysis, ex, binary, skip={text for _, text in said}))
     out.append(totals_markdown(analysis, explained, ctx, binary))
     return "\n".join(out).rstrip("\n") + "\n"
 
 
 def totals_markdown(analysis, explained: list, ctx: Context, binary: bool) -> str:
     rec = reconcile(analysis, explained)
-    head = "| | weights | biases | params | MACs | activations | act. bytes |"
-    lines = ["## Totals", "", head, "|---|---:|---:|---:|---:|---:|---:|"]
+    dtype = analysis.dtype
+    head = f"| | weights | biases | params | weights {dtype} | MACs | activations | act. {dtype} |"
+    lines = ["## Totals", "", head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
 
     def row(label, r):
         params = r["weights"] + r["biases"]
         return (
-            f"| {label} | {r['weights']:,} | {r['biases']:,} | {params:,} | {r['macs']:,} | "
+            f"| {label} | {r['weights']:,} | {r['biases']:,} | {params:,} | "
+            f"{human_bytes(r['weight_bytes'], binary)} | {r['macs']:,} | "
             f"{r['activations']:,} | {human_bytes(r['activation_bytes'], binary)} |"
         )
 

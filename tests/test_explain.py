@@ -118,6 +118,7 @@ def test_alexnet_conv1_is_the_lectures():
     assert weights.value == 11 * 11 * 3 * 96 == 34_848 and weights.substituted == "11·11·3·96"
     assert one(steps, "biases").value == 96
     assert one(steps, "params").value == 34_944  # the lecture's figure
+    assert one(steps, "weight_bytes").value == 34_848 * 4
     macs = one(steps, "macs")
     assert macs.value == 55 * 55 * 96 * 11 * 11 * 3 == 105_415_200
     assert one(steps, "rf_size").value == 1 + (11 - 1) * 1 == 11
@@ -178,6 +179,7 @@ FIGURE = {
     "macs": lambda la, a: la.macs,
     "output": lambda la, a: tuple(la.output),
     "channels": lambda la, a: la.output[0],
+    "weight_bytes": lambda la, a: a.counts(la)["weight_bytes"],
     "activations": lambda la, a: a.counts(la)["activations"],
     "activation_bytes": lambda la, a: a.counts(la)["activation_bytes"],
 }
@@ -223,6 +225,20 @@ def test_every_layer_agrees_with_the_analysis(model):
     for la, ex in zip(a.layers, explained):
         check_layer(a, la, ex)
     assert E.reconcile(a, explained)["agree"]
+
+
+def test_imported_model_agrees():
+    """A PyTorch model: the importer's layers are explained by the same ops, the same way
+    (torchvision's resnet18 conv1.weight is [64, 3, 7, 7])."""
+    from cnnstat.torch import analyze as analyze_torch
+
+    a = analyze_torch("torchvision:resnet18")
+    explained = E.explain_all(a)
+    for la, ex in zip(a.layers, explained):
+        check_layer(a, la, ex)
+        assert not any(st.label == "figures as the importer recorded them" for st in ex.steps), la.name
+    assert one(explained[0].steps, "weights").value == 64 * 3 * 7 * 7
+    assert one(explained[0].steps, "out_size").substituted == "⌊(224 - 7 + 2·3) / 2⌋ + 1"
 
 
 ODD = """
@@ -341,7 +357,10 @@ def test_cli_sheet(tmp_path):
     assert sections[-1] == "## Totals"
     assert "The sums of the sections and cnnstat's totals are equal." in out
     total = a.totals()
-    assert f"| {total['weights']:,} | {total['biases']:,} | {total['params']:,} | {total['macs']:,} |" in out
+    t = a.totals()
+    row = f"| {t['weights']:,} | {t['biases']:,} | {t['params']:,} | 243.82 MB | {t['macs']:,} |"
+    assert row in out
+    assert total["weight_bytes"] == 243_818_624 == 60_954_656 * 4
     assert "Beside: `alexnet-grouped`" in out  # the lecture's network beside the paper's
     target = tmp_path / "alexnet.md"
     code, _ = run("explain", "alexnet", "-o", str(target))

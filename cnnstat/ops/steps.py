@@ -289,7 +289,7 @@ def pad_note(a, pads) -> list:
 def bias_step(value, symbol, subst) -> Step:
     """``biases: C_out = 96`` (the handler's ``value``), or none (``bias: false``)."""
     if not value:
-        return Step("biases", "biases", "none (bias: false)", "", 0)
+        return Step("biases", "biases (bias: false)", "", "", 0)
     return Step("biases", "biases", symbol, subst, value)
 
 
