@@ -431,6 +431,16 @@ def test_check_json_with_baseline_of_zero_is_strict(tmp_path):
     assert growth["params"] is None
 
 
+@pytest.mark.parametrize("fmt", ["table", "junit", "github"])
+def test_growth_from_zero_has_no_percentage(tmp_path, fmt):
+    """A metric that was 0 in the baseline grew by no percentage: '(from 0)', never '+inf%'."""
+    (tmp_path / "cnnstat.toml").write_text(BUDGET.format('"200M"'))
+    (tmp_path / "b.json").write_text(_baseline({"vgg11_bn": {"params": 0}}))
+    code, out, err = run(["check", "--baseline", "b.json", "--format", fmt, "--wide"], cwd=tmp_path, code=1)
+    assert "inf" not in out + err
+    assert "(from 0)" in out + err
+
+
 # --- 6. user strings escaped for their destination ----------------------------------------
 
 EVIL = "a|b\x1b[2J\u202e\x07\x00\x0b\nc"

@@ -235,12 +235,11 @@ def _name(e) -> str:
     return name if len(name) <= MAX_SHOWN else name[: MAX_SHOWN - 1] + "\u2026"
 
 
-def _pct(g) -> str:
-    return (
-        "(from 0)"
-        if g["growth_pct"] is None or g["growth_pct"] == float("inf")
-        else f"{g['growth_pct']:.2f}%"
-    )
+def _pct(g, sign: bool = False) -> str:
+    """A growth over the baseline; from a baseline of 0 it has no percentage ('(from 0)')."""
+    if g["growth_pct"] is None or g["growth_pct"] == float("inf"):
+        return "(from 0)"
+    return f"{g['growth_pct']:+.2f}%" if sign else f"{g['growth_pct']:.2f}%"
 
 
 def _annotate(level: str, file: str, line: int, message: str) -> None:
@@ -341,7 +340,7 @@ def table_rows(doc) -> tuple:
                         "metric": f"baseline {g['metric']}",
                         "limit": old,
                         "value": new,
-                        "margin": f"{g['growth_pct']:+.2f}%",
+                        "margin": _pct(g, sign=True),
                         "status": "FAIL" if not g["ok"] else "shrank",
                         "name": e["name"],
                         "message": f"{g['metric']}: {g['baseline']:,} in the baseline, {g['value']:,} now",
