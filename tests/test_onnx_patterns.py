@@ -240,3 +240,90 @@ def test_swin_t_through_onnx_equals_the_pytorch_import(swin_t):
     assert got.totals()["macs"] == flop_counter_macs(meta, (3, 112, 112)) == 1_341_970_944
     # the relative position index is int64: the PyTorch import's buffer, no ONNX parameter
     assert want.totals()["buffers"] == 12 * 49 * 49 and got.totals()["buffers"] == 0
+
+
+# --- layer norm written out, Einsum, Attention ------------------------------------------------------------
+
+
+class EinsumAttention(torch.nn.Module):
+    """Attention written with torch.einsum (two heads of 8), its output through a learned
+    matrix by einsum, then a layer norm: exported at opset 14, the layer norm is written out
+    (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul, Add)."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = torch.nn.Linear(16, 48)
+        self.w = torch.nn.Parameter(torch.rand(16, 8))
+        self.ln = torch.nn.LayerNorm(8)
+
+    def forward(self, x):
+        q, k, v = self.qkv(x).reshape(1, -1, 3, 2, 8).permute(2, 0, 3, 1, 4)
+        a = torch.einsum("bhid,bhjd->bhij", q, k).softmax(-1)
+        o = torch.einsum("bhij,bhjd->bhid", a, v).transpose(1, 2).reshape(1, -1, 16)
+        return self.ln(torch.einsum("bnd,dk->bnk", o, self.w))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_einsum_and_a_written_out_layer_norm(tmp_path):
+    from cnnstat.torch.check import flop_counter_macs
+
+    m = EinsumAttention().eval()
+    path = str(tmp_path / "ein.onnx")
+    torch.onnx.export(
+        m, (torch.rand(1, 10, 16),), path, dynamo=False, opset_version=14, do_constant_folding=False
+    )
+    a = analyze(path, input=(10, 16))
+    assert a.complete and not a.graph.unsupported
+    assert ops(a) == [
+        "linear",
+        "slice",
+        "slice",
+        "slice",
+        "matmul",
+        "softmax",
+        "matmul",
+        "linear",
+        "layernorm",
+    ]
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters()) == 16 * 48 + 48 + 16 * 8 + 16
+    # by hand: qkv 10 x 16 x 48, Q.K^T and A.V 2 heads x 10 x 10 x 8 each, the einsum product 10 x 16 x 8
+    hand = 10 * 16 * 48 + 2 * (2 * 10 * 10 * 8) + 10 * 16 * 8
+    assert a.totals()["macs"] == hand == flop_counter_macs(EinsumAttention().to("meta"), (10, 16))
+    ln = a.layers[-1]
+    assert ln.weights == 8 and ln.biases == 8 and ln.args["eps"] == pytest.approx(1e-5)
+
+
+def test_einsum_of_a_constant_and_unreadable_ones(save):
+    """A learned operand on the left ('kd,bnd->bnk'), and an einsum of three operands (opaque)."""
+    w = init("w", 5, 8)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("Einsum", ["w", "t"], ["y"], equation="kd,bnd->bnk"),
+    ]
+    a = analyze(save(model(nodes, shape=(1, 8, 6), inits=[w])))
+    assert a.complete and ops(a) == ["linear"] and a.totals()["macs"] == 6 * 8 * 5
+    nodes[1] = helper.make_node("Einsum", ["t", "t", "t"], ["y"], equation="bnd,bnd,bnd->bnd")
+    a = analyze(save(model(nodes, shape=(1, 8, 6))))
+    assert not a.complete and ops(a) == ["opaque"]
+
+
+@pytest.mark.skipif(onnx.defs.onnx_opset_version() < 23, reason="Attention is opset 23")
+def test_attention_operator(save):
+    """Opset 23's Attention on projected [1, S, H*d] queries, keys and values: Q.K^T and A.V."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1])]
+    nodes += [helper.make_node("MatMul", ["t", f"w{n}"], [n]) for n in "qkv"]
+    nodes.append(helper.make_node("Attention", ["q", "k", "v"], ["y"], q_num_heads=2, kv_num_heads=2))
+    inits = [init(f"w{n}", 8, 8, value=np.full((8, 8), i + 1.0)) for i, n in enumerate("qkv")]
+    a = analyze(save(model(nodes, shape=(1, 8, 6), inits=inits, opset=23)))
+    assert a.complete and ops(a) == ["linear", "linear", "linear", "matmul", "matmul"]
+    # projections 3 x 6 x 8 x 8; per head (2 heads of 4): Q.K^T 6 x 6 x 4, A.V 6 x 6 x 4
+    assert a.totals()["macs"] == 3 * 6 * 8 * 8 + 2 * (2 * 6 * 6 * 4)
+    assert a.totals()["params"] == 3 * 64
+    assert a.layers[-1].output == (2, 6, 4)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_opset_20_gelu(save, approximate):
+    nodes = [helper.make_node("Gelu", ["x"], ["y"], approximate=approximate)]
+    a = analyze(save(model(nodes, opset=20)))
+    assert a.complete and ops(a) == ["gelu"] and a.layers[0].args["approximate"] == approximate

@@ -23,8 +23,8 @@ import math
 from cnnstat.onnx import ops as O
 from cnnstat.onnx import views as V
 from cnnstat.onnx.convert import Act, Const, Unfollowed
-from cnnstat.onnx.fold import attrs
-from cnnstat.onnx.ops import HANDLERS, act, handles
+from cnnstat.onnx.fold import attrs, constant_value
+from cnnstat.onnx.ops import act, handles
 
 # Operators that read pending slices (any other reader makes an opaque layer).
 PATTERN_INPUTS = {"Slice", "Concat"}
@@ -45,8 +45,14 @@ class Pending(Act):
 
 
 def _const_value(b, name):
+    """The value of a one-element constant, also of a Constant node the walk has not reached
+    yet (exporters write each constant just before the node that reads it)."""
     x = b.tensors.get(name)
-    return x.value if isinstance(x, Const) and x.value is not None and x.value.size == 1 else None
+    value = x.value if isinstance(x, Const) else None
+    node = b.producer.get(name)
+    if x is None and node is not None and node.op_type == "Constant":
+        value = constant_value(node)
+    return value if value is not None and value.size == 1 else None
 
 
 def _readers(b, name):
@@ -217,5 +223,243 @@ def _offsets(n, r):
     return [(i, *rest) for i in range(r) for rest in _offsets(n - 1, r)]
 
 
-# Each pattern's handler replaces the plain one (which it calls when the pattern is absent).
-assert HANDLERS["Slice"] is _slice and HANDLERS["Concat"] is _concat
+# --- layer norm written out (torch's export below opset 17) -------------------------------------------
+
+
+def _only(b, name, op_type):
+    """The one node reading ``name``, when it is an ``op_type``; else None."""
+    readers = _readers(b, name)
+    return readers[0] if len(readers) == 1 and readers[0].op_type == op_type else None
+
+
+def _reduce_axes(b, node):
+    a = attrs(node)
+    axes = a.get("axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        v = b.tensors.get(node.input[1])
+        axes = v.value.reshape(-1).tolist() if isinstance(v, Const) and v.value is not None else None
+    return None if axes is None else sorted(int(v) for v in axes)
+
+
+def _layernorm_parts(b, node, x):
+    """The nodes of ``(x - mean) / sqrt(var + eps) [* w] [+ c]`` from this ReduceMean on, or None:
+    (nodes taken, eps, the weight's Const or None, the shift's Const or None, the output)."""
+    mean_name, x_name = node.output[0], node.input[0]
+    sub = _only(b, mean_name, "Sub")
+    if sub is None or list(sub.input) != [x_name, mean_name]:
+        return None
+    dev = sub.output[0]
+    readers = _readers(b, dev)
+    pw = next((n for n in readers if n.op_type == "Pow"), None)
+    div = next((n for n in readers if n.op_type == "Div"), None)
+    if len(readers) != 2 or pw is None or div is None or list(pw.input)[0] != dev:
+        return None
+    if not _near(_const_value(b, pw.input[1]), 2.0):
+        return None
+    var = _only(b, pw.output[0], "ReduceMean")
+    if var is None or _reduce_axes(b, var) != _reduce_axes(b, node):
+        return None
+    add = _only(b, var.output[0], "Add")
+    eps = add is not None and _const_value(b, _other(add, var.output[0]))
+    sqrt = add is not None and _only(b, add.output[0], "Sqrt")
+    if eps is None or eps is False or not sqrt or list(div.input) != [dev, sqrt.output[0]]:
+        return None
+    taken, out, w, c = [sub, pw, var, add, sqrt, div], div.output[0], None, None
+    mul = _only(b, out, "Mul")
+    if mul is not None and isinstance(b.tensors.get(_other(mul, out)), Const):
+        w = b.tensors[_other(mul, out)]
+        taken.append(mul)
+        out = mul.output[0]
+    shift = _only(b, out, "Add")
+    if shift is not None and isinstance(b.tensors.get(_other(shift, out)), Const):
+        c = b.tensors[_other(shift, out)]
+        taken.append(shift)
+        out = shift.output[0]
+    return taken, float(eps), w, c, out
+
+
+@handles("ReduceMean")
+def _reduce_mean(b, node):
+    """A layer norm written out (ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div, then
+    Mul by the weight and Add of the bias): a ``layernorm`` layer; else a reduction."""
+    x = act(b, node)
+    axes = _reduce_axes(b, node)
+    parts = _layernorm_parts(b, node, x) if axes is not None else None
+    if parts is None:
+        return O._reduce(b, node)
+    taken, eps, w, c, out = parts
+    dims = x.dims
+    axes = sorted(v % len(dims) for v in axes)
+    params = (w.params if w is not None else ()) + (c.params if c is not None else ())
+    args = {"eps": eps, "affine": bool(w is not None and w.params), "bias": bool(c is not None and c.params)}
+    if (w is not None and not w.params) or (c is not None and not c.params):
+        raise Unfollowed("a layer norm whose scale or shift is computed, not learned")
+    if len(axes) == 1 and axes[0] == len(dims) - 1 and V.axis_of(x.view, axes[0], x.shape) == 0:
+        op = "layernorm"
+    elif axes == list(range(1, len(dims))) and not x.view[0]:
+        op = "layernorm_all"
+    else:
+        what = f"a layer norm over ONNX axes {axes} of {list(dims)}"
+        raise Unfollowed(f"{what}: not the channels (nor all axes)")
+    b.skip.update(id(n) for n in taken)
+    b.emit(node, op, args, [x], params=params, out=out, view=O.same(x))
+
+
+# --- Einsum ------------------------------------------------------------------------------------------
+
+
+def _einsum_terms(eq: str, ranks):
+    """(input terms, output term) of an einsum equation, ``...`` expanded; None when it
+    cannot be read."""
+    eq = eq.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        return None
+    spare = [chr(c) for c in range(ord("A"), ord("Z") + 1) if chr(c) not in eq]
+    out = []
+    for t, r in zip(terms, ranks):
+        n = r - (len(t) - 3) if "..." in t else None
+        out.append(t.replace("...", "".join(spare[:n])) if n is not None else t)
+    if not arrow:
+        counts = {}
+        for t in out:
+            for ch in t:
+                counts[ch] = counts.get(ch, 0) + 1
+        rhs = "".join(sorted(ch for ch, n in counts.items() if n == 1))
+    elif "..." in rhs:
+        n = max((r - (len(t) - 3) for t, r in zip(terms, ranks) if "..." in t), default=0)
+        rhs = rhs.replace("...", "".join(spare[:n]))
+    if any(not t.isalpha() or len(set(t)) != len(t) for t in (*out, rhs)):
+        return None
+    return out, rhs
+
+
+@handles("Einsum")
+def _einsum(b, node):
+    """Two operands: a matrix product. Its MACs are the product of the sizes of every index
+    (each output element sums over the contracted ones), written as ``matmul`` of
+    (batch, m, k) by (batch, k, n): batch = indices of both operands and the output, m (n)
+    those of the first (second) and the output, k the contracted ones. A learned operand's
+    initializers are the layer's parameters. One operand (a transpose, a sum): no MACs."""
+    ins = [b.get(node, i) for i in range(len(node.input))]
+    if any(x is None or x.dims is None for x in ins) or len(ins) not in (1, 2):
+        raise Unfollowed(f"an Einsum of {len(ins)} operands")
+    got = _einsum_terms(O.text(attrs(node).get("equation", "")), [len(x.dims) for x in ins])
+    if got is None:
+        raise Unfollowed("its equation cannot be read")
+    terms, rhs = got
+    size = {}
+    for t, x in zip(terms, ins):
+        for ch, n in zip(t, x.dims):
+            if size.setdefault(ch, n) != n and n != 1:
+                raise Unfollowed(f"index {ch} has sizes {size[ch]} and {n}")
+    if len(ins) == 1:
+        raise Unfollowed("an Einsum of one operand")
+    a_t, b_t = terms
+    if any(ch not in rhs and ch not in other for t, other in ((a_t, b_t), (b_t, a_t)) for ch in t):
+        raise Unfollowed("sums an index of one operand alone")
+    groups = {
+        "batch": [ch for ch in rhs if ch in a_t and ch in b_t],
+        "m": [ch for ch in rhs if ch in a_t and ch not in b_t],
+        "n": [ch for ch in rhs if ch in b_t and ch not in a_t],
+        "k": [ch for ch in a_t if ch in b_t and ch not in rhs],
+    }
+    linear = _einsum_linear(b, node, ins, terms, rhs, groups, size)
+    if linear:
+        return linear
+    prod_of = {g: math.prod(size[ch] for ch in chs) for g, chs in groups.items()}
+    sa = (prod_of["batch"], prod_of["m"], prod_of["k"])
+    sb = (prod_of["batch"], prod_of["k"], prod_of["n"])
+    acts = [x for x in ins if isinstance(x, Act)]
+    extra = tuple(p for x in ins if isinstance(x, Const) for p in O.weights_of(x))
+    rfs = []
+    for x in (ins[0], ins[1]):
+        x = x if isinstance(x, Act) else acts[0]
+        rfs.append(x.rf.collapse() if x.rf is not None else None)
+    lost = tuple(o for x in acts if x.rf is None for o in x.lost)
+    out_dims = [size[ch] for ch in rhs]
+    where = {ch: g for g in ("batch", "m", "n") for ch in groups[g]}
+
+    def view(shape):
+        axis = {"batch": 0, "m": 1, "n": 2}
+        v = []
+        for ch in rhs:
+            g = groups[where[ch]]
+            stride = math.prod(size[c] for c in g[g.index(ch) + 1 :])
+            v.append(((axis[where[ch]], stride, size[ch]),) if size[ch] > 1 else ())
+        return tuple(v)
+
+    if len(out_dims) == 0 or math.prod(out_dims) != math.prod(sa[:2]) * sb[2]:
+        raise Unfollowed("its output is no product of its operands' indices")
+    inputs = [ins[0] if isinstance(ins[0], Act) else acts[0], ins[1] if isinstance(ins[1], Act) else acts[0]]
+    b.emit(node, "matmul", {}, inputs, shapes=[sa, sb], rfs=rfs, lost=lost, extra=extra, view=view)
+
+
+def _einsum_linear(b, node, ins, terms, rhs, groups, size):
+    """An activation times a learned matrix over one of its axes (``bnd,dk->bnk``, the
+    output laid out as the input with that axis replaced): ``linear`` (``fc``), as a MatMul
+    with a constant. None when the Einsum is no such product."""
+    i = 0 if isinstance(ins[0], Act) else 1
+    x, w = ins[i], ins[1 - i]
+    if not isinstance(x, Act) or not isinstance(w, Const) or len(w.dims) != 2:
+        return None
+    xt, wt = terms[i], terms[1 - i]
+    if len(groups["k"]) != 1 or len(groups["n" if i == 0 else "m"]) != 1:
+        return None
+    d = groups["k"][0]
+    new = groups["n" if i == 0 else "m"][0]
+    if set(wt) != {d, new} or rhs != xt.replace(d, new):
+        return None
+    return O._contract(b, node, x, xt.index(d), size[new], O.weights_of(w)) or True
+
+
+# --- Attention (opset 23) -----------------------------------------------------------------------------
+
+
+def _heads(x, n_heads, what):
+    """(heads, positions, head width) of an Attention operand: [B, H, S, d], or [B, S, H * d]
+    with ``n_heads``."""
+    dims = x.dims
+    if dims[0] != 1:
+        raise Unfollowed(f"its {what} holds {dims[0]} sequences in the batch axis")
+    if len(dims) == 4:
+        return dims[1], dims[2], dims[3]
+    if len(dims) == 3 and n_heads and dims[2] % n_heads == 0:
+        return n_heads, dims[1], dims[2] // n_heads
+    raise Unfollowed(f"its {what} is {list(dims)} without the number of heads")
+
+
+@handles("Attention")
+def _attention(b, node):
+    """ONNX's Attention (opset 23) on projected Q, K, V: the products Q.K^T and A.V, two
+    ``matmul`` layers (H x Sq x Skv x d and H x Sq x Skv x d_v MACs; keys and values shared
+    by groups of query heads are counted per query head, as the operator computes them). A
+    cache (past keys and values) or a read of its extra outputs is not followed."""
+    a = attrs(node)
+    q, k, v = (act(b, node, i) for i in range(3))
+    if any(b.get(node, i) is not None for i in (4, 5)):
+        raise Unfollowed("it reads a key/value cache")
+    if any(o and b.readers.get(o) for o in node.output[1:]):
+        raise Unfollowed("its cache or logits outputs are read")
+    hq, sq, d = _heads(q, a.get("q_num_heads"), "Q")
+    hk, skv, dk = _heads(k, a.get("kv_num_heads"), "K")
+    hv, sv, dv = _heads(v, a.get("kv_num_heads"), "V")
+    if dk != d or sv != skv or hk != hv or hq % hk:
+        raise Unfollowed(f"Q {list(q.dims)}, K {list(k.dims)}, V {list(v.dims)} do not match")
+    lost = tuple(o for x in (q, k, v) if x.rf is None for o in x.lost)
+    rfs = [x.rf.collapse() if x.rf is not None else None for x in (q, k)]
+    logits = b.emit(
+        node, "matmul", {}, [q, k], shapes=[(hq, sq, d), (hq, d, skv)], rfs=rfs, lost=lost, out=""
+    )
+    if len(q.dims) == 4:
+        view = V.canonical
+    else:
+
+        def view(shape):
+            return ((), ((1, 1, sq),) if sq > 1 else (), V.whole(shape, 0) + V.whole(shape, 2))
+
+    rfs = [logits.rf, v.rf.collapse() if v.rf is not None else None]
+    b.emit(
+        node, "matmul", {}, [logits, v], shapes=[(hq, sq, skv), (hq, skv, dv)], rfs=rfs, lost=lost, view=view
+    )
