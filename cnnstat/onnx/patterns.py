@@ -365,6 +365,8 @@ def _einsum(b, node):
         "n": [ch for ch in rhs if ch in b_t and ch not in a_t],
         "k": [ch for ch in a_t if ch in b_t and ch not in rhs],
     }
+    if not groups["k"]:  # a broadcast product: torch counts it as a bmm of k = 1, cnnstat's ops as 0
+        raise Unfollowed("an element-wise product (no index is summed)")
     linear = _einsum_linear(b, node, ins, terms, rhs, groups, size)
     if linear:
         return linear
