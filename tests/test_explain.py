@@ -386,3 +386,13 @@ def test_spec_comment_helpers():
     assert E._trailing_comment("  - conv: {k: 3}   # three") == "three"
     assert E._trailing_comment("  name: 'a # b'") == ""
     assert E._trailing_comment("# whole line") == ""
+
+
+def test_control_characters_are_shown_not_obeyed(tmp_path):
+    spec = tmp_path / "m.yaml"
+    spec.write_text('name: m\ninput: [1, 8, 8]\nlayers:\n  - conv: {name: "a\\e[31mb", out: 2, k: 3}\n')
+    code, out = run("explain", str(spec), "-o", str(tmp_path / "m.md"))
+    text = (tmp_path / "m.md").read_text(encoding="utf-8")
+    assert code == 0 and "\x1b" not in text and "## a\\x1b\\[31mb (conv)" in text
+    code, out = run("explain", str(spec), "a\x1b[31mb")
+    assert code == 0 and "\x1b" not in out and out.startswith("m: a\\x1b[31mb (conv, conv)")

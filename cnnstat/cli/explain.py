@@ -98,10 +98,13 @@ def _json(doc: dict, output: str | None) -> None:
 
 
 def _write(text: str, output: str | None) -> None:
-    if output is None:
-        from cnnstat.render import visible
+    """To stdout, or atomically to ``output``; control characters from names and comments
+    shown as escapes either way (a file is read in a terminal too)."""
+    from cnnstat.render import visible
 
-        click.echo(visible(text, newlines=True), nl=False)
+    text = visible(text, newlines=True)
+    if output is None:
+        click.echo(text, nl=False)
         return
     from cnnstat.cli.common import warn
     from cnnstat.cli.snapshot import write_atomic
