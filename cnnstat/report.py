@@ -652,6 +652,8 @@ def plots(a, roofline_devices: list, prefix: str = "", kinds: tuple = PLOT_KINDS
             for i, dev in enumerate(roofline_devices)
         ],
     }
+    if a.receptive_field() is None:  # no layer covers part of the input: no field to draw
+        kinds = tuple(k for k in kinds if k != "rf")
     figures = [figure for kind in kinds for figure in draw[kind]()]
     out = []
     for i, (key, caption, fig) in enumerate(figures):

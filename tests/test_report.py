@@ -488,3 +488,20 @@ def test_browser_draws_the_plots(run, tmp_path):
         ink[name] = _ink(shot)
     assert ink["tables"] > 50_000  # the page is not blank
     assert ink["plots"] > ink["tables"] + 4 * 20_000  # four drawn plots, not empty boxes
+
+
+def test_a_model_without_image_input(run, tmp_path):
+    """An MLP: no receptive field (and no plot of one), no frame to tile; to stdout with -o -."""
+    spec = tmp_path / "mlp.yaml"
+    spec.write_text(
+        "cnnstat: 1\nname: mlp\ninput: [10]\nlayers:\n  - fc: {out: 8}\n  - relu\n  - fc: {out: 4}\n",
+        encoding="utf-8",
+    )
+    result = run("report", spec, "-o", "-")
+    assert result.exit_code == 0
+    root = Tree(result.stdout).root
+    assert "no spatial receptive field" in root.find("section", id="rf").text
+    assert "no [C, H, W] input" in root.find("section", id="throughput").text
+    assert [f.attrs["id"] for f in root.find_all("figure")] == ["plot-macs", "plot-params", "plot-roofline-1"]
+    total = figures(root.find("table", cls="totals").find("tr", data_kind="total"))
+    assert (total["params"], total["macs"]) == (10 * 8 + 8 + 8 * 4 + 4, 10 * 8 + 8 * 4)
