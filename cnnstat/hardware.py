@@ -90,26 +90,43 @@ def _user_devices(start: str | None = None) -> dict:
     """``[devices.NAME]`` in ./cnnstat.toml, else ``[tool.cnnstat.devices.NAME]`` in
     ./pyproject.toml: ``bandwidth`` and ``macs_per_second`` (or ``ops_per_second``, 2 per MAC)
     by dtype, with SI suffixes ("3.35 TB/s", {int8 = "20T"})."""
-    import tomllib
-
     here = start or os.getcwd()
     for fname, path in (("cnnstat.toml", ("devices",)), ("pyproject.toml", ("tool", "cnnstat", "devices"))):
         full = os.path.join(here, fname)
         if not os.path.exists(full):
             continue
-        from cnnstat.files import read_text
-
-        try:
-            table = tomllib.loads(read_text(full, "device file", fname))
-        except tomllib.TOMLDecodeError as exc:
-            raise CnnstatError(f"{fname}: {exc}") from None
-        for key in path:
-            table = table.get(key, {}) if isinstance(table, dict) else {}
-        if not isinstance(table, dict):
-            raise CnnstatError(f"{fname}: {'.'.join(path)} must be a table of devices")
-        if table:
-            return {name: _device_from(name, spec, fname) for name, spec in table.items()}
+        found = _file_devices(full, fname, path)
+        if found:
+            return found
     return {}
+
+
+def _file_devices(full: str, fname: str, path: tuple = ("devices",)) -> dict:
+    """The devices of one TOML file, under the table ``path`` ({} if it has none)."""
+    import tomllib
+
+    from cnnstat.files import read_text
+
+    try:
+        table = tomllib.loads(read_text(full, "device file", fname))
+    except tomllib.TOMLDecodeError as exc:
+        raise CnnstatError(f"{fname}: {exc}") from None
+    for key in path:
+        table = table.get(key, {}) if isinstance(table, dict) else {}
+    if not isinstance(table, dict):
+        raise CnnstatError(f"{fname}: {'.'.join(path)} must be a table of devices")
+    return {name: _device_from(name, spec, fname) for name, spec in table.items()}
+
+
+def device_file(path: str) -> Device:
+    """``--device mydevice.toml``: the one ``[devices.NAME]`` of a device file (the format of
+    ./cnnstat.toml; ``cnnstat bench --calibrate`` writes one)."""
+    shown = brief(path)
+    found = _file_devices(path, shown)  # missing, a directory, too large: one message
+    if len(found) != 1:
+        names = f" ({', '.join(found)})" if found else ""
+        raise CnnstatError(f"device file {shown} must hold one [devices.NAME] table, not {len(found)}{names}")
+    return next(iter(found.values()))
 
 
 def _device_from(name: str, spec: dict, fname: str) -> Device:
@@ -154,6 +171,8 @@ def devices(start: str | None = None) -> dict:
 
 
 def get_device(name: str) -> Device:
+    if name.endswith(".toml"):
+        return device_file(name)
     known = devices()
     if name not in known:
         raise CnnstatError(

@@ -37,11 +37,16 @@ class SpecNet(nn.Module):
         sinks = [name for name, _ in plan if name not in read]
         last = plan[-1][0]
         self._outputs = [n for n in sinks if n != last] + [last]
+        # after each step, the outputs no later step reads are dropped: memory as the network's
+        last_read = {i: k for k, (_, inputs) in enumerate(plan) for i in inputs}
+        self._drop = [sorted({i for i in inputs if last_read[i] == k}) for k, (_, inputs) in enumerate(plan)]
 
     def forward(self, x):
         env = {"input": x}
-        for name, inputs in self._plan:
+        for (name, inputs), drop in zip(self._plan, self._drop):
             env[name] = self.get_submodule(name)(*[env[i] for i in inputs])
+            for i in drop:
+                del env[i]
         if len(self._outputs) == 1:
             return env[self._outputs[0]]
         return tuple(env[n] for n in self._outputs)
