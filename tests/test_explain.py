@@ -278,7 +278,28 @@ layers:
 """
 
 
-@pytest.mark.parametrize("text", [ODD, ODD3D], ids=["1d", "3d"])
+GENERIC = """
+name: generic
+input: [8, 12, 12]
+layers:
+  - pad: {name: pad, p: [1, 0, 2, 1], mode: reflect}
+  - bn: {name: bn}
+  - upsample: {name: up, scale: 1.5, mode: bilinear}
+  - pixel_unshuffle: {name: unshuffle, factor: 2, pad: true}
+  - pixel_shuffle: {name: shuffle, factor: 2}
+  - crop: {name: crop, size: 16}
+  - groupnorm: {name: gn, groups: 4}
+  - tokens: {name: tok}
+  - class_token: {name: cls}
+  - layernorm: {name: ln}
+  - attention: {name: attn, heads: 2}
+  - take: {name: take, index: 1, stop: 257}
+  - to_map: {name: map, size: 16}
+  - conv: {name: last, out: 4, k: 3, s: 2}
+"""
+
+
+@pytest.mark.parametrize("text", [ODD, ODD3D, GENERIC], ids=["1d", "3d", "generic"])
 def test_odd_layers(text):
     """1-D causal and dilated, 'same' padding, ceil mode, transposed and grouped, adaptive
     windows that do not divide, depthwise with uneven padding, locally connected, 3-D."""

@@ -114,8 +114,8 @@ def generic(op, a, shapes, rfs, out, cost, rf) -> list:
     new size and jump)."""
     steps = output_steps(shapes, out)
     doc = (type(op).__doc__ or op.help or "").strip().split("\n\n")[0]
-    if doc:
-        steps.append(note(" ".join(doc.split())))
+    if doc:  # the op's docstring, its reStructuredText quotes dropped
+        steps.append(note(" ".join(doc.replace("``", "").split())))
     steps += cost_values(cost)
     steps += rf_generic(rfs, rf)
     return steps
@@ -157,7 +157,7 @@ def rf_generic(rfs, rf) -> list:
         for i in range(len(rf.size)):
             value = rf[field][i]
             kept = before is not None and _key(before[field][i]) == _key(value)
-            rows.append((label[:-1] if kept else "", num(value) if kept else "", value))
+            rows.append((label[:-1] if kept else "", "", value))
         steps += per_axis(what, label, rows)
     if rf.collapsed and not (before is not None and before.collapsed):
         steps.append(note("every unit now sees the whole input"))
