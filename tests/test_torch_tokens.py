@@ -358,3 +358,68 @@ def test_torchvision_video_swin_attention():
     assert [i["call"] for i in b.incomplete()] == [
         "torchvision.models.video.swin_transformer.ShiftedWindowAttention3d"
     ]
+
+
+def _partition_layer(kind, c=16, size=8, p=4):
+    from functools import partial
+
+    from torchvision.models.maxvit import PartitionAttentionLayer
+
+    return PartitionAttentionLayer(
+        c, 8, p, kind, (size, size), 2, nn.GELU, partial(nn.LayerNorm, eps=1e-5), 0.0, 0.0, 0.0
+    )
+
+
+@pytest.mark.parametrize("kind", ["window", "grid"])
+def test_torchvision_maxvit_partition_attention(kind):
+    """MaxViT's block (window) and grid attention layers: partition (and axis swap), pre-norm
+    attention with the relative position bias and MLP, each with its residual, departition."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 2, 2)
+            self.attn = _partition_layer(kind)
+
+        def forward(self, x):
+            return self.attn(self.stem(x))
+
+    a = imported(Net(), (3, 16, 16))  # complete, MACs == FlopCounterMode's
+    names = [(name.removeprefix("attn."), op) for name, op in ops(a)]
+    assert names == [
+        ("stem", "conv"),
+        ("attn_layer.0", "layernorm"),
+        ("attn_layer.1", "attention"),
+        ("add", "add"),
+        ("mlp_layer.0", "layernorm"),
+        ("mlp_layer.1", "linear"),
+        ("mlp_layer.2", "gelu"),
+        ("mlp_layer.3", "linear"),
+        ("add_1", "add"),
+    ]
+    attn = next(la for la in a.layers if la.op == "attention")
+    # an 8 x 8 map in 4 x 4 windows, or a 4 x 4 grid (every 2nd unit), 2 heads of 8
+    assert attn.args[kind] == (4, 4) if kind == "grid" else attn.args[kind] == 4
+    assert attn.args["rel_pos_bias"] and attn.args["heads"] == 2
+    assert attn.weights == 16 * 48 + 16 * 16 + 7 * 7 * 2 and attn.buffers == 16 * 16
+    assert attn.macs == 64 * 16 * 48 + 64 * 16 * 16 + 2 * 64 * 16 * 16
+    # the field: a window's 4 units (x 2 pixels of the stem), or a grid's units 0, 2, 4, 6
+    assert attn.rf.size == ((8, 8) if kind == "window" else (14, 14))
+    assert a.layers[-1].output == (16, 8, 8)
+
+
+def test_torchvision_maxvit_partition_attention_of_other_modules_is_unknown_not_wrong():
+    layer = _partition_layer("window")
+    layer.mlp_layer[2] = nn.Sequential(nn.Linear(32, 32), nn.GELU())  # not a per-position activation
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 2, 2)
+            self.attn = layer
+
+        def forward(self, x):
+            return self.attn(self.stem(x))
+
+    a = imported(Net(), (3, 16, 16), complete=False)
+    assert [i["call"] for i in a.incomplete()] == ["torchvision.models.maxvit.PartitionAttentionLayer"]

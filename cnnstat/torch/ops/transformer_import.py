@@ -15,12 +15,14 @@ tensor and torch's output is its output laid out alike (:meth:`Recorder.emit_lai
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from cnnstat.torch.ops.base import MODULES, NAMED_FUNCTIONS, NAMED_MODULES, is_tensor
 
 SWIN = "torchvision.models.swin_transformer"
 VIDEO_SWIN = "torchvision.models.video.swin_transformer"
+MAXVIT = "torchvision.models.maxvit"
 
 
 def _channels_last(ref, x) -> bool:
@@ -133,8 +135,91 @@ def _f_patch_merging_pad(rec, call):
     rec.emit_laid(call, "pixel_unshuffle", {"factor": 2, "pad": pad}, [ref])
 
 
+def _m_partition_attention(rec, call):
+    """torchvision's MaxViT ``PartitionAttentionLayer`` on a map x [B, C, H, W]: the map cut
+    into p x p windows (``window``) or into the units p apart (``grid``, after an axis swap),
+    then per position ``x + attn(norm(x))`` and ``x + mlp(norm(x))``, and the map put back.
+
+    Its partition, swap and departition only reorder positions, which the per-position calls
+    do not see; so the layer is recorded as those calls on the map with its channels last
+    (as Swin's blocks run), under its own modules' names: ``attn_layer.0`` layernorm,
+    ``attn_layer.1`` attention (``window: p`` or ``grid: size / p``, with the relative
+    position bias table of the partition), ``add``, ``mlp_layer.0`` .. ``.3`` layernorm,
+    linear, activation, linear, ``add_1``. The dropouts and the stochastic depth (identity
+    in eval mode) are not recorded. Other modules inside (but another parameter-free
+    activation) are refused: the whole layer is then an opaque one."""
+    m = call.module
+    x = call.arg(0, "x")
+    ref = rec.ref(x)
+    attn, mlp = list(m.attn_layer), list(m.mlp_layer)
+    known = (
+        len(attn) >= 2
+        and isinstance(attn[0], nn.LayerNorm)
+        and type(attn[1]).__qualname__ == "RelativePositionalMultiHeadAttention"
+        and len(mlp) >= 4
+        and isinstance(mlp[0], nn.LayerNorm)
+        and isinstance(mlp[1], nn.Linear)
+        and isinstance(mlp[3], nn.Linear)
+        and not any(True for _ in mlp[2].parameters())  # an activation
+        and all(isinstance(d, nn.Dropout) for d in attn[2:] + mlp[4:])
+        and m.partition_type in ("window", "grid")
+    )
+    if not known:
+        return rec.unsupported_call(call, "a partition attention layer of other modules than torchvision's")
+    if ref is None or x.dim() != 4 or ref.layout(4)[1] != (0, 1, 2, 3):
+        return rec.unsupported_call(call, "on a tensor that is not a channels-first map")
+    from cnnstat.torch.recorder import Call, Ref, rf_for, sample_shape
+
+    path, size = call.base, tuple(int(v) for v in x.shape[2:])
+    y = x.permute(0, 2, 3, 1)  # the map, channels last
+    shape = sample_shape(y)
+    rec.bind(y, Ref(ref.name, shape, rf_for(ref.rf, shape), ref, (("permute", shape),), (0, 2, 3, 1)))
+
+    def run(name, module, inp):
+        # the output's shape, without running a layer norm on meta (its decomposition costs
+        # milliseconds) or a Linear; the activation runs
+        if isinstance(module, (nn.Linear, nn.LayerNorm)):
+            width = module.out_features if isinstance(module, nn.Linear) else inp.shape[-1]
+            out = torch.empty(*inp.shape[:-1], width, device=inp.device, dtype=inp.dtype)
+        else:
+            out = module(inp)
+        rec.module_call(f"{path}.{name}", module, (inp,), {}, out)
+        return out
+
+    def add(a, b):
+        out = a + b
+        rec.function_call(path, "add", "operator.add", (a, b), {}, out)
+        return out
+
+    a = attn[1]
+    group = {"window": m.p} if m.partition_type == "window" else {"grid": tuple(v // m.p for v in size)}
+    args = {
+        "heads": a.n_heads,
+        "dim": a.n_heads * a.head_dim,
+        "qkv_bias": a.to_qkv.bias is not None,
+        "proj_bias": a.merge.bias is not None,
+        "rel_pos_bias": True,
+        **group,
+    }
+    h = run("attn_layer.0", attn[0], y)
+    out = torch.empty(*h.shape[:-1], a.merge.out_features, device=h.device, dtype=h.dtype)
+    buffers = [rec.buffers[id(b)] for b in a.buffers() if id(b) in rec.buffers]
+    name = f"{path}.attn_layer.1"
+    inner = Call(name, call.label, "", a, (h,), {}, out, name, buffers)
+    rec.emit_laid(inner, "attention", args, [rec.ref(h)])
+    y = add(y, out)
+    h = y
+    for i, module in enumerate(mlp[:4]):
+        h = run(f"mlp_layer.{i}", module, h)
+    y = add(y, h)
+    made = rec.ref(y)
+    if made is not None:
+        rec.bind(call.out, made.layout(4)[0] if made.base is not None else made)
+
+
 MODULES[nn.MultiheadAttention] = _m_multihead
 NAMED_MODULES[f"{SWIN}.ShiftedWindowAttention"] = _m_swin
 NAMED_MODULES[f"{SWIN}.ShiftedWindowAttentionV2"] = _m_swin_v2
 NAMED_MODULES[f"{VIDEO_SWIN}.ShiftedWindowAttention3d"] = _m_swin3d
 NAMED_FUNCTIONS[f"{SWIN}._patch_merging_pad"] = _f_patch_merging_pad
+NAMED_MODULES[f"{MAXVIT}.PartitionAttentionLayer"] = _m_partition_attention
