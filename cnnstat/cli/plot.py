@@ -113,9 +113,17 @@ def _write_json(data: dict, path: str):
     if not os.path.isdir(folder):
         raise CnnstatError(f"cannot write {path}: no directory {folder}")
     fd, tmp = tempfile.mkstemp(prefix=".cnnstat-", suffix=".json", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(buf.getvalue())
-    os.replace(tmp, path)
+    from cnnstat.plot.draw import _file_mode
+
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(buf.getvalue())
+        os.chmod(tmp, _file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     click.echo(f"wrote {path}")
 
 
@@ -147,10 +155,10 @@ def compare(models, dataset, output, fmt):
     if fmt == "json":
         emit(data, fmt, output, None)
         return
+    from cnnstat.cli.common import warn
     from cnnstat.plot.draw import compare_figure
 
-    for s in data["skipped"]:
-        click.echo(f"note: {s['model']} not drawn: {s['reason']}", err=True)
+    warn(*(f"note: {s['model']} not drawn: {s['reason']}" for s in data["skipped"]))
     if not data["points"]:
         from cnnstat.errors import CnnstatError
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import textwrap
 
 from cnnstat.errors import CnnstatError
 from cnnstat.plot import data as D
@@ -378,6 +379,8 @@ def roofline_figure(analysis, device, dtype: str | None = None):
         total = net["time_s"] or 1.0
         for bound in ("compute", "memory"):
             mine = [p for p in points if p["bound"] == bound]
+            if not mine:
+                continue
             share = sum(p["time_s"] for p in mine) / total
             ax.scatter(
                 [p["intensity"] for p in mine],
@@ -422,16 +425,18 @@ def roofline_figure(analysis, device, dtype: str | None = None):
 
 
 def _roofline_note(data: dict) -> str:
+    from cnnstat.units import human_bytes, si
+
     n = data["no_macs"]
     text = (
-        f"Peak {data['peak_macs_per_second']:.4g} MAC/s, "
-        f"bandwidth {data['bandwidth_bytes_per_second']:.4g} B/s "
+        f"Peak {si(data['peak_macs_per_second'])} MAC/s, "
+        f"bandwidth {human_bytes(data['bandwidth_bytes_per_second'])}/s "
         f"({data['description']}). Not drawn: {n['layers']} layers without MACs "
         f"(memory traffic only, {n['time_s'] * 1e3:.3g} ms)"
     )
     if data["unknown"]:
         text += f", {len(data['unknown'])} layers whose MACs are unknown"
-    return text + "."
+    return textwrap.fill(text + ".", 150)
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -460,12 +465,24 @@ def save(fig, path) -> str:
     try:
         with os.fdopen(fd, "wb") as out, _rc():
             fig.savefig(out, format=fmt, metadata=METADATA[fmt])
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _file_mode(path: str) -> int:
+    """The mode a plain open() would give a new file (0o666 less the umask), or that of the
+    file replaced: mkstemp's 0o600 would leave the image unreadable to others."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def to_svg(fig) -> str:
