@@ -82,8 +82,9 @@ def per_axis(what, label, rows) -> list:
     value)``. Axes whose arithmetic is the same share one step (``H_out = W_out``)."""
     names = axis_names(len(rows))
     groups = {}
-    for i, (_formula, subst, value) in enumerate(rows):
-        groups.setdefault((subst, _key(value)), []).append(i)
+    for i, (formula, subst, value) in enumerate(rows):
+        text = formula(names[-1]) if callable(formula) else formula
+        groups.setdefault((text, subst, _key(value)), []).append(i)
     steps = []
     for axes in groups.values():
         formula, subst, value = rows[axes[-1]]
