@@ -66,7 +66,7 @@ white-space:nowrap}
 .pass{background:var(--ok)}.fail{background:var(--bad)}.new{background:#8250df}.shrank{background:#59636e}
 h1 .badge{font-size:15px;vertical-align:middle}
 figure{margin:16px 0;border:1px solid var(--line);border-radius:8px;padding:10px;background:#fff}
-figure svg{display:block;width:100%;max-width:860px;height:auto;margin:0 auto}
+figure svg{display:block;max-width:100%;height:auto;margin:0 auto}
 figcaption{color:var(--muted);font-size:13px;padding:6px 4px 0}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;background:var(--alt);
 padding:1px 4px;border-radius:4px}
