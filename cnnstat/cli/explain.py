@@ -11,7 +11,7 @@ from cnnstat.units import DTYPE_BITS
 FORMATS = ("text", "markdown", "json")
 
 
-@click.command("explain", short_help="A layer's arithmetic step by step, or the network as a teaching sheet.")
+@click.command("explain", short_help="A layer's arithmetic step by step, or the network as a sheet.")
 @click.argument("model")
 @click.argument("layer", required=False)
 @input_option
