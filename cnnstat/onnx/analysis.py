@@ -17,12 +17,31 @@ class OnnxGraph(Graph):
     """A graph read from an ONNX file: ``unsupported`` nodes ({call, at, detail, params}),
     and the file's ``opset``, ``producer``, ``ir_version`` and initializer counts."""
 
-    __slots__ = ("unsupported", "opset", "producer", "ir_version", "initializers", "unused_initializers")
+    __slots__ = (
+        "unsupported",
+        "opset",
+        "producer",
+        "ir_version",
+        "initializers",
+        "unused_initializers",
+        "stored",
+    )
 
 
 class OnnxAnalysis(Analysis):
     """JSON: the spec contract plus an ``onnx`` object (opset, producer, unsupported nodes,
     initializers read and not read)."""
+
+    def counts(self, layer) -> dict:
+        """As for a spec, except that a layer whose weights the file stores as integers (a
+        quantized model: int8, uint8, int4, an int32 bias) has their bytes as stored, whatever
+        the dtype asked for; float weights are at the dtype asked for."""
+        c = super().counts(layer)
+        stored = getattr(self.graph, "stored", None)
+        if stored and layer.name in stored:
+            w, bias = stored[layer.name]
+            c["weight_bytes"], c["param_bytes"] = w, w + bias
+        return c
 
     def to_dict(self) -> dict:
         d = super().to_dict()
@@ -35,6 +54,8 @@ class OnnxAnalysis(Analysis):
             "unused_initializers": g.unused_initializers,
             "unsupported": unsupported_summary(g),
         }
+        if g.stored:
+            d["onnx"]["integer_weight_layers"] = len(g.stored)
         return d
 
 
@@ -70,6 +91,7 @@ def import_graph(path: str, input=None, resolution=None, name: str | None = None
     )
     graph.file = path
     graph.unsupported = b.unsupported
+    graph.stored = b.stored
     graph.opset = model.opset
     graph.producer = " ".join(v for v in (model.proto.producer_name, model.proto.producer_version) if v)
     graph.ir_version = model.proto.ir_version
@@ -115,6 +137,13 @@ def omissions(a) -> list:
         lines.append(
             "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
             + unsupported_text(a.graph)
+        )
+    if a.graph.stored:
+        n = len(a.graph.stored)
+        lines.append(
+            f"note: {n} layer{'s' if n > 1 else ''} hold{'' if n > 1 else 's'} integer weights (a "
+            "quantized model): their bytes as the file stores them (int8: 1 byte, an int32 bias: 4), "
+            "whatever the dtype"
         )
     other = [i for i in a.incomplete() if i["layer"] not in {u["at"] for u in a.graph.unsupported}]
     if other:

@@ -73,6 +73,10 @@ class Unfollowed(Exception):
 # stored as. 32- and 64-bit integers are shapes, axes and indices.
 FLOAT_TYPES = {1, 10, 11, 16, 17, 18, 19, 20, 23}  # float, float16, double, bfloat16, float8*, float4
 QUANT_TYPES = {2, 3, 4, 5, 21, 22, 25, 26}  # uint8, int8, uint16, int16, uint4, int4, uint2, int2
+# Bits per element of ONNX's data types (a layer holding integer weights is counted at these).
+BITS = {1: 32, 2: 8, 3: 8, 4: 16, 5: 16, 6: 32, 7: 64, 10: 16, 11: 64, 12: 32, 13: 64, 16: 16}
+BITS.update({17: 8, 18: 8, 19: 8, 20: 8, 21: 4, 22: 4, 23: 4, 25: 2, 26: 2})
+INT_PARAMS = QUANT_TYPES | {6}  # int32: a quantized convolution's or product's bias
 # Operators whose output has the broadcast shape of their inputs.
 ELEMENTWISE = set(
     "Add Sub Mul Div Pow Max Min Mean Sum Mod Where Equal Less Greater LessOrEqual GreaterOrEqual And Or "
@@ -135,12 +139,15 @@ class Builder:
             self.readers[out.name] = self.readers.get(out.name, 0) + 1
         self.sizes = {}  # parameter -> elements
         self.param_dims = {}
+        self.dtypes = {}  # initializer -> ONNX data type
+        self.stored = {}  # layer -> (weight bytes, bias bytes) as the file stores integer weights
         for name, t in model.init.items():
             if isinstance(t, onnx.SparseTensorProto):
                 dims, dtype, value = tuple(t.dims), t.values.data_type, None
             else:
                 dims, dtype = tuple(t.dims), t.data_type
                 value = tensor_value(t) if dtype not in FLOAT_TYPES or prod(dims) <= 4096 else None
+            self.dtypes[name] = dtype
             param = dtype in FLOAT_TYPES | QUANT_TYPES
             if param:
                 self.sizes[name] = prod(dims)
@@ -193,6 +200,7 @@ class Builder:
     # --- the walk -----------------------------------------------------------------------------
 
     def run(self):
+        from cnnstat.onnx import quant  # noqa: F401  (registers the quantized operators)
         from cnnstat.onnx.ops import HANDLERS
         from cnnstat.onnx.patterns import PATTERN_INPUTS
 
@@ -260,13 +268,29 @@ class Builder:
             value = np.array(dims[slice(start, end)], dtype=np.int64)
         self.tensors[node.output[0]] = Const(value.shape, value)
 
+    def as_param(self, name: str) -> tuple:
+        """Initializer ``name`` as a parameter whatever its type (a quantized layer's int32
+        bias); () when it is no initializer."""
+        t = self.model.init.get(name)
+        if t is None or not hasattr(t, "data_type"):
+            return ()
+        self.sizes[name] = prod(t.dims)
+        self.param_dims[name] = tuple(t.dims)
+        return (name,)
+
     def _on_constants(self, node, ins):
         """A node on constants alone: its outputs are constants, made of the initializers its
-        data inputs are made of; a product of constants costs MACs no layer holds."""
+        data inputs are made of; a product of constants costs MACs no layer holds.
+        (De)quantizing a constant: the quantized tensor, its scales and zero points settings
+        (an int32 bias too is a parameter there)."""
         params = _unique(p for x in ins if isinstance(x, Const) for p in x.params)
         soft = _unique(p for x in ins if isinstance(x, Const) for p in x.soft)
         if node.op_type in ("Shape", "Size"):
             params = soft = ()  # they read the dims, not the values
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and node.domain in ("", "ai.onnx"):
+            first = ins[0] if ins and isinstance(ins[0], Const) else None
+            params = (first.params or self.as_param(node.input[0])) if first is not None else ()
+            soft = first.soft if first is not None else ()
         outs_dims = [self._out_dims(node, k) for k in range(len(node.output))]
         if any(d is None for d, o in zip(outs_dims, node.output) if o):  # unknown upstream of here
             inferred = self._infer_dims(node, ins)
@@ -360,11 +384,12 @@ class Builder:
                 weights += 0 if is_bias(p) else self.sizes[p]
         params = (*params, *extra)
         new_buffers = [b for b in buffers if b not in self.counted]
+        name = self.unique(base or self.node_base)
+        self._store(name, [p for p in params if p not in self.counted])
         self.counted.update(params)
         self.counted.update(buffers)
         self.used.update(params)
         self.used.update(buffers)
-        name = self.unique(base or self.node_base)
         if lost:
             rf = None
         layer = Layer(
@@ -420,6 +445,7 @@ class Builder:
         new = [p for p in params if p not in self.counted]
         self.counted.update(params)
         name = self.unique(self.node_base)
+        self._store(name, new)
         label = self.label(node)
         self.unsupported.append(
             {"call": label, "at": name, "detail": detail, "params": sum(self.sizes.get(p, 0) for p in new)}
@@ -473,6 +499,17 @@ class Builder:
         for out, d in outs:
             s, view = V.raw(d)
             self.tensors[out] = Act(name, s, rf_for(rf, s) if rf is not None else None, view, lost)
+
+    def _store(self, layer: str, params):
+        """A layer holding integer weights (a quantized model's int8, int4, int32 biases):
+        its weight and bias bytes as the file stores them, whatever ``--dtype`` says."""
+        types = [self.dtypes.get(p) for p in params]
+        if not any(t in INT_PARAMS for t in types):
+            return
+        size = {True: 0, False: 0}
+        for p, t in zip(params, types):
+            size[is_bias(p)] += -(-self.sizes[p] * BITS.get(t, 32) // 8)
+        self.stored[layer] = (size[False], size[True])
 
     def _infer_dims(self, node, ins) -> dict:
         """onnx's inference of this one node from the dims cnnstat knows of its inputs (where
