@@ -505,3 +505,35 @@ def test_a_model_without_image_input(run, tmp_path):
     assert [f.attrs["id"] for f in root.find_all("figure")] == ["plot-macs", "plot-params", "plot-roofline-1"]
     total = figures(root.find("table", cls="totals").find("tr", data_kind="total"))
     assert (total["params"], total["macs"]) == (10 * 8 + 8 + 8 * 4 + 4, 10 * 8 + 8 * 4)
+
+
+def test_check_report_frame_mode_and_baseline_rows(run, tmp_path, monkeypatch):
+    """A frame-mode budget's section shows the check's per-second figure; the baseline's rows
+    (a model not in it) are on the page."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cnnstat.toml").write_text(
+        '[[budget]]\nmodel = "lenet5"\nmode = "frame"\nresolution = "64x48"\nmax_macs_per_second = "1T"\n',
+        encoding="utf-8",
+    )
+    assert run("snapshot").exit_code == 0
+    (tmp_path / "cnnstat.toml").write_text(
+        (tmp_path / "cnnstat.toml").read_text(encoding="utf-8")
+        + '\n[[budget]]\nmodel = "alexnet"\nmax_params = "100M"\n',
+        encoding="utf-8",
+    )
+    result = run("check", "--baseline", "cnnstat-baseline.json", "--report", "out.html", "--format", "json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    root = Tree((tmp_path / "out.html").read_text(encoding="utf-8")).root
+    lenet = root.find("section", cls="model")
+    need = figures(lenet.find("table", cls="need").find("tbody").find("tr"))
+    assert need["macs_per_second"] == doc["budgets"][0]["values"]["macs_per_second"]
+    # by hand: over the 64x48 frame, c1 44x60x6 units of 5x5, c3 18x26x16 of 6x5x5, c5 5x9x120
+    # of 16x5x5, f6 and the output as 1x1 convolutions at the 5x9 positions; 30 frames a second
+    per_frame = 44 * 60 * 6 * 25 + 18 * 26 * 16 * 150 + 5 * 9 * 120 * 400 + 45 * 120 * 84 + 45 * 84 * 10
+    assert need["macs_per_second"] == 30 * per_frame == 125_118_000
+    assert "frame mode" in lenet.find("section", id="b1-throughput").text
+    statuses = [r.attrs["data-status"] for r in root.find("table", cls="checks").find_all("tr", cls="check")]
+    assert statuses == ["pass", "pass", "new"]
