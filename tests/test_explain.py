@@ -299,10 +299,36 @@ layers:
 """
 
 
-@pytest.mark.parametrize("text", [ODD, ODD3D, GENERIC], ids=["1d", "3d", "generic"])
+SIMPLE = """
+name: simple
+input: [4, 10, 10]
+layers:
+  - avgpool: {name: avg, k: 3, s: 2, p: 1, ceil: true}
+  - celu
+  - elu
+  - hardtanh
+  - identity
+  - leaky_relu
+  - mish
+  - selu
+  - silu
+  - softplus
+  - tanh
+  - logsigmoid
+  - log_softmax
+  - instancenorm
+  - layernorm_all
+  - scale
+  - pos_embed
+  - gmp: {name: gmp}
+"""
+
+
+@pytest.mark.parametrize("text", [ODD, ODD3D, GENERIC, SIMPLE], ids=["1d", "3d", "generic", "simple"])
 def test_odd_layers(text):
     """1-D causal and dilated, 'same' padding, ceil mode, transposed and grouped, adaptive
-    windows that do not divide, depthwise with uneven padding, locally connected, 3-D."""
+    windows that do not divide, depthwise with uneven padding, locally connected, 3-D, and the
+    ops explained by the generic default."""
     a = analyze(parse_spec(load_yaml(text, "odd.yaml"), "odd.yaml"))
     for la, ex in zip(a.layers, E.explain_all(a)):
         check_layer(a, la, ex)
@@ -417,3 +443,14 @@ def test_control_characters_are_shown_not_obeyed(tmp_path):
     assert code == 0 and "\x1b" not in text and "## a\\x1b\\[31mb (conv)" in text
     code, out = run("explain", str(spec), "a\x1b[31mb")
     assert code == 0 and "\x1b" not in out and out.startswith("m: a\\x1b[31mb (conv, conv)")
+
+
+def test_markdown_and_text_forms():
+    code, out = run("explain", "alexnet", "conv1", "--format", "markdown")
+    assert code == 0 and out.startswith("# conv1 (conv)\n\nReads `input` 3x227x227.")
+    assert "- `params = weights + biases = 34848 + 96 = 34,944`" in out
+    code, out = run("explain", "lenet5", "--format", "text")
+    a = analyze("lenet5")
+    assert code == 0 and [line for line in out.splitlines() if line.startswith("lenet5: ")] == [
+        f"lenet5: {la.name} ({la.op}, {la.kind})" for la in a.layers
+    ]
