@@ -12,6 +12,7 @@ from cnnstat.ops import (  # noqa: F401
     pool,
     resample,
     reshape,
+    roi,
     select,
     tokens,
 )

@@ -34,6 +34,8 @@ class TorchAnalysis(Analysis):
             "unsupported": unsupported_summary(g),
             "not_executed": dict(g.not_executed),
         }
+        if getattr(g, "notes", None):
+            d["torch"]["notes"] = list(g.notes)
         return d
 
 
@@ -131,4 +133,5 @@ def omissions(a) -> list:
         lines.append(f"warning: MACs unknown: {incomplete_text(other)}")
     if a.graph.not_executed:
         lines.append(f"note: {not_executed_text(a.graph)}")
+    lines += [f"note: {n}" for n in getattr(a.graph, "notes", ())]
     return lines

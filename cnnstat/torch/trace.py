@@ -29,7 +29,8 @@ class TorchGraph(Graph):
     parameters the forward never used (``not_executed``: module path -> count; counted, in
     ``unused`` layers, at 0 MACs), the ``tracer`` used and, when fx failed, why.
     ``module_params`` / ``module_buffers``: the module's own counts (buffers less BatchNorm's
-    ``num_batches_tracked``), which the graph's totals equal."""
+    ``num_batches_tracked``), which the graph's totals equal. ``notes``: what the totals are
+    for, where that is a convention (a two-stage detector's heads per stated RoIs)."""
 
     __slots__ = (
         "unsupported",
@@ -40,6 +41,7 @@ class TorchGraph(Graph):
         "module_params",
         "module_buffers",
         "stopped",
+        "notes",
     )
 
 
@@ -201,10 +203,10 @@ def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph
     x = torch.empty(TRACE_BATCH, *input_shape, device="meta")
     fx_error = None
     rec = None
-    whole, partial = module, None
+    whole, partial, notes = module, None, ()
     found = per_image(module)  # a torchvision detector: the network that runs per image
     if found is not None:
-        module, partial = found
+        module, partial, notes = found
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if tracer in ("auto", "fx"):
@@ -246,6 +248,7 @@ def trace_module(module, input_shape, name="model", tracer="auto") -> TorchGraph
         name=name, input=tuple(input_shape), layers=rec.layers, description=type(module).__name__
     )
     graph.unsupported = rec.unsupported
+    graph.notes = list(notes)
     graph.stopped = rec.stopped
     # modules past the stop were not reached (MACs unknown), not skipped by the forward
     graph.not_executed = {} if rec.stopped else _not_executed(module, rec.used)

@@ -13,6 +13,7 @@ from cnnstat.torch.ops import (  # noqa: F401
     pool,
     resample,
     reshape,
+    roi,
     select,
     tokens,
     transformer_import,

@@ -1,0 +1,77 @@
+"""roi_align and roi_flatten (two-stage detectors' heads per stated RoIs), by hand: shapes with
+the RoIs stacked along the rows, per-RoI MACs of the layers after them, the torch modules
+(values of the flattening, torchvision's roi_align) and the build -> import round trip."""
+
+import pytest
+import torch
+from test_ops_pad_resample import error_of, graph_of
+from test_torch_build import assert_matches
+from torch import nn
+
+from cnnstat.analysis import Analysis
+from cnnstat.torch.builder import build_graph
+from cnnstat.torch.ops.roi import RoIAlign, RoIFlatten
+
+HEAD = """
+roi_align: {rois: 10, size: 7}
+conv: {out: 8, k: 3, p: 1}
+relu
+roi_flatten: {rois: 10}
+linear: {out: 32}
+linear: {out: 5}
+"""
+
+
+def test_a_box_head_for_ten_rois():
+    graph = graph_of(HEAD, "[16, 50, 60]")
+    assert [la.output for la in graph.layers] == [
+        (16, 70, 7),  # 10 RoIs of 7 x 7, stacked along the rows
+        (8, 70, 7),
+        (8, 70, 7),
+        (392, 10),  # one 8 x 7 x 7 vector per RoI
+        (32, 10),
+        (5, 10),
+    ]
+    macs = [la.macs for la in graph.layers]
+    # per RoI: 49 positions x 8 x 16 x 9; 392 x 32; 32 x 5 -- ten times
+    assert macs == [0, 10 * 49 * 8 * 16 * 9, 0, 0, 10 * 392 * 32, 10 * 32 * 5]
+    t = Analysis(graph).totals()
+    assert t["params"] == 8 * 16 * 9 + 8 + 392 * 32 + 32 + 32 * 5 + 5
+    # where a RoI lies is data: its units count as seeing the whole input
+    assert graph.layers[0].rf.collapsed and graph.layers[0].rf.size == (50, 60)
+    assert Analysis(graph).receptive_field() is None  # no unit covers a window of the input
+
+
+def test_round_trip_through_torch():
+    graph = graph_of(HEAD, "[16, 50, 60]")
+    assert_matches(graph, build_graph(graph, "meta"))
+    out = build_graph(graph)(torch.rand(2, 16, 50, 60))  # torchvision's roi_align runs
+    assert out.shape == (2, 5, 10) and torch.isfinite(out).all()
+
+
+def test_roi_flatten_is_each_rois_own_flattening():
+    x = torch.arange(2 * 3 * 4 * 2 * 5, dtype=torch.float32).view(2, 3, 4 * 2, 5)  # 4 RoIs of 2 x 5
+    per_roi = x.view(2, 3, 4, 2, 5).permute(0, 2, 1, 3, 4)  # [B, R, C, h, w]
+    expected = per_roi.reshape(2, 4, 30)
+    assert torch.equal(RoIFlatten(4, last=True)(x), expected)
+    assert torch.equal(RoIFlatten(4)(x), expected.transpose(1, 2))
+    # the stand-in runs torchvision's roi_align, every RoI the whole first level
+    levels = {"0": torch.rand(1, 3, 8, 8), "1": torch.rand(1, 3, 4, 4), "pool": torch.rand(1, 3, 2, 2)}
+    pool = RoIAlign(3, (2, 2), ["0", "1"])
+    assert pool.levels(levels) == [levels["0"], levels["1"]]
+    y = pool(levels)
+    assert y.shape == (1, 3, 6, 2) and torch.equal(y[:, :, :2], y[:, :, 2:4])
+    torch.testing.assert_close(y[:, :, :2], nn.functional.adaptive_avg_pool2d(levels["0"], 2))
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ("roi_align: {size: 7}", "roi_align needs argument 'rois'"),
+        ("roi_align: {rois: 0}", "'rois' must be at least 1, got 0"),
+        ("roi_flatten: {rois: 3}", "16 rows do not split into 3 RoIs"),
+        ("roi_align: {rois: 2, size: 0}", "size must be at least 1, got [0, 0]"),
+    ],
+)
+def test_errors(layers, message):
+    assert message in error_of(layers, "[4, 16, 16]")
