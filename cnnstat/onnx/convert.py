@@ -210,6 +210,18 @@ class Builder:
             self.node_base = self.base(node, i)
             ins = [self.get(node, k) for k in range(len(node.input))]
             acts = [x for x in ins if isinstance(x, Act)]
+            if any(a.type in (5, 10) for a in node.attribute):  # GRAPH(S): what its subgraphs read too
+                from cnnstat.onnx.read import subgraph_names
+
+                acts += [
+                    self.tensors[n]
+                    for n in sorted(subgraph_names(node))
+                    if isinstance(self.tensors.get(n), Act)
+                ]
+                if not acts:
+                    acts = [
+                        self.tensors[self.model.input.name]
+                    ]  # a subgraph on constants: still its parameters
             if any(getattr(x, "pending", None) for x in acts) and node.op_type not in PATTERN_INPUTS:
                 self.opaque(node, "reads a strided slice cnnstat follows only into a patch merge")
                 continue
@@ -459,6 +471,7 @@ class Builder:
                 d = (
                     self._infer_dims(node, ins).get(out)
                     or (self._broadcast_dims(node, ins) if k == 0 else None)
+                    or self._carried_dims(node, k)
                     or d
                 )
             if d is None or None in d:
@@ -546,6 +559,29 @@ class Builder:
                 out[name] = d
         return out
 
+    def _carried_dims(self, node, k):
+        """Output ``k`` of a Loop or Scan that is a state carried through its body (onnx's
+        inference leaves them unknown): the state's initial dims, when the body declares it
+        keeps them. None otherwise."""
+        from cnnstat.onnx.read import dims_of
+
+        if node.op_type not in ("Loop", "Scan") or node.domain not in ("", "ai.onnx"):
+            return None
+        body = next((a.g for a in node.attribute if a.name == "body"), None)
+        first = 2 if node.op_type == "Loop" else 0  # Loop: trip count and condition first
+        skip = 1 if node.op_type == "Loop" else 0  # its body's first output is the condition
+        if node.op_type == "Scan":
+            states = len(node.input) - next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
+        else:
+            states = len(node.input) - 2
+        if body is None or k >= states or first + k >= len(node.input) or skip + k >= len(body.output):
+            return None
+        x = self.tensors.get(node.input[first + k])
+        declared = dims_of(body.output[skip + k].type)
+        if x is None or x.dims is None or declared is None or tuple(declared) != tuple(x.dims):
+            return None
+        return tuple(x.dims)
+
     def _broadcast_dims(self, node, ins):
         """The output dims of an element-wise node (numpy broadcasting of its inputs), where
         onnx's inference left them unknown; None for other nodes."""
@@ -572,18 +608,33 @@ class Builder:
             out.append(sizes.pop() if sizes else 1)
         return tuple(out)
 
-    def _subgraph_initializers(self, node) -> list:
+    def _subgraph_initializers(self, node, prefix=None) -> list:
+        """The parameters a control-flow node's subgraphs hold (If's branches, a Loop's or
+        Scan's body, nested ones too): their initializers, and their Constant nodes' tensors,
+        of floats or quantized integers of more than one element. Keyed ``node/name``: a
+        subgraph's names are its own."""
+        prefix = prefix or self.node_base
         names = []
+
+        def add(name, t):
+            if t.data_type in FLOAT_TYPES | QUANT_TYPES and prod(t.dims) > 1:
+                key = f"{prefix}/{name}"
+                self.sizes[key] = prod(t.dims)
+                self.param_dims[key] = tuple(t.dims)
+                self.dtypes[key] = t.data_type
+                names.append(key)
+
         for attr in node.attribute:
             graphs = [attr.g] if attr.type == self.onnx.AttributeProto.GRAPH else list(attr.graphs)
             for g in graphs:
                 for t in g.initializer:
-                    if t.data_type in FLOAT_TYPES | QUANT_TYPES and prod(t.dims) > 1:
-                        key = f"{node.name or node.op_type}/{t.name}"
-                        self.sizes[key] = prod(t.dims)
-                        names.append(key)
+                    add(t.name, t)
                 for n in g.node:
-                    names += self._subgraph_initializers(n)
+                    if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+                        value = {a.name: a for a in n.attribute}.get("value")
+                        if value is not None and value.HasField("t"):
+                            add(n.output[0], value.t)
+                    names += self._subgraph_initializers(n, f"{prefix}/{n.name or n.op_type}")
         return names
 
     def _kind(self, names) -> str:

@@ -1236,3 +1236,15 @@ def _concat(b, node):
                     view=lambda shape: V.with_axis(x.view, 1, shape[1]),
                 )
     raise Unfollowed("concatenates a constant")
+
+
+# --- control flow ----------------------------------------------------------------------------------
+
+
+@handles("If", "Loop", "Scan")
+def _control_flow(b, node):
+    """Control flow: an opaque layer holding every parameter of its subgraphs (both of an
+    If's branches; a Loop's body once, whatever its trip count), MACs unknown (the totals a
+    lower bound), the receptive field unknown past it."""
+    what = {"If": "both branches", "Loop": "the loop body", "Scan": "the scan body"}[node.op_type]
+    raise Unfollowed(f"control flow: the parameters of {what} are counted, its MACs are unknown")
