@@ -172,8 +172,8 @@ TORCHVISION_SOURCE = re.compile(r"^torchvision (\w+_Weights)\.(\w+) \(meta\['_me
 def test_every_zoo_accuracy_equals_its_source():
     import torchvision.models
 
-    seen = set()
-    for spec in models():
+    seen, specs = set(), {spec.name: spec for spec in models()}
+    for spec in specs.values():
         acc = spec.accuracy
         if spec.name in WITHOUT:
             assert acc is None, spec.name
@@ -197,7 +197,8 @@ def test_every_zoo_accuracy_equals_its_source():
             )
             assert torchvision.models.get_model_weights(tv_name).DEFAULT is weights
             reference = "inception_v3" if spec.name == "inception_v3-noaux" else spec.name  # + the aux head
-            assert analyze(reference).totals()["params"] == weights.meta["num_params"], spec.name
+            params = analyze(specs[reference]).totals()["params"]
+            assert params == weights.meta["num_params"], spec.name
         if not m:
             assert re.search(r"table|section|README", acc["source"]), spec.name  # where, in the source
     assert len(seen) == 68 and len(seen) + len(WITHOUT) == len(list_models())
@@ -250,6 +251,8 @@ def test_compare_points_are_the_analysis_and_the_spec_accuracy():
     assert labels == {"resnet50", "vgg16", "mobilenet_v2"}
     notes = by_gid(fig, "compare-notes").get_text()
     assert "unet (no accuracy in its spec)" in notes and "r3d_18 (accuracy on Kinetics-400" in notes
+    fig = plot.compare_figure(entries, highlight="vgg16")  # a report's own model among others
+    assert list(by_gid(fig, "compare-points").get_linewidths()) == [0.5, 2.0, 0.5]
 
 
 def test_compare_on_another_dataset_and_lower_bounds():
@@ -386,6 +389,7 @@ def test_an_unknown_rf_is_a_gap_said_in_the_legend(workdir):
     fig = plot.rf_figure(a)
     size = by_gid(fig, "rf-size-H").get_ydata()
     assert size[0] == 3 and all(math.isnan(v) for v in size[1:])
+    assert [line.get_label() for line in fig.axes[0].get_lines()][:1] == ["size (H = W)"]
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "gap: unknown (4 layers), past torch.roll (at roll)" in legend
 
@@ -529,7 +533,8 @@ def test_the_docs_images_are_drawn_from_the_analysis(tmp_path):
     offsets = by_gid(fig, "compare-points").get_offsets()
     zoo = {spec.name: spec for spec in models()}
     for p, (x, y) in zip(data["points"], offsets):
-        assert x == analyze(p["model"]).totals()["macs"] / 1e9 and y == zoo[p["model"]].accuracy["top1"]
+        spec = zoo[p["model"]]
+        assert x == analyze(spec).totals()["macs"] / 1e9 and y == spec.accuracy["top1"]
     assert len(data["points"]) == 65 and len(data["skipped"]) == 11  # 3 on Kinetics-400
     data, fig = drawn["layers-resnet50.png"]
     a = analyze("resnet50")

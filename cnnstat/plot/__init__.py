@@ -32,12 +32,15 @@ from cnnstat.plot.data import (
 )
 
 
-def compare_figure(entries: list, dataset: str | None = None, width: float | None = None, height=None):
+def compare_figure(
+    entries: list, dataset: str | None = None, width: float | None = None, height=None, highlight=()
+):
     """Top-1 accuracy against GMACs (log), bubble area proportional to params, labelled; the
-    entries of :func:`compare_entries`; those without a top-1 on ``dataset`` named as not drawn."""
+    entries of :func:`compare_entries`; those without a top-1 on ``dataset`` named as not drawn;
+    ``highlight``: a model name (or names) drawn with a red edge and a bold label."""
     from cnnstat.plot.draw import compare_figure as draw
 
-    return draw(entries, dataset, width, height)
+    return draw(entries, dataset, width, height, highlight)
 
 
 def layers_figure(analysis, metric: str = "macs", log: bool = False, depth: int | None = None):

@@ -74,13 +74,17 @@ def accuracy_of(model: str, kwargs: dict | None = None) -> tuple:
     return dict(spec.accuracy), ""
 
 
-def compare_entry(model: str, analysis=None, kwargs: dict | None = None) -> dict:
+def compare_entry(model: str, analysis=None, kwargs: dict | None = None, spec=None) -> dict:
     """One model of the comparison chart: ``{"model", "input", "macs", "params", "complete",
     "accuracy", "why"}`` (``why``: why ``accuracy`` is None). ``model`` is the name the user
-    gave; ``analysis`` its Analysis at the input its accuracy is for (built here when None)."""
+    gave; ``analysis`` its Analysis at the input its accuracy is for (built here when None);
+    ``spec``: its Spec, when the caller has it (its ``accuracy`` is then read from it)."""
     if analysis is None:
         analysis = analyze_model(model, kwargs=kwargs)
-    accuracy, why = accuracy_of(model, kwargs)
+    if spec is not None:
+        accuracy, why = spec.accuracy, "" if spec.accuracy else "no accuracy in its spec"
+    else:
+        accuracy, why = accuracy_of(model, kwargs)
     totals = analysis.totals()
     return {
         "model": model,
@@ -112,11 +116,12 @@ def analyze_model(model: str, kwargs: dict | None = None):
 
 def compare_entries(models=None) -> list:
     """:func:`compare_entry` of each model; no models: the whole zoo (``cnnstat list``)."""
-    if not models:
-        from cnnstat.zoo import list_models
+    if models:
+        return [compare_entry(m) for m in models]
+    from cnnstat.analysis import analyze
+    from cnnstat.zoo import models as zoo_models
 
-        models = list_models()
-    return [compare_entry(m) for m in models]
+    return [compare_entry(s.name, analyze(s), spec=s) for s in zoo_models()]  # each file read once
 
 
 def compare_data(entries: list, dataset: str | None = None) -> dict:

@@ -67,10 +67,14 @@ def family(model: str) -> str:
     return m.group(0) if m else name
 
 
-def compare_figure(entries: list, dataset: str | None = None, width: float | None = None, height=None):
+def compare_figure(
+    entries: list, dataset: str | None = None, width: float | None = None, height=None, highlight=()
+):
     """Bianco et al.'s chart: top-1 accuracy against GMACs (log), bubble area proportional to
     parameters, every point labelled; the models not drawn are named under the chart. Size in
-    inches: by default 9 x 6, 13 x 8.5 for more than 30 models."""
+    inches: by default 9 x 6, 13 x 8.5 for more than 30 models. ``highlight``: model names
+    drawn with a red edge and a bold label (a report's own model among the zoo)."""
+    highlight = {highlight} if isinstance(highlight, str) else set(highlight or ())
     data = D.compare_data(entries, dataset)
     big = len(data["points"]) > 30
     fig = new_figure(width or (13.0 if big else 9.0), height or (8.5 if big else 6.0))
@@ -86,8 +90,8 @@ def compare_figure(entries: list, dataset: str | None = None, width: float | Non
             s=[p["area"] for p in points],
             c=colors,
             alpha=0.55,
-            edgecolors="black",
-            linewidths=0.5,
+            edgecolors=["crimson" if p["model"] in highlight else "black" for p in points],
+            linewidths=[2.0 if p["model"] in highlight else 0.5 for p in points],
             gid="compare-points",
             zorder=3,
         )
@@ -102,7 +106,7 @@ def compare_figure(entries: list, dataset: str | None = None, width: float | Non
         if points:
             _limits(ax, points)
             _size_legend(ax, data)
-            _labels(fig, ax, points)
+            _labels(fig, ax, points, highlight)
         notes = [
             "1 MAC = one multiply-accumulate; each model at its own input; accuracy: the source in its spec"
         ]
@@ -136,21 +140,24 @@ def _limits(ax, points: list):
 
 
 def _size_legend(ax, data: dict):
-    """Three reference bubbles (1, 10, 100 M parameters or what fits the largest model)."""
+    """Three reference bubbles (1, 10, 100 M parameters or the powers of ten below the largest
+    model), beside the axes where they hide no point, spaced by the largest one's diameter."""
     largest = max(p["params"] for p in data["points"])
     top = 10 ** math.floor(math.log10(largest))
+    sizes = (top / 100, top / 10, top)
     handles = [
         ax.scatter([], [], s=n * data["area_per_param"], c="white", edgecolors="black", linewidths=0.5)
-        for n in (top / 100, top / 10, top)
+        for n in sizes
     ]
-    labels = [f"{_si(n)} params" for n in (top / 100, top / 10, top)]
+    diameter = 2 * math.sqrt(top * data["area_per_param"] / math.pi) / (FONT - 1)  # in font sizes
     ax.legend(
         handles,
-        labels,
-        loc="lower right",
-        labelspacing=2.2,
-        borderpad=1.4,
-        handletextpad=1.8,
+        [f"{_si(n)} params" for n in sizes],
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        labelspacing=max(1.0, diameter * 0.8),
+        borderpad=max(1.0, diameter / 2),
+        handletextpad=max(1.0, diameter / 2),
         fontsize=FONT - 1,
         title="bubble area",
         title_fontsize=FONT - 1,
@@ -164,7 +171,7 @@ def _si(n: float) -> str:
     return f"{n:g}"
 
 
-def _labels(fig, ax, points: list):
+def _labels(fig, ax, points: list, highlight: set = frozenset()):
     """Each point's name near it: of places around the bubble (12 directions, 4 distances),
     the one overlapping least the labels placed so far and the bubbles, nearer places
     preferred; a thin leader line when the label sits away from its bubble. Greedy, largest
@@ -181,7 +188,8 @@ def _labels(fig, ax, points: list):
     for i in sorted(range(len(points)), key=lambda i: -points[i]["area"]):
         p = points[i]
         label = p["model"] + (" (≥)" if p["macs_lower_bound"] else "")
-        probe = ax.text(0, 0, label, fontsize=FONT - 1)
+        weight = "bold" if p["model"] in highlight else "normal"
+        probe = ax.text(0, 0, label, fontsize=FONT - 1, fontweight=weight)
         bb = probe.get_window_extent(renderer)
         w, h = bb.width, bb.height
         probe.remove()
@@ -206,6 +214,7 @@ def _labels(fig, ax, points: list):
             ha=ha,
             va=va,
             fontsize=FONT - 1,
+            fontweight=weight,
             zorder=4,
             arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "#666666"} if step > 1 else None,
         )
@@ -263,16 +272,15 @@ def layers_figure(analysis, metric: str = "macs", log: bool = False, depth: int 
         for b in data["blocks"]:
             for x in (b["first"] - 0.5, b["last"] + 0.5):
                 ax.axvline(x, color="#555555", linestyle="--", linewidth=0.6, alpha=0.7)
-            ax.text(
-                (b["first"] + b["last"]) / 2,
-                1.0,
-                b["name"],
-                transform=ax.get_xaxis_transform(),
-                ha="center",
-                va="bottom",
+        if data["blocks"]:  # block names on a top axis, at each block's middle
+            names = ax.secondary_xaxis("top")
+            names.set_xticks(
+                [(b["first"] + b["last"]) / 2 for b in data["blocks"]],
+                [b["name"] for b in data["blocks"]],
                 fontsize=FONT - 2,
-                rotation=90 if len(data["blocks"]) > 6 else 0,
+                rotation=90 if len(data["blocks"]) > 8 else 0,
             )
+            names.tick_params(length=0)
         if n <= 60:
             ax.set_xticks(range(n), [b["name"] for b in bars], rotation=90, fontsize=FONT - 2)
         else:
@@ -309,14 +317,13 @@ def rf_figure(analysis):
         top, bottom = fig.subplots(2, 1, sharex=True)
         xs = list(range(n))
         axes = data["axes"]
-        same = all(p["size"] is None or len(set(p["size"])) == 1 for p in points)
-        for k, axis in enumerate(axes[:1] if same else axes):
-            label = "" if same else f" {axis}"
+        for group in _same_axes(points, axes):  # axes whose fields are equal share one line
+            k, axis = group[0]
+            name = f" ({' = '.join(a for _, a in group)})" if len(axes) > 1 else ""
             size = [math.nan if p["size"] is None else p["size"][k] for p in points]
             jump = [math.nan if p["jump"] is None else p["jump"][k] for p in points]
-            both = " (" + " = ".join(axes) + ")" if same and len(axes) > 1 else label
-            top.plot(xs, size, ".-", markersize=3, linewidth=1, gid=f"rf-size-{axis}", label=f"size{both}")
-            bottom.plot(xs, jump, ".-", markersize=3, linewidth=1, gid=f"rf-jump-{axis}", label=f"jump{both}")
+            top.plot(xs, size, ".-", markersize=3, linewidth=1, gid=f"rf-size-{axis}", label=f"size{name}")
+            bottom.plot(xs, jump, ".-", markersize=3, linewidth=1, gid=f"rf-jump-{axis}", label=f"jump{name}")
         bottom.set_yscale("log", base=2)
         top.set_ylabel(data["size"], fontsize=FONT - 1)
         bottom.set_ylabel(data["jump"], fontsize=FONT - 1)
@@ -327,6 +334,15 @@ def rf_figure(analysis):
             ax.grid(True, alpha=0.25)
             ax.legend(fontsize=FONT - 1, loc="upper left")
     return fig
+
+
+def _same_axes(points: list, axes: list) -> list:
+    """The axes grouped by equal fields at every layer: [[(0, "D")], [(1, "H"), (2, "W")]]."""
+    groups: dict = {}
+    for k, axis in enumerate(axes):
+        key = tuple(None if p["size"] is None else (p["size"][k], p["jump"][k]) for p in points)
+        groups.setdefault(key, []).append((k, axis))
+    return list(groups.values())
 
 
 def _network_text(data: dict) -> str:
