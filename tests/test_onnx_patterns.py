@@ -327,3 +327,45 @@ def test_opset_20_gelu(save, approximate):
     nodes = [helper.make_node("Gelu", ["x"], ["y"], approximate=approximate)]
     a = analyze(save(model(nodes, opset=20)))
     assert a.complete and ops(a) == ["gelu"] and a.layers[0].args["approximate"] == approximate
+
+
+# --- layer names -----------------------------------------------------------------------------------------
+
+
+def test_module_paths_from_torch_node_names():
+    from cnnstat.onnx.convert import module_path
+
+    assert module_path("/layer1/layer1.0/conv1/Conv") == "layer1.0.conv1"
+    assert module_path("/layer2/layer2.0/downsample/downsample.0/Conv") == "layer2.0.downsample.0"
+    assert module_path("/features/features.1/features.1.1/attn/MatMul") == "features.1.1.attn"
+    assert module_path("/Flatten") == ""
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_layer_names_are_the_pytorch_imports(tmp_path, run):
+    """torchvision's resnet18 through ONNX: every layer named as the PyTorch import names it
+    (torch's node names /layer1/layer1.0/conv1/Conv are module paths), so summary --depth
+    folds the two alike."""
+    import torchvision
+
+    from cnnstat.torch import analyze as torch_analyze
+
+    m = torchvision.models.resnet18()
+    path = exported(m, (3, 64, 64), tmp_path)
+    got, want = analyze(path), torch_analyze(m, input=(3, 64, 64))
+    assert [la.name for la in got.layers] == [la.name for la in want.layers]
+    assert got.layers[4].name == "layer1.0.conv1" and got.layers[9].name == "layer1.0.add"
+    out = run("summary", path, "--depth", "1", "--format", "csv").stdout.splitlines()
+    assert [line.split(",")[0] for line in out[1:] if not line.startswith("total")] == [
+        "conv1",
+        "bn1",
+        "relu",
+        "maxpool",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
+        "avgpool",
+        "flatten",
+        "fc",
+    ]

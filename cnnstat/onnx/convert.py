@@ -106,6 +106,21 @@ def rf_for(rf: RF | None, shape: tuple) -> RF | None:
     return rf
 
 
+def module_path(name: str) -> str:
+    """The module path of a node torch's exporter named ``/scope/.../Op``: each scope is a
+    module's attribute name, or its parent's path and an index (``layer1.0`` in ``layer1``):
+    ``/features/features.1/features.1.1/attn/MatMul`` -> ``features.1.1.attn``."""
+    path = []
+    for part in name.strip("/").split("/")[:-1]:
+        for k in range(len(path) + 1):  # the longest end of the path the part starts with
+            if k < len(path) and part.startswith(".".join(path[k:]) + "."):
+                path = path[:k] + part.split(".")
+                break
+        else:
+            path.append(part)
+    return ".".join(path)
+
+
 def _placeholder(shape) -> RF:
     return RF.input(tuple(shape[1:]) if len(shape) > 1 else ())
 
@@ -120,6 +135,7 @@ class Builder:
         self.tensors: dict = {}
         self.layers: list = []
         self.taken = {"input"}
+        self._scopes = None
         self.counted: set = set()  # initializers some layer holds
         self.used: set = set()  # initializers read as data
         self.unsupported: list = []
@@ -184,10 +200,31 @@ class Builder:
         return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
 
     def base(self, node, i) -> str:
-        """A layer's name: the node's, else its first output's (the text syntax names no
-        node), else operator and position."""
+        """A layer's name: the module path of a node torch's exporter named by its scope
+        (``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``, as the PyTorch import names
+        it), else the node's name, else its first output's (the text syntax names no node),
+        else operator and position."""
+        if node.name.startswith("/"):
+            path = module_path(node.name)
+            if not path:
+                return node.op_type.lower()
+            if path not in self.scopes["parents"]:
+                return path
+            return f"{path}.{node.op_type.lower()}"  # a call in a module with submodules: layer1.0.add
         out = node.output[0] if len(node.output) else ""
         return node.name.strip("/") or out.strip("/") or f"{node.op_type}_{i}"
+
+    @property
+    def scopes(self) -> dict:
+        """{"parents": module paths that hold other modules' nodes} of torch-named nodes."""
+        if self._scopes is None:
+            parents = set()
+            for node in self.model.nodes:
+                if node.name.startswith("/"):
+                    parts = module_path(node.name).split(".")
+                    parents.update(".".join(parts[:k]) for k in range(1, len(parts)))
+            self._scopes = {"parents": parents}
+        return self._scopes
 
     def unique(self, base: str) -> str:
         name, n = base, 0
