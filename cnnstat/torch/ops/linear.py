@@ -28,6 +28,9 @@ class PointwiseLinear(nn.Module):
 
 @builds("fc")
 def _build_fc(a, shapes):
+    if "_window" in a:  # frame mode: the convolution over the fc's window, at every position
+        conv = nn.Conv2d if len(a["_window"]) == 2 else nn.Conv3d
+        return conv(a["_channels"], a["out"], a["_window"], bias=a["bias"])
     return nn.Linear(shapes[0][0], a["out"], bias=a["bias"])
 
 

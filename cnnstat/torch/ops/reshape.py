@@ -27,7 +27,7 @@ class ChannelSlice(nn.Module):
         return f"start={self.start}, stop={self.stop}"
 
 
-builds("flatten")(lambda a, shapes: nn.Flatten(1))
+builds("flatten")(lambda a, shapes: nn.Identity() if a.get("_frame") else nn.Flatten(1))  # frame: kept
 builds("shuffle")(lambda a, shapes: nn.ChannelShuffle(a["groups"]))
 
 
