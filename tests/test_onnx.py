@@ -965,7 +965,7 @@ def test_mutated_models_never_crash(tmp_path):
 def test_not_a_regular_file(tmp_path, run):
     (tmp_path / "dir.onnx").mkdir()
     out = run("params", tmp_path / "dir.onnx")
-    assert out.exit_code == 2 and "not a regular file" in out.stderr
+    assert out.exit_code == 2 and "dir.onnx is a directory: only regular files are read" in out.stderr
     out = run("params", tmp_path / "missing.onnx")
     assert out.exit_code == 2 and "no such ONNX model" in out.stderr
 
@@ -975,9 +975,15 @@ def test_size_limit(tmp_path, monkeypatch):
 
     path = tmp_path / "m.onnx"
     onnx.save(model([helper.make_node("Relu", ["x"], ["y"])]), str(path))
+    text = tmp_path / "t.onnx"
+    text.write_text(onnx.printer.to_text(model([helper.make_node("Relu", ["x"], ["y"])])))
     monkeypatch.setattr(read, "MAX_BYTES", 10)
-    with pytest.raises(CnnstatError, match="larger than 10 bytes"):
-        read.read_bytes(str(path), 10)
+    with pytest.raises(CnnstatError, match="larger than the limit of 10 bytes"):  # cnnstat.files' bound
+        read.read_model(str(text))
+    with pytest.raises(
+        CnnstatError, match="without its weights is larger than 10 bytes"
+    ):  # skim.py bounds it
+        read.read_model(str(path))
 
 
 # --- the commands --------------------------------------------------------------------------------------

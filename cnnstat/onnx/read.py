@@ -14,21 +14,15 @@ import os
 import stat
 
 from cnnstat.errors import CnnstatError
+from cnnstat.files import _OPEN_FLAGS, _kind, read_bytes
 from cnnstat.ops.base import prod
 
 MAX_BYTES = 2**31 - 1  # protobuf's limit: larger models keep their weights in external data
 MIN_OPSET = 11
 SMALL = 1 << 16  # elements: a constant read (shapes, axes, pads) or folded is at most this big
 INSTALL = "pip install 'cnnstat[onnx]'"
+WHAT = "ONNX model"  # in messages: "no such ONNX model: m.onnx", as cnnstat.files words them
 FORMS = {1: "D", 2: "CxL", 3: "CxHxW", 4: "CxDxHxW"}  # --input for an input of this rank
-
-_OPEN_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NONBLOCK", 0)
-    | getattr(os, "O_NOCTTY", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_BINARY", 0)
-)
 
 
 def require_onnx():
@@ -36,40 +30,6 @@ def require_onnx():
         import onnx  # noqa: F401
     except ImportError:
         raise CnnstatError(f"ONNX models need the onnx package: {INSTALL}") from None
-
-
-def read_bytes(path: str, limit: int = MAX_BYTES) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` (checked on what is read,
-    whatever size the file system reports); one read for a file whose size is known."""
-    try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            raise CnnstatError(f"ONNX model {path} is not a regular file")
-        fd = os.open(path, _OPEN_FLAGS)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise CnnstatError(f"ONNX model {path} is not a regular file")
-            first = os.read(fd, min(st.st_size, limit) + 1)  # all of it, usually
-            chunks, total = [first], len(first)
-            while total <= limit:  # a short read, or a file that grew since fstat
-                more = os.read(fd, min(limit + 1 - total, 1 << 26))
-                if not more:
-                    break
-                chunks.append(more)
-                total += len(more)
-        finally:
-            os.close(fd)
-    except FileNotFoundError:
-        raise CnnstatError(f"no such ONNX model: {path}") from None
-    except OSError as exc:
-        raise CnnstatError(f"cannot read ONNX model {path}: {exc.strerror or exc}") from None
-    if total > limit:
-        raise CnnstatError(
-            f"ONNX model {path} is larger than {limit:,} bytes: larger models keep their weights "
-            "in external data files"
-        )
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse(data: bytes, path: str):
@@ -396,14 +356,14 @@ def read_model(path: str):
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
-            raise CnnstatError(f"ONNX model {path} is not a regular file")
+            raise CnnstatError(f"{WHAT} {path} is {_kind(mode)}: only regular files are read")
         fd = os.open(path, _OPEN_FLAGS)
         with os.fdopen(fd, "rb", buffering=1 << 16) as f:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise CnnstatError(f"ONNX model {path} is not a regular file")
-            if f.read(4096).lstrip()[:1] == b"<":  # ONNX's text syntax
-                return parse(read_bytes(path), path)
+                raise CnnstatError(f"{WHAT} {path} is {_kind(st.st_mode)}: only regular files are read")
+            if f.read(4096).lstrip()[:1] == b"<":  # ONNX's text syntax: read whole, bounded
+                return parse(read_bytes(path, WHAT, limit=MAX_BYTES), path)
             f.seek(0)
             try:
                 data = skim(f, st.st_size, MAX_BYTES)
@@ -412,9 +372,9 @@ def read_model(path: str):
                     f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
                 ) from None
     except FileNotFoundError:
-        raise CnnstatError(f"no such ONNX model: {path}") from None
+        raise CnnstatError(f"no such {WHAT}: {path}") from None
     except OSError as exc:
-        raise CnnstatError(f"cannot read ONNX model {path}: {exc.strerror or exc}") from None
+        raise CnnstatError(f"cannot read {WHAT} {path}: {exc.strerror or exc}") from None
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
