@@ -201,6 +201,18 @@ def test_grid_attention_by_hand():
     assert la.macs == 36 * 4 * 16 + 2 * 36 * 6 * 4
 
 
+def test_pixel_unshuffle_per_axis_as_video_swins_patch_merging():
+    # Video Swin-T's first merge: [96, 8, 56, 56] -> [384, 8, 28, 28], H and W halved, T kept
+    la = one("pixel_unshuffle: {factor: [1, 2, 2]}", "[96, 8, 56, 56]")
+    assert la.output == (384, 8, 28, 28) and la.macs == 0 and la.params == 0
+    assert la.rf.size == (1, 2, 2) and la.rf.jump == (1, 2, 2)
+    # an odd map padded at its end, as torchvision pads it: 7 -> 4
+    la = one("pixel_unshuffle: {factor: [1, 2, 2], pad: true}", "[8, 3, 7, 7]")
+    assert la.output == (32, 3, 4, 4)
+    la = one("pixel_unshuffle: {factor: [2, 3]}", "[2, 4, 9]")  # per axis on a 2-D map
+    assert la.output == (12, 2, 3)
+
+
 def test_spatial_reduction_attention():
     # PVT-Small stage 1: 56x56 map, 64 channels, 1 head, sr 8 -> 7x7 keys and values
     la = one("attention: {heads: 1, sr: 8}", "[64, 56, 56]")
@@ -247,6 +259,18 @@ def test_matmul():
         ),
         ("  - attention: {heads: 1, sr: 15}", "3:5: error: attention: the map 14x14 is smaller than sr=15"),
         ("  - attention: {heads: 1, sr: 2, window: 7}", "3:5: error: attention: 'window' and 'sr' do not"),
+        (
+            "  - pixel_unshuffle: {factor: [1, 2, 2]}",
+            "3:5: error: pixel_unshuffle: 'factor' must be an integer or a list of 2",
+        ),
+        (
+            "  - pixel_unshuffle: {factor: [0, 2]}",
+            "3:5: error: pixel_unshuffle: 'factor' must be at least 1, got [0, 2]",
+        ),
+        (
+            "  - pixel_unshuffle: {factor: [2, 3]}",
+            "3:5: error: pixel_unshuffle: the input's size [14, 14] is not a multiple",
+        ),
         ("  - attention: {heads: 1, grid: 7, window: 7}", "3:5: error: attention: 'window' and 'grid' do"),
         ("  - attention: {heads: 1, grid: 7, sr: 2}", "3:5: error: attention: 'grid' and 'sr' do not"),
         ("  - attention: {heads: 1, grid: 5}", "3:5: error: attention: the map 14x14 is not a multiple"),
@@ -338,6 +362,8 @@ layers:
   - attention: {heads: 3, window: [2, 3, 4], shift: [1, 1, 2], rel_pos_bias: true}
   - attention: {heads: 3, window: [4, 2, 3], shift: [2, 1, 0], rel_pos_mlp: 8, cosine: true}
   - attention: {heads: 3, grid: [7, 1, 3], rel_pos_bias: true}
+  - pixel_unshuffle: {factor: [1, 2, 2], pad: true}
+  - linear: {out: 6}
   - attention: {heads: 2, sr: 2}
   - tokens
   - attention: {heads: 1, dim: 4}

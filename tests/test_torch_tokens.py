@@ -360,6 +360,27 @@ def test_torchvision_video_swin_attention():
     ]
 
 
+def test_torchvision_video_swin_patch_merging():
+    """Video Swin's PatchMerging on [B, T, H, W, C]: H and W halved (odd W padded), T kept."""
+    from torchvision.models.video.swin_transformer import PatchMerging
+
+    class Stage(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch = nn.Conv3d(3, 16, (2, 2, 2), (2, 2, 2))
+            self.merge = PatchMerging(16)
+
+        def forward(self, x):
+            return self.merge(self.patch(x).permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)
+
+    a = imported(Stage(), (3, 8, 12, 10))  # 4 x 6 x 5 positions -> 4 x 3 x 3
+    assert [op for _, op in ops(a)] == ["conv", "pixel_unshuffle", "layernorm", "linear"]
+    merge = next(la for la in a.layers if la.op == "pixel_unshuffle")
+    assert merge.args == {"factor": (1, 2, 2), "pad": True} and merge.output == (64, 4, 3, 3)
+    assert a.layers[-1].output == (32, 4, 3, 3)
+    assert merge.rf.size == (2, 4, 4) and merge.rf.jump == (2, 4, 4)
+
+
 def _partition_layer(kind, c=16, size=8, p=4):
     from functools import partial
 

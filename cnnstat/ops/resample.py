@@ -187,7 +187,9 @@ class PixelShuffle(Op):
 class PixelUnshuffle(Op):
     """The inverse of ``pixel_shuffle`` (space-to-depth): [C, H, W] -> [C x r^2, H / r, W / r],
     2-D inputs whose H and W are multiples of r (unless ``pad``), as torch's
-    ``nn.PixelUnshuffle``. 0 MACs, no parameters.
+    ``nn.PixelUnshuffle``. 0 MACs, no parameters. A factor per axis (``factor: [1, 2, 2]``)
+    takes any map: [C, *spatial] -> [C x prod(r), *(spatial / r)] (Video Swin's patch
+    merging of [C, T, H, W] halves H and W: [1, 2, 2]).
 
     ``pad: true``: H and W that are not multiples of r are first zero-padded at their end
     (bottom, right) up to the next multiple, as torchvision's Swin ``PatchMerging`` pads an odd
@@ -201,19 +203,26 @@ class PixelUnshuffle(Op):
 
     name = "pixel_unshuffle"
     args = (
-        Arg("factor", "int", aliases=("r", "downscale_factor"), min=1, help="downscale factor r"),
+        Arg("factor", "axes", aliases=("r", "downscale_factor"), help="downscale factor r, or one per axis"),
         Arg("pad", "bool", False, help="zero-pad H and W at their end to multiples of r (Swin)"),
     )
 
     def infer(self, a, shapes, rfs):
         c, *spatial = shapes[0]
-        r = _factor(a)
-        if len(spatial) != 2:
-            raise OpError(f"needs a [C, H, W] input, got {list(shapes[0])}")
-        if not a["pad"] and any(v % r for v in spatial):
+        if isinstance(a["factor"], int):
+            r = _factor(a)
+            if len(spatial) != 2:
+                raise OpError(f"needs a [C, H, W] input (or a factor per axis), got {list(shapes[0])}")
+        else:
+            r = per_axis(a["factor"], len(spatial), "factor")
+            if any(v < 1 for v in r):
+                raise OpError(f"'factor' must be at least 1, got {list(r)}")
+        rs = per_axis(r, len(spatial), "factor")
+        if not a["pad"] and any(v % f for v, f in zip(spatial, rs)):
             raise OpError(
                 f"the input's size {spatial} is not a multiple of factor {r} "
                 "(pad: true pads it at the end, as Swin's patch merging)"
             )
-        out = (c * r * r, *(-(-v // r) for v in spatial))
-        return out, self.cost(a, shapes, out), rfs[0].window((r, r), (r, r), (0, 0), (1, 1), out[1:])
+        out = (c * math.prod(rs), *(-(-v // f) for v, f in zip(spatial, rs)))
+        n = len(rs)
+        return out, self.cost(a, shapes, out), rfs[0].window(rs, rs, (0,) * n, (1,) * n, out[1:])

@@ -3,6 +3,8 @@ pixel (un)shuffle."""
 
 from __future__ import annotations
 
+import math
+
 import torch.nn.functional as F
 from torch import nn
 
@@ -31,16 +33,24 @@ class UpsampleLike(nn.Module):
 class PaddedPixelUnshuffle(nn.Module):
     """cnnstat ``pixel_unshuffle`` with ``pad: true``: H and W zero-padded at their end to
     multiples of the factor (as torchvision's Swin ``PatchMerging``), then
-    ``F.pixel_unshuffle``."""
+    ``F.pixel_unshuffle``. A factor per axis (a tuple) takes a map of any rank (padded only
+    with ``pad``), its channels in ``F.pixel_unshuffle``'s order."""
 
-    def __init__(self, downscale_factor: int):
+    def __init__(self, downscale_factor, pad: bool = True):
         super().__init__()
-        self.downscale_factor = downscale_factor
+        self.downscale_factor, self.pad = downscale_factor, pad
 
     def forward(self, x):
         r = self.downscale_factor
-        x = F.pad(x, (0, -x.shape[-1] % r, 0, -x.shape[-2] % r))
-        return F.pixel_unshuffle(x, r)
+        if isinstance(r, int):
+            x = F.pad(x, (0, -x.shape[-1] % r, 0, -x.shape[-2] % r))
+            return F.pixel_unshuffle(x, r)
+        if self.pad:
+            x = F.pad(x, tuple(v for s, f in zip(reversed(x.shape[2:]), reversed(r)) for v in (0, -s % f)))
+        (b, c), sizes, n = x.shape[:2], x.shape[2:], len(r)
+        x = x.reshape(b, c, *(v for s, f in zip(sizes, r) for v in (s // f, f)))
+        x = x.permute(0, 1, *(3 + 2 * i for i in range(n)), *(2 + 2 * i for i in range(n)))
+        return x.reshape(b, c * math.prod(r), *(s // f for s, f in zip(sizes, r)))
 
     def extra_repr(self):
         return f"downscale_factor={self.downscale_factor}"
@@ -65,7 +75,11 @@ def _build_upsample(a, shapes):
 
 builds("pixel_shuffle")(lambda a, shapes: nn.PixelShuffle(a["factor"]))
 builds("pixel_unshuffle")(
-    lambda a, shapes: (PaddedPixelUnshuffle if a["pad"] else nn.PixelUnshuffle)(a["factor"])
+    lambda a, shapes: (
+        PaddedPixelUnshuffle(tuple(a["factor"]), a["pad"])
+        if isinstance(a["factor"], (list, tuple))
+        else (PaddedPixelUnshuffle if a["pad"] else nn.PixelUnshuffle)(a["factor"])
+    )
 )
 
 
@@ -144,7 +158,7 @@ def _m_shuffle(op, attr):
 
 
 def _m_padded_unshuffle(rec, call):
-    a = {"factor": call.module.downscale_factor, "pad": True}
+    a = {"factor": call.module.downscale_factor, "pad": getattr(call.module, "pad", True)}
     rec.emit(call, "pixel_unshuffle", a, [rec.ref(call.args[0])])
 
 

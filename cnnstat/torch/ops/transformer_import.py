@@ -5,7 +5,9 @@ of these ops are in attention.py and resample.py):
 - torchvision's Swin ``ShiftedWindowAttention`` (v1), ``ShiftedWindowAttentionV2`` and the
   video ``ShiftedWindowAttention3d`` -> ``attention`` with ``window``, ``shift`` and (v1, 3-D)
   ``rel_pos_bias``;
-- torchvision's Swin patch merging (``_patch_merging_pad``) -> ``pixel_unshuffle`` (factor 2).
+- torchvision's Swin patch merging (``_patch_merging_pad``) -> ``pixel_unshuffle`` (factor 2;
+  video Swin's, on [B, T, H, W, C]: factor [1, 2, 2]);
+- torchvision's MaxViT ``PartitionAttentionLayer`` -> its per-position calls on the map.
 
 The torchvision classes and functions are looked up by qualified name
 (:data:`~cnnstat.torch.ops.base.NAMED_MODULES`), so that mapping them imports nothing. They
@@ -126,13 +128,15 @@ def _f_patch_merging_pad(rec, call):
     """torchvision's Swin patch merging (its padding and gather): [B, H, W, C] ->
     [B, ceil(H/2), ceil(W/2), 4C], the 2 x 2 neighbours of each position concatenated over
     the channels (zero-padded to even H and W): ``pixel_unshuffle`` with factor 2 (its
-    channels in another order, which no count depends on)."""
+    channels in another order, which no count depends on). Video Swin's [B, T, H, W, C]
+    (the last two positions axes merged, T kept): factor [1, 2, 2]."""
     x = call.arg(0, "x")
     ref = rec.ref(x)
-    if ref is None or x.dim() != 4 or not _channels_last(ref, x):
-        return rec.unsupported_call(call, "on a tensor that is not a 2-D map with its channels last")
-    pad = any(int(v) % 2 for v in x.shape[1:3])
-    rec.emit_laid(call, "pixel_unshuffle", {"factor": 2, "pad": pad}, [ref])
+    if ref is None or x.dim() not in (4, 5) or not _channels_last(ref, x):
+        return rec.unsupported_call(call, "on a tensor that is not a 2-D or 3-D map with its channels last")
+    pad = any(int(v) % 2 for v in x.shape[-3:-1])
+    factor = 2 if x.dim() == 4 else (1, 2, 2)
+    rec.emit_laid(call, "pixel_unshuffle", {"factor": factor, "pad": pad}, [ref])
 
 
 def _m_partition_attention(rec, call):
