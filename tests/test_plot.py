@@ -320,6 +320,21 @@ def test_layer_bars_are_the_layers_counts(metric, key):
     assert heights[0] == by_hand[key] and conv1.name == "conv1"
 
 
+def test_many_layers_are_lines_not_bars(monkeypatch):
+    from cnnstat.plot import draw
+
+    monkeypatch.setattr(draw, "MAX_BARS", 10)  # past it, one artist per kind instead of a bar each
+    a = analyze("resnet18")
+    fig = plot.layers_figure(a, "macs", log=True)
+    drawn = {}
+    for kind in ("conv", "fc", "other"):
+        lines = [x for x in fig.findobj() if x.get_gid() == f"layers-lines-{kind}"]
+        for seg in lines[0].get_segments() if lines else []:
+            drawn[int(seg[0][0])] = seg[1][1]
+    assert drawn == {i: a.counts(la)["macs"] for i, la in enumerate(a.layers)}
+    assert not bars(fig)
+
+
 def test_blocks_follow_the_name_prefixes():
     a = analyze("resnet50")
     data = plot.layers_data(a)

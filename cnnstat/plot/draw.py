@@ -20,6 +20,8 @@ from cnnstat.plot import data as D
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 KIND_COLORS = {"conv": "#4C72B0", "fc": "#DD8452", "other": "#8C8C8C"}
+MAX_SEARCHED_LABELS = 150  # compare: more points are labelled to their right, unsearched
+MAX_BARS = 2000  # layers drawn as bars; more as one line per layer (one artist per kind)
 BOUND_COLORS = {"compute": "#4C72B0", "memory": "#DD8452"}
 FONT = 8
 # Same input, same bytes: no dates or version strings in the files, fixed SVG ids.
@@ -185,6 +187,8 @@ def _labels(fig, ax, points: list, highlight: set = frozenset()):
     bubbles = [(cx - r, cy - r, cx + r, cy + r) for (cx, cy), r in zip(centres, radii)]
     frame = ax.get_window_extent(renderer)
     placed = []
+    crowded = len(points) > MAX_SEARCHED_LABELS  # the search is quadratic: then right of each
+    distances, angles = ((2,), (0,)) if crowded else ((2, 8, 16, 28), range(12))
     for i in sorted(range(len(points)), key=lambda i: -points[i]["area"]):
         p = points[i]
         label = p["model"] + (" (≥)" if p["macs_lower_bound"] else "")
@@ -194,9 +198,9 @@ def _labels(fig, ax, points: list, highlight: set = frozenset()):
         w, h = bb.width, bb.height
         probe.remove()
         best = None
-        for step, extra in enumerate((2, 8, 16, 28)):
+        for step, extra in enumerate(distances):
             d = radii[i] + extra * px
-            for k in range(12):
+            for k in angles:
                 angle = math.radians(30 * k)
                 box, ha, va = _label_box(centres[i], d, angle, w, h)
                 cost = 3 * sum(_overlap(box, b) for b in placed)
@@ -254,15 +258,16 @@ def layers_figure(analysis, metric: str = "macs", log: bool = False, depth: int 
         ax = fig.add_subplot()
         kinds = [la.kind for la in analysis.layers]
         values = [math.nan if b["value"] is None else b["value"] for b in bars]
-        ax.bar(
-            range(n),
-            values,
-            width=0.8,
-            color=[KIND_COLORS.get(k, "#8C8C8C") for k in kinds],
-            gid="layers-bars",
-        )
         if log:
             ax.set_yscale("log", nonpositive="clip")
+        if n <= MAX_BARS:
+            ax.bar(range(n), values, width=0.8, color=[KIND_COLORS[k] for k in kinds], gid="layers-bars")
+        else:  # one artist per kind: thousands of Rectangles would take minutes to draw
+            for kind, color in KIND_COLORS.items():
+                xs = [i for i in range(n) if kinds[i] == kind and not math.isnan(values[i])]
+                if xs:
+                    bottom = 0 if not log else min((v for v in values if v > 0), default=1) / 10
+                    ax.vlines(xs, bottom, [values[i] for i in xs], color=color, gid=f"layers-lines-{kind}")
         ax.set_xlim(-1, n)
         ax.set_ylabel(data["y"])
         ax.set_title(
@@ -284,7 +289,7 @@ def layers_figure(analysis, metric: str = "macs", log: bool = False, depth: int 
         if n <= 60:
             ax.set_xticks(range(n), [b["name"] for b in bars], rotation=90, fontsize=FONT - 2)
         else:
-            ax.set_xlabel("layer (in order); dashed lines: block boundaries")
+            ax.set_xlabel("layer (in order)" + ("; dashed lines: block boundaries" if data["blocks"] else ""))
         _kind_legend(ax, kinds, data)
     return fig
 
