@@ -73,7 +73,9 @@ def by_gid(fig, gid: str):
 
 def bars(fig) -> list:
     """The bars of a layers chart, in layer order."""
-    return [r for r in fig.axes[0].patches if r.get_gid() == "layers-bars"]
+    found = [r for r in fig.axes[0].patches if str(r.get_gid()).startswith("layers-bar-")]
+    assert [r.get_gid() for r in found] == [f"layers-bar-{i}" for i in range(len(found))]
+    return found
 
 
 def json_of(run, *args):

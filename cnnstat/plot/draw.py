@@ -4,7 +4,7 @@ Imported only to draw (``cnnstat plot`` without ``--format json``, ``cnnstat rep
 other command loads matplotlib. Figures are :class:`matplotlib.figure.Figure` objects on an
 Agg canvas, made without pyplot (no global state, no GUI backend, nothing left open). Each
 function draws exactly the points of its data function; the artists carry a ``gid``
-(``compare-points``, ``layers-bars``, ``rf-size-H``, ``roofline-compute``, ...) by which the
+(``compare-points``, ``layers-bar-0``, ``rf-size-H``, ``roofline-compute``, ...) by which the
 tests read the drawn numbers back.
 """
 
@@ -261,7 +261,9 @@ def layers_figure(analysis, metric: str = "macs", log: bool = False, depth: int 
         if log:
             ax.set_yscale("log", nonpositive="clip")
         if n <= MAX_BARS:
-            ax.bar(range(n), values, width=0.8, color=[KIND_COLORS[k] for k in kinds], gid="layers-bars")
+            drawn = ax.bar(range(n), values, width=0.8, color=[KIND_COLORS[k] for k in kinds])
+            for i, bar in enumerate(drawn):  # one id each: an SVG's ids must not repeat
+                bar.set_gid(f"layers-bar-{i}")
         else:  # one artist per kind: thousands of Rectangles would take minutes to draw
             for kind, color in KIND_COLORS.items():
                 xs = [i for i in range(n) if kinds[i] == kind and not math.isnan(values[i])]
