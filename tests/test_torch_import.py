@@ -6,7 +6,9 @@ import json
 import textwrap
 
 import pytest
+import torch
 import torchvision
+from torch import nn
 
 from cnnstat.analysis import analyze as analyze_spec
 from cnnstat.errors import CnnstatError
@@ -384,3 +386,31 @@ def test_python_api_takes_a_module():
 def test_missing_attr_on_import_graph():
     with pytest.raises(CnnstatError, match="torchvision has no model"):
         import_graph("torchvision:nope")
+
+
+class BufferScale(nn.Module):
+    """Arithmetic on buffers alone (a gain computed from a buffer), then applied: torch.fx
+    used to run it while tracing and keep the result as an anonymous constant, so the
+    buffer looked unread."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.register_buffer("gain", torch.full((8,), 2.0))
+        self.register_buffer("spare", torch.zeros(5))  # never read
+
+    def forward(self, x):
+        return self.conv(x) * (self.gain * 3).view(1, -1, 1, 1)
+
+
+@pytest.mark.parametrize("tracer", ["fx", "hooks"])
+def test_buffer_arithmetic_counts_the_buffer_as_read(tracer):
+    a = analyze(BufferScale(), input=(3, 10, 10), tracer=tracer)
+    assert a.graph.tracer == tracer and a.complete
+    by = {la.name: la for la in a.layers}
+    # the gain is read (its 8 elements held by an 'unattributed' layer: no op claims a
+    # constant product), the spare buffer is not: 'unused', listed apart
+    read = [la for la in a.layers if la.op == "unattributed"]
+    assert [(la.buffers, la.args["module"]) for la in read] == [(8, "")]
+    assert [la.buffers for la in a.layers if la.op == "unused"] == [5]
+    assert a.totals()["buffers"] == 8 + 5 and by["conv"].macs == 64 * 8 * 27

@@ -46,6 +46,13 @@ class TorchGraph(Graph):
 
 
 class _Tracer(fx.Tracer):
+    """Leaves: mapped modules and torch.nn's own. Buffers are traced as attributes
+    (``get_attr``) as parameters are: by default fx runs arithmetic on buffers alone while it
+    traces and stores the result as an anonymous constant (``_tensor_constant0``), so the
+    buffers it was computed from looked unread (``unused``, their module "not run")."""
+
+    proxy_buffer_attributes = True
+
     def is_leaf_module(self, m, qualname):
         return is_leaf(m)
 
