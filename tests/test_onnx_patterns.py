@@ -369,3 +369,58 @@ def test_layer_names_are_the_pytorch_imports(tmp_path, run):
         "flatten",
         "fc",
     ]
+
+
+# --- channel shuffle --------------------------------------------------------------------------------------
+
+
+class Shuffle(torch.nn.Module):
+    """torchvision's channel_shuffle as written in its ShuffleNet (view, transpose, view):
+    what torch exports; nn.ChannelShuffle (the zoo's torch build) has no ONNX export."""
+
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def _swap_shuffles(module):
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.ChannelShuffle):
+            setattr(module, name, Shuffle(child.groups))
+        else:
+            _swap_shuffles(child)
+    return module
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_shufflenet_v2_through_onnx(tmp_path):
+    """A channel shuffle is a reordering of the channels: no layer; the split after it (chunk)
+    and the convolutions reading it keep exact counts and fields. The zoo's spec and
+    torchvision's model, exported, equal the spec and the PyTorch import (params, buffers,
+    MACs, receptive field)."""
+    import torchvision
+    from test_onnx import rf_tuple
+
+    from cnnstat.analysis import Analysis
+    from cnnstat.spec.build import build
+    from cnnstat.torch import analyze as torch_analyze
+    from cnnstat.torch import build as torch_build
+    from cnnstat.zoo import get
+
+    keys = ("params", "weights", "biases", "buffers", "macs")
+    spec, shape = get("shufflenet_v2_x0_5"), (3, 64, 64)
+    got = analyze(exported(_swap_shuffles(torch_build(spec, input=shape)), shape, tmp_path, "spec.onnx"))
+    want = Analysis(build(spec, shape))
+    assert got.complete and {k: got.totals()[k] for k in keys} == {k: want.totals()[k] for k in keys}
+    assert rf_tuple(got) == rf_tuple(want) == ((527, 527), (32, 32), (0.0, 0.0))
+    assert "shuffle" not in ops(got)
+    m = torchvision.models.shufflenet_v2_x0_5()
+    got = analyze(exported(m, shape, tmp_path, "tv.onnx"))
+    want = torch_analyze(m, input=shape)
+    assert got.complete and {k: got.totals()[k] for k in keys} == {k: want.totals()[k] for k in keys}
+    assert got.totals()["params"] == sum(p.numel() for p in m.parameters()) == 1_366_792
+    assert rf_tuple(got) == rf_tuple(want)

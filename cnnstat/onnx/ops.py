@@ -71,7 +71,7 @@ def chw(b, x) -> tuple:
     dims = x.dims
     if dims and dims[0] != 1:
         raise Unfollowed(f"its input holds {dims[0]} images or groups in the batch axis ({list(dims)})")
-    if V.is_canonical(x.view, x.shape):
+    if V.is_canonical(x.view, x.shape) or V.channels_shuffled(x.view, x.shape):
         return x.shape, x.rf, ()
     shape = tuple(dims[1:])
     if x.rf is None:
@@ -607,7 +607,7 @@ def _merged(b, acts):
     first = acts[0]
     if all(x.view == first.view and x.shape == first.shape for x in acts):
         return [x.shape for x in acts], [x.rf for x in acts], (), same(first)
-    if all(V.channels_first(x.view, x.shape) for x in acts):
+    if all(V.channels_first(x.view, x.shape) or V.channels_shuffled(x.view, x.shape) for x in acts):
         got = [chw(b, x) for x in acts]
         lost = tuple(o for g in got for o in g[2])
         return [g[0] for g in got], [g[1] for g in got], lost, V.canonical
@@ -1095,6 +1095,14 @@ def _select(b, node, x, k, start, stop, drop, out):
         return b.emit(
             node, "slice", {"start": start * stride, "stop": stop * stride}, [x], out=out, view=sliced
         )
+    if k == 1 and V.channels_shuffled(view, s):  # channels in another order: any m of them
+
+        def picked(shape):
+            v = list(view)
+            v[1] = V.whole(shape, 0)
+            return finish(tuple(v))
+
+        return b.emit(node, "slice", {"start": start, "stop": stop}, [x], out=out, view=picked)
     return _select_raw(b, node, x, k, start, stop, finish, out)
 
 
@@ -1210,7 +1218,9 @@ def _concat(b, node):
         if all(V.axis_of(x.view, k, x.shape) == 0 or (x.shape[0] == 1 and not x.view[k]) for x in acts):
             if all(r == rest[0] for r in rest) and all(x.shape[1:] == first.shape[1:] for x in acts):
                 return b.emit(node, "concat", {}, acts, view=same(first))
-        if k == 1 and all(V.channels_first(x.view, x.shape) for x in acts):
+        if k == 1 and all(
+            V.channels_first(x.view, x.shape) or V.channels_shuffled(x.view, x.shape) for x in acts
+        ):
             shapes, rfs, lost, view = _merged(b, acts)
             return b.emit(node, "concat", {}, acts, shapes=shapes, rfs=rfs, lost=lost, view=view)
         raise Unfollowed(f"concatenates along ONNX axis {k}, which is not the channels")

@@ -159,3 +159,15 @@ def covers_all(pieces, shape: tuple, axes) -> bool:
     """``pieces`` are all of the cnnstat ``axes`` (each whole, row-major: earlier axes major)."""
     expected = tuple((j, 1, shape[j]) for j in axes if shape[j] > 1)
     return tuple(pieces) == expected
+
+
+def channels_shuffled(view: View, shape: tuple) -> bool:
+    """``[1, C, *spatial]`` of this tensor with its channels in another order (a channel
+    shuffle written as reshape, transpose, reshape): ONNX axis 1 holds pieces of the
+    channels alone, all of them; every other axis is a whole spatial axis, in order. Counts
+    and fields do not depend on the channels' order."""
+    if len(view) != len(shape) + 1 or view[0] or not view[1]:
+        return False
+    if any(p[0] != 0 for p in view[1]) or prod(p[2] for p in view[1]) != shape[0]:
+        return False
+    return all(view[k] == whole(shape, k - 1) for k in range(2, len(view)))
