@@ -473,8 +473,12 @@ def test_save_by_extension_atomically(workdir):
         CnnstatError, match=r"f.jpg: unknown image format \(extension '.jpg'\): use .png, .svg or .pdf"
     ):
         plot.save(fig, "f.jpg")
-    with pytest.raises(CnnstatError, match="no directory"):
+    with pytest.raises(CnnstatError, match="cannot write image 'missing/f.png': no such directory 'missing'"):
         plot.save(fig, "missing/f.png")
+    os.mkdir("d.png")
+    with pytest.raises(CnnstatError, match="cannot write image 'd.png': it is a directory"):
+        plot.save(fig, "d.png")
+    os.rmdir("d.png")
     assert sorted(os.listdir(workdir)) == [
         "f.PDF",
         "f.png",

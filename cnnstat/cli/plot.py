@@ -97,33 +97,17 @@ def _check_output(fmt: str, output: str | None):
 
 
 def _write_json(data: dict, path: str):
+    """``--format json -o FILE``: the JSON print_json would print, written atomically."""
     import contextlib
     import io
-    import os
-    import tempfile
 
+    from cnnstat.cli.snapshot import write_atomic
     from cnnstat.render import print_json
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         print_json(data)
-    folder = os.path.dirname(os.path.abspath(path))
-    from cnnstat.errors import CnnstatError
-
-    if not os.path.isdir(folder):
-        raise CnnstatError(f"cannot write {path}: no directory {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=".cnnstat-", suffix=".json", dir=folder)
-    from cnnstat.plot.draw import _file_mode
-
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(buf.getvalue())
-        os.chmod(tmp, _file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, buf.getvalue().encode("utf-8"), "JSON file")
     click.echo(f"wrote {path}")
 
 

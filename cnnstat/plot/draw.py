@@ -475,37 +475,20 @@ def image_format(path: str) -> str:
 
 
 def save(fig, path) -> str:
-    """Write ``fig`` to ``path`` in the format its extension names (png, svg, pdf), atomically:
-    a temporary file in the same directory, renamed over ``path`` when complete."""
-    import tempfile
+    """Write ``fig`` to ``path`` in the format its extension names (png, svg, pdf), whole or
+    not at all: drawn in memory, then written to a temporary file in the same directory and
+    renamed over ``path`` (the atomic write of ``cnnstat snapshot``: a directory, a device or a
+    missing folder is one error; a new file gets the umask's mode, a replaced one keeps its)."""
+    import io
+
+    from cnnstat.cli.snapshot import write_atomic  # shared with snapshot; imports click only
 
     fmt = image_format(path)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CnnstatError(f"cannot write {path}: no directory {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=".cnnstat-", suffix="." + fmt, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out, _rc():
-            fig.savefig(out, format=fmt, metadata=METADATA[fmt])
-        os.chmod(tmp, _file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _file_mode(path: str) -> int:
-    """The mode a plain open() would give a new file (0o666 less the umask), or that of the
-    file replaced: mkstemp's 0o600 would leave the image unreadable to others."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
+    buf = io.BytesIO()
+    with _rc():
+        fig.savefig(buf, format=fmt, metadata=METADATA[fmt])
+    write_atomic(os.fspath(path), buf.getvalue(), "image")
+    return os.fspath(path)
 
 
 def to_svg(fig) -> str:
