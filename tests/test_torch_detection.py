@@ -4,6 +4,8 @@ the R-CNNs' RoI heads per stated number of RoIs, checked against the published f
 batch of that many pooled RoIs); a head cnnstat does not know keeps its parameters, its MACs
 unknown."""
 
+import functools
+
 import pytest
 
 pytest.importorskip("torchvision")
@@ -16,6 +18,12 @@ from cnnstat.torch.check import flop_counter_macs  # noqa: E402
 from cnnstat.torch.load import instantiate, meta_copy  # noqa: E402
 
 
+@functools.cache
+def analysed(name):
+    """Each model imported once per test module (detection models take seconds)."""
+    return analyze(f"torchvision:{name}")
+
+
 def published(name):
     meta = torchvision.models.get_model_weights(name).DEFAULT.meta
     return meta["num_params"], meta["_ops"]
@@ -23,7 +31,7 @@ def published(name):
 
 @pytest.mark.parametrize("name", ["retinanet_resnet50_fpn", "ssdlite320_mobilenet_v3_large", "ssd300_vgg16"])
 def test_single_stage_detectors_are_exact(name):
-    a = analyze(f"torchvision:{name}")
+    a = analysed(name)
     params, gmac = published(name)
     assert a.complete and not a.graph.unsupported and a.graph.stopped is None
     assert a.totals()["params"] == params
@@ -164,7 +172,7 @@ def test_a_plain_module_is_not_mistaken_for_a_detector():
 def test_ssd300_l2_normalisation():
     """SSD300's L2Norm: F.normalize over conv4_3's 512 channels, then a learned scale per
     channel (512 parameters, 0 MACs as FlopCounterMode counts them)."""
-    a = analyze("torchvision:ssd300_vgg16")
+    a = analysed("ssd300_vgg16")
     by = {la.name: la for la in a.layers}
     assert (by["backbone.normalize"].op, by["backbone.normalize"].output) == ("normalize", (512, 38, 38))
     assert (by["backbone.mul"].op, by["backbone.mul"].weights, by["backbone.mul"].macs) == ("scale", 512, 0)

@@ -31,7 +31,6 @@ import copy
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnstat.torch.ops.base import NAMED_MODULES
@@ -105,8 +104,8 @@ class PerImage(nn.Module):
             head = h.box_head
             if _named(head, "faster_rcnn.TwoMLPHead"):  # its forward flattens [R, ...] whole
                 x = head.flatten(x)
-                x = F.relu(head.fc6(x))
-                x = F.relu(head.fc7(x))
+                x = head.relu6(head.fc6(x))
+                x = head.relu7(head.fc7(x))
             else:
                 x = head(x)
             outs += [h.box_predictor.cls_score(x), h.box_predictor.bbox_pred(x)]
@@ -187,6 +186,7 @@ def roi_stand_ins(model):
     box = _copy(heads.box_head)
     if _named(box, "faster_rcnn.TwoMLPHead"):
         box._modules["flatten"] = RoIFlatten(counts["box"], last=True)
+        box._modules["relu6"], box._modules["relu7"] = nn.ReLU(), nn.ReLU()  # its F.relu, named
     else:
         for name, child in box._modules.items():
             if isinstance(child, nn.Flatten):
