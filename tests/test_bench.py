@@ -259,6 +259,12 @@ def test_json_mode_is_quiet(run):
     assert res.exit_code == 0 and res.stderr == ""
 
 
+def test_threads_for_the_command_only(run):
+    before = torch.get_num_threads()
+    d = bench_json(run, "lenet5")  # --threads 1
+    assert d["on"]["threads"] == 1 and torch.get_num_threads() == before
+
+
 def test_progress_is_reported_through_the_callback():
     a = analyze("lenet5")
     module = measure.build_module("lenet5", a.graph, torch.device("cpu"))
@@ -455,7 +461,7 @@ def test_out_of_memory_says_what_it_needs(run, model_file):
 
 
 def test_too_large_for_this_machine_before_running(run):
-    # 64 x 20000 x 20000 fp32 after the first convolution of 3x20000x20000: ~100 GB
+    # 64 x 20000 x 20000 fp32 maps after the first convolution: 133 GB by the static estimate
     res = run("bench", "vgg11", "--mode", "frame", "--resolution", "20000x20000", *FAST)
     line = one_error(res, "does not fit in memory")
     assert "is free" in line and "static estimate" in line
@@ -495,7 +501,8 @@ def test_cuda_bench(run):
     assert m["measure"] == "torch.cuda.max_memory_allocated"
     s = d["static_memory"]
     assert m["peak_bytes"] >= s["param_bytes"]  # the weights are allocated throughout
-    assert m["tensor_peak_bytes"] == s["peak_activation_bytes"]
+    # cuDNN's batch norm may return small side tensors (per-channel statistics) as well
+    assert m["tensor_peak_bytes"] == pytest.approx(s["peak_activation_bytes"], rel=0.01)
     peak = d["bound"]["peak_macs_per_second"]
     assert r["efficiency"]["compute"] == pytest.approx(r["macs_per_second"] / peak)
 
@@ -507,7 +514,8 @@ def test_cuda_half_types(run, dtype):
         pytest.skip("no bf16 on this GPU")
     d = bench_json(run, "resnet18", "--on", "cuda", "--dtype", dtype)
     assert d["static_memory"]["param_bytes"] == 2 * analyze("resnet18").totals()["params"]
-    assert d["results"][0]["memory"]["tensor_peak_bytes"] == d["static_memory"]["peak_activation_bytes"]
+    peak = d["results"][0]["memory"]["tensor_peak_bytes"]
+    assert peak == pytest.approx(d["static_memory"]["peak_activation_bytes"], rel=0.01)
 
 
 @cuda_only

@@ -96,6 +96,8 @@ def describe(device) -> dict:
             memory_bytes=props.total_memory,
             capability=f"{props.major}.{props.minor}",
             cuda=torch.version.cuda,
+            # fp32 convolutions and matmuls may run as TF32 on tensor cores (Ampere and later)
+            tf32={"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         )
     else:
         info.update(name=_cpu_name(), memory_bytes=_meminfo("MemTotal"), threads=torch.get_num_threads())

@@ -91,26 +91,7 @@ LAYOUTS = {"auto": "auto", "contiguous": "contiguous", "channels-last": "channel
     show_default=True,
     help="Output.",
 )
-def command(
-    model,
-    on,
-    resolution,
-    fps,
-    input_,
-    mode,
-    dtype,
-    batch,
-    runs,
-    warmup,
-    layout,
-    threads,
-    compile_,
-    device,
-    calibrate,
-    output,
-    name,
-    fmt,
-):
+def command(threads, **options):
     """Run MODEL on this machine and report what was measured beside cnnstat's figures.
 
     The model is a spec built with random weights, or a PyTorch model (torchvision:NAME,
@@ -124,12 +105,41 @@ def command(
       cnnstat bench mobilenet_v2 --mode frame --resolution 1280x720
       cnnstat bench --calibrate -o mydevice.toml
     """
-    from cnnstat.errors import CnnstatError
-
-    if threads:
+    previous = None
+    if threads:  # for this command only (tests run many in one process)
         from cnnstat.bench.measure import require_torch
 
-        require_torch().set_num_threads(threads)
+        torch = require_torch()
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    try:
+        _command(**options)
+    finally:
+        if previous:
+            torch.set_num_threads(previous)
+
+
+def _command(
+    model,
+    on,
+    resolution,
+    fps,
+    input_,
+    mode,
+    dtype,
+    batch,
+    runs,
+    warmup,
+    layout,
+    compile_,
+    device,
+    calibrate,
+    output,
+    name,
+    fmt,
+):
+    from cnnstat.errors import CnnstatError
+
     if calibrate:
         if model:
             raise CnnstatError("--calibrate measures the machine, not a MODEL: give one or the other")
@@ -410,7 +420,8 @@ def _render(doc: dict) -> None:
 
     variants = [r["variant"] for r in doc["results"] if "error" not in r]
     on = doc["on"]
-    where = f"{on['on']} ({on['name']}" + (f", {on['threads']} threads)" if "threads" in on else ")")
+    threads = on.get("threads")
+    where = f"{on['on']} ({on['name']}" + (f", {threads} thread{'s' * (threads > 1)})" if threads else ")")
     layout = doc["layout"]["used"].replace("_", "-")
     title = (
         f"{doc['model']} on {where}, {doc['dtype']}, batch {doc['batch']}, "
