@@ -10,6 +10,7 @@ from torch import nn
 
 from cnnstat.analysis import Analysis
 from cnnstat.torch.builder import build_graph
+from cnnstat.torch.check import fvcore_macs
 from cnnstat.torch.ops.roi import RoIAlign, RoIFlatten
 
 HEAD = """
@@ -45,7 +46,7 @@ def test_a_box_head_for_ten_rois():
 def test_round_trip_through_torch():
     graph = graph_of(HEAD, "[16, 50, 60]")
     assert_matches(graph, build_graph(graph, "meta"))
-    out = build_graph(graph)(torch.rand(2, 16, 50, 60))  # torchvision's roi_align runs
+    out = build_graph(graph)(torch.rand(2, 16, 50, 60))
     assert out.shape == (2, 5, 10) and torch.isfinite(out).all()
 
 
@@ -55,7 +56,7 @@ def test_roi_flatten_is_each_rois_own_flattening():
     expected = per_roi.reshape(2, 4, 30)
     assert torch.equal(RoIFlatten(4, last=True)(x), expected)
     assert torch.equal(RoIFlatten(4)(x), expected.transpose(1, 2))
-    # the stand-in runs torchvision's roi_align, every RoI the whole first level
+    # the stand-in: every RoI the whole first level, each bin its average
     levels = {"0": torch.rand(1, 3, 8, 8), "1": torch.rand(1, 3, 4, 4), "pool": torch.rand(1, 3, 2, 2)}
     pool = RoIAlign(3, (2, 2), ["0", "1"])
     assert pool.levels(levels) == [levels["0"], levels["1"]]
@@ -75,3 +76,27 @@ def test_roi_flatten_is_each_rois_own_flattening():
 )
 def test_errors(layers, message):
     assert message in error_of(layers, "[4, 16, 16]")
+
+
+MIXED = """
+conv: {out: 8, k: 3, p: 1}
+subsample: {s: 2, offset: 1}
+normalize
+scale
+crop: {size: 16}
+roi_align: {rois: 5, size: 4}
+conv: {out: 8, k: 3, p: 1}
+roi_flatten: {rois: 5}
+linear: {out: 10}
+"""
+
+
+def test_new_ops_against_fvcore():
+    """subsample, normalize, crop, roi_align and roi_flatten built as modules: fvcore's real
+    forward and FlopCounterMode count what cnnstat does (the convolutions and the linear
+    layer: 40 x 40 x 8 x 27 + 5 RoIs x 16 positions x 8 x 72 + 5 x 128 x 10)."""
+    graph = graph_of(MIXED, "[3, 40, 40]")
+    macs = 1600 * 8 * 27 + 5 * 16 * 8 * 72 + 5 * 128 * 10
+    assert Analysis(graph).totals()["macs"] == macs
+    assert fvcore_macs(build_graph(graph), graph.input)["macs"] == macs
+    assert_matches(graph, build_graph(graph, "meta"))

@@ -5,6 +5,7 @@ RoIs stacked along the first spatial axis). These modules are also the stand-ins
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnstat.torch.ops.base import MODULES, axes, builds, is_tensor
@@ -16,9 +17,9 @@ class RoIAlign(nn.Module):
 
     ``forward`` takes a map, or a mapping of maps (an FPN's levels, as torchvision's
     ``MultiScaleRoIAlign``; ``featmap_names`` picks the levels it reads). On the meta device it
-    gives the shape only. Elsewhere every RoI is the whole first map (torchvision's
-    ``roi_align`` with one box covering it; a stand-in for boxes that are data), so that the
-    module runs and its values are finite."""
+    gives the shape only. Elsewhere every RoI is the whole first map, each bin its average (a
+    stand-in for boxes that are data, in plain torch: fvcore's traced forward runs it), so
+    that the module runs and its values are finite."""
 
     def __init__(self, rois: int, size=7, featmap_names=None, sampling_ratio: int = 2):
         super().__init__()
@@ -40,14 +41,8 @@ class RoIAlign(nn.Module):
             return torch.empty(
                 (first.shape[0], first.shape[1], self.rois * size[0], *size[1:]), device="meta"
             )
-        from torchvision.ops import roi_align
-
-        b, _, h, w = first.shape
-        box = torch.tensor([[0.0, 0.0, float(w), float(h)]], dtype=first.dtype, device=first.device)
-        boxes = [box.expand(self.rois, 4)] * b
-        out = roi_align(first, boxes, tuple(size), 1.0, self.sampling_ratio, aligned=True)
-        out = out.view(b, self.rois, first.shape[1], *size)  # [B, R, C, h, w]
-        return out.transpose(1, 2).reshape(b, first.shape[1], self.rois * size[0], size[1])
+        pooled = F.adaptive_avg_pool2d(first, tuple(size))  # one RoI: the whole map, per bin
+        return pooled.repeat(1, 1, self.rois, 1)
 
     def extra_repr(self):
         return f"rois={self.rois}, size={self.size}, featmap_names={self.featmap_names}"
