@@ -105,10 +105,6 @@ def compare_figure(
             f"Top-1 accuracy against compute: {len(points)} models, bubble area proportional to parameters"
         )
         ax.set_title(title)
-        if points:
-            _limits(ax, points)
-            _size_legend(ax, data)
-            _labels(fig, ax, points, highlight)
         notes = [
             "1 MAC = one multiply-accumulate; each model at its own input; accuracy: the source in its spec"
         ]
@@ -118,6 +114,10 @@ def compare_figure(
             notes.append(_skipped_text(data["skipped"]))
         fig.text(0.01, 0.0, "\n".join(notes), fontsize=FONT - 1, va="bottom", wrap=True, gid="compare-notes")
         fig.get_layout_engine().set(rect=(0, 0.03 * len(notes) + 0.02, 1, 1 - 0.03 * len(notes) - 0.02))
+        if points:
+            _limits(ax, points)
+            _size_legend(ax, data)
+            _labels(fig, ax, points, highlight)
     return fig
 
 
@@ -188,7 +188,7 @@ def _labels(fig, ax, points: list, highlight: set = frozenset()):
     frame = ax.get_window_extent(renderer)
     placed = []
     crowded = len(points) > MAX_SEARCHED_LABELS  # the search is quadratic: then right of each
-    distances, angles = ((2,), (0,)) if crowded else ((2, 8, 16, 28), range(12))
+    distances, angles = ((2,), (0,)) if crowded else ((2, 8, 16, 28, 44), range(12))
     for i in sorted(range(len(points)), key=lambda i: -points[i]["area"]):
         p = points[i]
         label = p["model"] + (" (≥)" if p["macs_lower_bound"] else "")
@@ -203,7 +203,7 @@ def _labels(fig, ax, points: list, highlight: set = frozenset()):
             for k in angles:
                 angle = math.radians(30 * k)
                 box, ha, va = _label_box(centres[i], d, angle, w, h)
-                cost = 3 * sum(_overlap(box, b) for b in placed)
+                cost = 20 * sum(_overlap(box, b) for b in placed)  # text over text: unreadable
                 cost += sum(_overlap(box, b) for j, b in enumerate(bubbles) if j != i)
                 outside = box[0] < frame.x0 or box[2] > frame.x1 or box[1] < frame.y0 or box[3] > frame.y1
                 cost += 1e9 * outside + step * w * h * 0.05 + k * 1e-3
@@ -224,6 +224,7 @@ def _labels(fig, ax, points: list, highlight: set = frozenset()):
         )
         text.set_gid(f"compare-label-{i}")
         placed.append(box)
+    fig.set_layout_engine("none")  # the labels were placed at this layout: keep it
 
 
 def _label_box(centre, d: float, angle: float, w: float, h: float) -> tuple:
