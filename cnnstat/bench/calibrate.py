@@ -29,6 +29,8 @@ MIN_REPEATS, MIN_SECONDS = 5, 0.5
 
 def _timer(device):
     torch = require_torch()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # events record on the current device's stream
 
     def timed(fn) -> float:
         if device.type == "cuda":
@@ -121,7 +123,8 @@ def device_toml(name: str, result: dict, when: str) -> str:
     """The device file: one ``[devices.NAME]`` table with the measured rates."""
     dev = result["device"]
     key = name if _BARE.fullmatch(name) else json.dumps(name)
-    where = dev["on"] + (f", {dev['threads']} threads" if "threads" in dev else "")
+    threads = dev.get("threads")
+    where = dev["on"] + (f", {threads} thread{'s' * (threads > 1)}" if threads else "")
     sizes = ", ".join(f"{d} n={m['n']}" for d, m in result["matmul"].items())
     copy = result["copy"]
     source = (

@@ -277,6 +277,8 @@ class Runner:
     def __init__(self, module, input_shape: tuple, device, dtype: str, batch: int, progress=None):
         torch = self.torch = require_torch()
         self.device, self.dtype, self.batch = device, dtype, batch
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # events record on the current device's stream
         self.progress = progress or (lambda stage, done, total: None)
         tdtype = getattr(torch, TORCH_DTYPES[dtype])
         gen = torch.Generator(device="cpu").manual_seed(0)
