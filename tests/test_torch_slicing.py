@@ -249,3 +249,30 @@ def test_spec_round_trip_and_fields():
     module = build_graph(graph)
     a = analyze(module, input=graph.input)
     check_fields(module, a)
+
+
+class Clip(nn.Module):
+    """A video clip [C, T, H, W]: every other frame from the second, rows cropped."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv3d(3, 4, 3, padding=1)
+        self.d = nn.Conv3d(4, 2, (1, 3, 3))
+
+    def forward(self, x):
+        return self.d(self.c(x)[:, :, 1::2, 2:-2])
+
+
+def test_video_frames_and_rows():
+    m = Clip()
+    a = analyze(m, input=(3, 9, 10, 8))
+    sub = a.layers[1]
+    # frames 1, 3, 5, 7 of 9; rows 2..7 of 10; all 8 columns
+    assert (sub.op, sub.output, sub.args) == (
+        "subsample",
+        (4, 4, 6, 8),
+        {"s": (2, 1, 1), "offset": (1, 2, 0), "size": (4, 6, 8)},  # rows stop before the end
+    )
+    assert sub.rf.jump == (2, 1, 1) and sub.rf.start == (1, 2, 0)
+    check_counts(m, a)
+    check_fields(m, a)
