@@ -1,4 +1,5 @@
-"""Reading the files users name (specs, includes, budgets, baselines, device files).
+"""Reading the files users name (specs, includes, budgets, baselines, device files), and
+writing the ones cnnstat writes (baselines, reports, plots, device files) atomically.
 
 Only regular files are read, and never more than a limit: ``st_size`` is 0 for a device
 (``/dev/zero`` would be read for ever) and a FIFO blocks its reader until a writer comes.
@@ -84,3 +85,94 @@ def read_text(path, what: str = "file", shown: str | None = None, limit: int = M
     except UnicodeDecodeError as exc:
         shown = str(path) if shown is None else shown
         raise CnnstatError(f"{what} {shown} is not UTF-8 text (byte {exc.start:,} is not valid)") from None
+
+
+def write_atomic(target: str, data: bytes, what: str = "file") -> None:
+    """Write ``data`` to ``target`` so that it is, at any moment, the old file or the new one,
+    whole: a temporary file in the same directory, written, fsynced, then ``os.replace``d over
+    the target (and the directory fsynced). Concurrent writers each replace the file whole.
+    Only a regular file (or a new name) is written: a device such as /dev/full, a FIFO or a
+    directory is refused, as is a directory that does not exist (exit 2, one message)."""
+    import tempfile
+
+    from cnnstat.errors import brief
+
+    shown = brief(target)
+    real = os.path.realpath(target)  # a symlinked baseline is updated where it lies
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise CnnstatError(
+            f"cannot write {what} {shown}: it is {_kind(mode)}; only regular files are written"
+        )
+    folder = os.path.dirname(real) or "."
+    if not os.path.isdir(folder):
+        raise CnnstatError(f"cannot write {what} {shown}: no such directory {brief(os.path.dirname(target))}")
+    _remove_stale(folder, f".{os.path.basename(real)}.")
+    try:
+        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.", suffix=".tmp")
+    except OSError as exc:
+        raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            if mode is not None:
+                os.fchmod(fd, stat.S_IMODE(mode))
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.fchmod(fd, 0o666 & ~umask)
+        finally:
+            os.close(fd)
+        os.replace(temp, real)
+    except OSError as exc:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
+    try:  # the rename itself durable
+        dfd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+STALE_SECONDS = 3600  # a temporary file older than this was left by a writer that was killed
+
+
+def _remove_stale(folder: str, prefix: str) -> None:
+    """Remove the temporary files (``.NAME.xxxxxxxx.tmp``) that writers killed before their
+    ``os.replace`` left beside the target, once they are an hour old: a writer still at work
+    is never that slow. Errors are ignored (another writer may remove the same file); a huge
+    folder is looked through only in part (the first 10,000 entries)."""
+    import re
+    import time
+
+    pattern = re.compile(re.escape(prefix) + r"[A-Za-z0-9_]{8}\.tmp")
+    now = time.time()
+    try:
+        with os.scandir(folder) as entries:
+            for seen, entry in enumerate(entries):
+                if seen >= 10_000:
+                    break
+                if not pattern.fullmatch(entry.name):
+                    continue
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                    if entry.is_file(follow_symlinks=False) and now - info.st_mtime > STALE_SECONDS:
+                        os.unlink(entry.path)
+                except OSError:
+                    pass
+    except OSError:
+        pass

@@ -101,7 +101,7 @@ def _write_json(data: dict, path: str):
     import contextlib
     import io
 
-    from cnnstat.cli.snapshot import write_atomic
+    from cnnstat.files import write_atomic
     from cnnstat.render import print_json
 
     buf = io.StringIO()

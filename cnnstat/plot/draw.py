@@ -482,7 +482,7 @@ def save(fig, path) -> str:
     missing folder is one error; a new file gets the umask's mode, a replaced one keeps its)."""
     import io
 
-    from cnnstat.cli.snapshot import write_atomic  # shared with snapshot; imports click only
+    from cnnstat.files import write_atomic
 
     fmt = image_format(path)
     buf = io.BytesIO()
