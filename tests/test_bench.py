@@ -201,6 +201,15 @@ def test_frame_mode_runs_on_the_frame(run):
     assert r["memory"]["tensor_peak_bytes"] == d["static_memory"]["peak_activation_bytes"]
 
 
+def test_a_video_clip_covers_several_frames(run):
+    d = bench_json(run, "r3d_18", "--input", "3x4x16x16")
+    [r] = d["results"]
+    # 1920 x 1080 / (16 x 16) = 8100 tiles per clip, one clip per 4 frames: 2025 passes a frame
+    assert d["clip_frames"] == 4 and d["tiles"] == 8100 and d["passes_per_frame"] == 2025
+    assert r["per_frame_s"]["median"] == pytest.approx(r["per_image_s"]["median"] * 2025)
+    assert r["memory"]["tensor_peak_bytes"] == d["static_memory"]["peak_activation_bytes"]
+
+
 @pytest.mark.parametrize(
     "model, frame",
     [("lenet5", (64, 48)), ("vgg16", (320, 240)), ("resnet18", (320, 240)), ("r3d_18", (160, 120))],
@@ -287,6 +296,25 @@ def test_progress_is_reported_through_the_callback():
     assert [x for x in seen if x[0] == "eager: warm-up"] == warm
     assert [x for x in seen if x[0] == "eager: timed runs"][-1] == ("eager: timed runs", 4, 4)
     assert len(out["variants"][0]["call_seconds"]) == 4
+
+
+def test_progress_display_on_a_terminal(monkeypatch):
+    """A rich progress bar on stderr when it is a terminal and the output a table; none else."""
+    import io
+
+    from cnnstat.cli import bench as command
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    update, display = command._progress("table")
+    with display:
+        update("eager: timed runs", 3, 10)
+    assert "eager: timed runs" in err.getvalue()
+    assert command._progress("json")[0] is None
 
 
 def test_forced_layout(run):

@@ -233,7 +233,17 @@ def _bench(
     results = []
     for v in timing["variants"]:
         results.append(v if "error" in v else {**variant_result(v, analysis, row, fps, bound), **_extra(v)})
-    keep = ("resolution", "fps", "mode", "tiling", "tile", "tiles", "passes_per_frame", "macs_per_frame")
+    keep = (
+        "resolution",
+        "fps",
+        "mode",
+        "tiling",
+        "tile",
+        "tiles",
+        "clip_frames",
+        "passes_per_frame",
+        "macs_per_frame",
+    )
     return {
         "model": analysis.name,
         "on": m.describe(tdev),
@@ -333,12 +343,10 @@ def _rows(doc: dict) -> list:
     def each(f):
         return {r["variant"]: f(r) for r in results}
 
-    passes = doc["passes_per_frame"]
-    per_frame = (
-        f"x {passes:.2f} tiles" if doc["mode"] == "tile" else "frame mode: one pass" if passes == 1 else ""
-    )
-    if doc["mode"] == "frame" and passes != 1:
-        per_frame = f"x {passes:g} (a clip covers {round(1 / passes)} frames)"
+    passes, clip = doc["passes_per_frame"], doc.get("clip_frames")
+    per_frame = f"x {passes:.2f} tiles" if doc["mode"] == "tile" else "frame mode: one pass"
+    if clip:  # a video model: one clip per `clip` frames
+        per_frame = f"x {passes:.4g} ({doc.get('tiles', 1):.2f} passes per clip of {clip} frames)"
     bref = (lambda key: _ms(b[key])) if b else (lambda key: "")
     rows = [
         (
@@ -458,7 +466,12 @@ def _notes(doc: dict) -> list:
     if doc["mode"] == "tile":
         notes.append(
             f"Tile mode: {frame} covered by {doc['tiles']:.2f} tiles of {shape_text(doc['tile'])} "
-            "(frame area / tile area, as cnnstat flops); latency per frame = per image x tiles."
+            "(frame area / tile area, as cnnstat flops); latency per frame = per image x tiles"
+            + (
+                f" / {doc['clip_frames']} (one clip per {doc['clip_frames']} frames)."
+                if "clip_frames" in doc
+                else "."
+            )
         )
     else:
         notes.append(
