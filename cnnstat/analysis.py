@@ -35,7 +35,7 @@ class Analysis:
             raise CnnstatError(f"batch must be at least 1, got {self.batch}")
         self._totals = None
         self._by_kind = None
-        self._rows = None
+        self._stream = False  # to_dict's "layers": made one at a time (see json_doc)
 
     # --- queries --------------------------------------------------------------------------
 
@@ -64,21 +64,22 @@ class Analysis:
             "activation_bytes": tensor_bytes(activations, dtype),
         }
 
-    def _counts(self) -> list:
-        """``counts()`` of every layer, computed once."""
-        if self._rows is None:
-            with paused_gc():
-                self._rows = [self.counts(layer) for layer in self.graph.layers]
-        return self._rows
-
     def _sum(self):
+        """Totals and by-kind sums in one pass, each layer's :meth:`counts` added as it is made
+        (nothing per layer is kept: a million layers cost no more memory than their graph)."""
         totals = dict.fromkeys(COUNT_KEYS, 0)
         by_kind = {k: dict.fromkeys(COUNT_KEYS, 0) for k in KINDS}
-        for layer, c in zip(self.graph.layers, self._counts()):
-            bucket = by_kind[layer.kind]
-            for key in COUNT_KEYS:
-                totals[key] += c[key]
-                bucket[key] += c[key]
+        sums = {k: [0] * len(COUNT_KEYS) for k in KINDS}
+        counts = self.counts
+        with paused_gc():
+            for layer in self.graph.layers:
+                bucket = sums[layer.kind]
+                for i, v in enumerate(counts(layer).values()):  # in COUNT_KEYS order
+                    bucket[i] += v
+        for kind, bucket in sums.items():
+            by_kind[kind] = dict(zip(COUNT_KEYS, bucket))
+            for key, v in zip(COUNT_KEYS, bucket):
+                totals[key] += v
         self._totals, self._by_kind = totals, by_kind
 
     def totals(self) -> dict:
@@ -155,7 +156,19 @@ class Analysis:
         with paused_gc():
             return self._to_dict()
 
+    def json_doc(self) -> dict:
+        """:meth:`to_dict` with ``"layers"`` an iterable that makes each layer's object as it
+        is read, for :func:`cnnstat.render.print_json` to write item by item (a subclass's
+        additions to :meth:`to_dict` included). The text is the same; the memory is that of one
+        layer's object, not of a million."""
+        self._stream = True
+        try:
+            return self.to_dict()
+        finally:
+            self._stream = False
+
     def _to_dict(self) -> dict:
+        layers = _LayerDicts(self)
         return {
             "model": self.graph.name,
             "input": list(self.graph.input),
@@ -165,7 +178,7 @@ class Analysis:
             "incomplete": self.incomplete(),
             "totals": self.totals(),
             "by_kind": self.by_kind(),
-            "layers": [self._layer_dict(la, c) for la, c in zip(self.graph.layers, self._counts())],
+            "layers": layers if self._stream else list(layers),
             "receptive_field": self.rf_summary(),
             "memory": self.memory(),
             "conventions": CONVENTIONS,
@@ -205,6 +218,24 @@ class Analysis:
         return d
 
 
+class _LayerDicts:
+    """Every layer's JSON object (``Analysis._layer_dict``), made one at a time as it is read."""
+
+    __slots__ = ("analysis",)
+
+    def __init__(self, analysis: Analysis):
+        self.analysis = analysis
+
+    def __len__(self) -> int:
+        return len(self.analysis.graph.layers)
+
+    def __iter__(self):
+        a = self.analysis
+        make, counts = a._layer_dict, a.counts
+        for layer in a.graph.layers:
+            yield make(layer, counts(layer))
+
+
 CONVENTIONS = {
     "macs": "multiply-accumulates of conv and fc layers; bias adds, activations, pooling, "
     "normalisation and merges count 0",
@@ -241,11 +272,18 @@ def rf_dict(rf) -> dict | None:
     None for an unknown field."""
     if rf is None:
         return None
-    plain = lambda v: int(v) if v == int(v) else float(v)  # noqa: E731
-    out = {"size": list(rf.size), "jump": [plain(j) for j in rf.jump], "start": [plain(s) for s in rf.start]}
-    if any(j != int(j) for j in rf.jump):
-        out["jump_exact"] = [str(j) for j in rf.jump]
+    jump, start = rf.jump, rf.start
+    out = {"size": list(rf.size), "jump": [_plain(j) for j in jump], "start": [_plain(s) for s in start]}
+    if any(type(j) is not int and j != int(j) for j in jump):
+        out["jump_exact"] = [str(j) for j in jump]
     return out
+
+
+def _plain(v):
+    """An int as is, a whole float or Fraction as an int, others as a float."""
+    if type(v) is int:
+        return v
+    return int(v) if v == int(v) else float(v)
 
 
 def analyze(model, input=None, dtype: str = "fp32", batch: int = 1) -> Analysis:

@@ -70,6 +70,11 @@ class Layer:
         return f"Layer({self.name!r}, {self.op}, output={list(self.output)})"
 
     @property
+    def shape(self) -> tuple:
+        """The output shape: a layer is also the tensor it makes (the spec builder's view)."""
+        return self.output
+
+    @property
     def params(self) -> int:
         return self.weights + self.biases
 

@@ -69,6 +69,34 @@ def at_least(value, lower: bool):
 MAX_ROWS = 300  # terminal and Markdown tables show the first and last rows beyond this
 
 
+class Rows:
+    """Table rows made when they are read: ``make(item)`` for each of ``items`` (a list).
+
+    A table of a million layers then keeps its layers, not a million dicts of cells: CSV and
+    Markdown write each row as it is made, and a terminal or Markdown table past
+    :data:`MAX_ROWS` makes only the rows it shows. A sequence: ``len``, iteration, an index
+    or a slice (a list of made rows)."""
+
+    __slots__ = ("items", "make")
+
+    def __init__(self, items: list, make: Callable):
+        self.items, self.make = items, make
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return map(self.make, self.items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.make(item) for item in self.items[index]]
+        return self.make(self.items[index])
+
+    def __add__(self, other) -> list:
+        return list(self) + list(other)
+
+
 class Table:
     def __init__(self, title: str, columns: list, rows: list | None = None):
         self.title, self.columns = title, columns
@@ -161,22 +189,33 @@ def render(table: Table, fmt: str, out=None) -> None:
         writer = csv.writer(out, lineterminator="\n")
         columns = [c for c in table.columns if c.csv]
         writer.writerow([c.key for c in columns])
-        for row in table.rows + ([table.total] if table.total else []):
+        for row in table.rows:
             writer.writerow([_csv(row.get(c.key)) for c in columns])
+        if table.total:
+            writer.writerow([_csv(table.total.get(c.key)) for c in columns])
         return
     if fmt == "markdown":
-        lines = [f"**{visible(table.title)}**", ""] if table.title else []
-        lines.append("| " + " | ".join(markdown_cell(c.header) for c in table.columns) + " |")
-        lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
-        for row in table.shown():
-            lines.append("| " + " | ".join(map(markdown_cell, _cells(table, row))) + " |")
-        if table.total:
-            cells = map(markdown_cell, _cells(table, table.total))
-            lines.append("| " + " | ".join(f"**{v}**" if v else "" for v in cells) + " |")
-        lines += [""] + [visible(n, newlines=True) for n in table.notes] if table.notes else []
-        out.write("\n".join(lines) + "\n")
+        _markdown(table, out)
         return
     _terminal(table, out)
+
+
+def _markdown(table: Table, out) -> None:
+    """A Markdown table, written a batch of rows at a time."""
+    lines = [f"**{visible(table.title)}**", ""] if table.title else []
+    lines.append("| " + " | ".join(markdown_cell(c.header) for c in table.columns) + " |")
+    lines.append("|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|")
+    for row in table.shown():
+        lines.append("| " + " | ".join(map(markdown_cell, _cells(table, row))) + " |")
+        if len(lines) >= 4096:
+            out.write("\n".join(lines) + "\n")
+            lines = []
+    if table.total:
+        cells = map(markdown_cell, _cells(table, table.total))
+        lines.append("| " + " | ".join(f"**{v}**" if v else "" for v in cells) + " |")
+    lines += [""] + [visible(n, newlines=True) for n in table.notes] if table.notes else []
+    if lines:
+        out.write("\n".join(lines) + "\n")
 
 
 def _wide() -> bool:
@@ -208,14 +247,72 @@ def _terminal(table: Table, out) -> None:
     tty = out.isatty()
     probe = Console(file=out, width=None if tty else PIPED_WIDTH)
     width = probe.width
-    plan = layout(table, width, wide=_wide(), piped=not tty)
+    rows = table.shown()
+    big = len(rows) > CHUNK_ROWS
+    plan = layout(_sample(table, rows) if big else table, width, wide=_wide(), piped=not tty)
     console = Console(
         file=out, width=max(width, plan.width), highlight=False, emoji=False, markup=False, soft_wrap=False
     )
-    for item in plan.tables:
-        console.print(item)
+    if big and plan.columns is not None:
+        _chunked(table, rows, plan, console)
+    else:
+        if big:  # vertical: the records of every row (rare: --all on a narrow terminal)
+            plan = layout(table, width, wide=_wide(), piped=not tty)
+        for item in plan.tables:
+            console.print(item)
     for note in plan.notes + table.notes:
         console.print(visible(note, newlines=True), markup=False, width=width)
+
+
+CHUNK_ROWS = 1000  # a terminal table of more rows (--all) is drawn this many rows at a time
+
+
+def _sample(table: Table, rows) -> Table:
+    """A table whose few rows make the same layout as ``rows`` would: for each column, the
+    row holding its widest cell and the one holding its widest piece (word or list item), with
+    that column's value alone. Found in one pass, keeping none of the cells."""
+    widest: dict = {}  # column key -> (width, raw value), for the cell and for its widest piece
+    pieces: dict = {}
+    columns = table.columns
+    for row in rows:
+        for c in columns:
+            value = row.get(c.key)
+            text = _cell(c, value)
+            n = _len(text)
+            if n > widest.get(c.key, (-1,))[0]:
+                widest[c.key] = (n, value)
+            if c.wrap:
+                n = max((_len(p) for p in _pieces(text, c.wrap)), default=0)
+                if n > pieces.get(c.key, (-1,))[0]:
+                    pieces[c.key] = (n, value)
+    sample = Table(table.title, columns)
+    sample.rows = [{key: v} for found in (widest, pieces) for key, (_, v) in found.items()]
+    sample.total, sample.show_all = table.total, True
+    return sample
+
+
+def _chunked(table: Table, rows, plan: _Plan, console) -> None:
+    """A horizontal table of many rows drawn :data:`CHUNK_ROWS` at a time at ``plan``'s
+    column widths, the borders between pieces left out: the same text as one rich table, in
+    the memory of one piece."""
+    cols = plan.columns
+    headers = [c.header for c in cols]
+    wrap = [c.wrap for c in cols]
+    justify = ["right" if c.numeric else "left" for c in cols]
+    widths = [col.width for col in plan.tables[0].columns]
+    n = len(rows)
+    for start in range(0, n, CHUNK_ROWS):
+        first, last = start == 0, start + CHUNK_ROWS >= n
+        chunk = rows[start : start + CHUNK_ROWS]
+        total = last and bool(table.total)
+        cells = [[_cell(c, row.get(c.key)) for c in cols] for row in chunk + ([table.total] if total else [])]
+        title = table.title if first else None
+        piece = _rich(title, headers, cells, justify, wrap, widths, total, header=first)
+        with console.capture() as capture:
+            console.print(piece)
+        lines = capture.get().split("\n")[:-1]
+        lines = lines[(0 if first else 1) : (None if last else -1)]  # the border between pieces
+        console.file.write("\n".join(lines) + "\n")
 
 
 def _len(text: str) -> int:
@@ -225,8 +322,9 @@ def _len(text: str) -> int:
 
 
 class _Plan:
-    def __init__(self, tables: list, width: int, notes: list):
+    def __init__(self, tables: list, width: int, notes: list, columns: list | None = None):
         self.tables, self.width, self.notes = tables, width, notes
+        self.columns = columns  # the columns of a horizontal table; None: vertical
 
 
 def _pieces(text: str, wrap) -> list:
@@ -314,11 +412,14 @@ def _fill(text: str, wrap, width: int) -> str:
     return "\n".join(lines + [line])
 
 
-def _rich(title, headers, cells, justify, wrap, widths, total: bool, bold_last_column=False):
+def _rich(title, headers, cells, justify, wrap, widths, total: bool, bold_last_column=False, header=True):
     from rich.table import Table as RichTable
 
     t = RichTable(
-        title=visible(title, newlines=True) if title else None, title_justify="left", show_footer=False
+        title=visible(title, newlines=True) if title else None,
+        title_justify="left",
+        show_footer=False,
+        show_header=header,
     )
     for i, header in enumerate(headers):
         t.add_column(
@@ -369,7 +470,7 @@ def layout(table: Table, width: int, wide: bool = False, piped: bool = False) ->
             return None
         justify = ["right" if c.numeric else "left" for c in cols]
         rt = _rich(table.title, headers, cells, justify, wrap, widths, total)
-        return _Plan([rt], sum(widths) + _chrome(len(cols)), [])
+        return _Plan([rt], sum(widths) + _chrome(len(cols)), [], cols)
 
     plan = attempt(columns)
     if plan is not None:
@@ -441,22 +542,169 @@ def _csv(value):
 def print_json(obj, out=None) -> None:
     """``obj`` as strict RFC 8259 JSON: no ``NaN`` or ``Infinity`` (``allow_nan=False``). A
     value that is not finite is written as null, and the reason (where, and what it was) is
-    said on stderr: JSON has no such numbers, and a parser would refuse the document."""
-    import json
+    said on stderr: JSON has no such numbers, and a parser would refuse the document.
 
-    try:
-        text = json.dumps(obj, indent=2, allow_nan=False)
-    except ValueError:
-        replaced = []
-        obj = finite_json(obj, "$", replaced)
-        text = json.dumps(obj, indent=2, allow_nan=False)
+    The text is byte for byte ``json.dumps(obj, indent=2, allow_nan=False)``, written piece by
+    piece: each value of a top-level mapping (or item of a top-level list) on its own, and a
+    value that is an iterable but not a list, tuple, mapping or string (``Analysis``'s layers
+    when streamed) as a JSON array written item by item, so that a million layers are never
+    one object or one string in memory."""
+    out = out or sys.stdout
+    replaced: list = []
+    writer = _JsonWriter(out)
+    if type(obj) is dict and obj and all(type(k) is str for k in obj):
+        sep = "{\n  "
+        for key, value in obj.items():
+            writer.add(sep + _jstr(key) + ": ")
+            writer.value(value, "  ", f"$.{key}", replaced)
+            sep = ",\n  "
+        writer.add("\n}")
+    elif type(obj) in (list, tuple) or _is_stream(obj):
+        writer.array(obj, "", "$", replaced)
+    else:
+        writer.value(obj, "", "$", replaced)
+    writer.add("\n")
+    writer.flush()
+    if replaced:
         shown = ", ".join(f"{where} ({what})" for where, what in replaced[:5])
         more = f" and {len(replaced) - 5} more" if len(replaced) > 5 else ""
         print(
             f"note: written as null, JSON having no NaN or infinity: {shown}{more}",
             file=sys.stderr,
         )
-    (out or sys.stdout).write(text + "\n")
+
+
+def _jstr(text: str) -> str:
+    """A JSON string as ``json.dumps`` writes it (ASCII, escapes)."""
+    global _jstr
+    from json.encoder import encode_basestring_ascii
+
+    _jstr = encode_basestring_ascii
+    return _jstr(text)
+
+
+def _is_stream(value) -> bool:
+    """An iterable written as a JSON array item by item (not a string, mapping, list or tuple)."""
+    return hasattr(value, "__iter__") and not isinstance(value, (str, bytes, dict, list, tuple))
+
+
+class _NotFinite(ValueError):
+    """A float JSON cannot hold (NaN, an infinity) met while encoding."""
+
+
+class _JsonWriter:
+    """Indented JSON (``indent=2``) written in batches of pieces to ``out``.
+
+    The common types are encoded here (strings with ``json``'s own C escaper); anything else
+    goes through ``json.dumps`` itself, re-indented, so the text is the same as json's."""
+
+    BATCH = 1024  # pieces joined per write
+
+    def __init__(self, out):
+        self.out, self.parts = out, []
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        if len(self.parts) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.out.write("".join(self.parts))
+            self.parts = []
+
+    def value(self, value, pad: str, where: str, replaced: list) -> None:
+        """One value, or a stream written item by item; a value with a float JSON cannot hold
+        is written again from ``finite_json`` (null in its place, ``replaced`` says where)."""
+        if _is_stream(value):
+            self.array(value, pad, where, replaced)
+            return
+        try:
+            text = _text(value, pad)
+        except _NotFinite:
+            text = _text(finite_json(value, where, replaced), pad)
+        self.add(text)
+
+    def array(self, items, pad: str, where: str, replaced: list) -> None:
+        inner = pad + "  "
+        sep = "[\n" + inner
+        for i, item in enumerate(items):
+            self.add(sep)
+            self.value(item, inner, f"{where}[{i}]", replaced)
+            sep = ",\n" + inner
+        self.add("[]" if sep[0] == "[" else "\n" + pad + "]")
+
+
+_SCALAR_TEXT = {None: "null", True: "true", False: "false"}
+_KEYS: dict = {}  # key -> '"key": ' (keys repeat: every layer has the same)
+
+
+def _key(key: str) -> str:
+    text = _KEYS.get(key)
+    if text is None:
+        text = _jstr(key) + ": "
+        if len(_KEYS) < 4096:
+            _KEYS[key] = text
+    return text
+
+
+def _text(value, pad: str) -> str:
+    """``value`` as ``json.dumps(value, indent=2, allow_nan=False)`` writes it, nested at
+    ``pad``; :class:`_NotFinite` for NaN and the infinities. Strings, ints, mappings and lists
+    are written here (with json's own C escaper for strings), anything else by json itself."""
+    t = type(value)
+    if t is str:
+        return _jstr(value)
+    if t is int:
+        return int.__repr__(value)
+    if t is dict:
+        if not value:
+            return "{}"
+        inner = pad + "  "
+        items = []
+        for key, item in value.items():
+            if type(key) is not str:  # json's own key conversions
+                return _dumps(value, pad)
+            ti = type(item)
+            if ti is int:
+                items.append(_key(key) + int.__repr__(item))
+            elif ti is str:
+                items.append(_key(key) + _jstr(item))
+            else:
+                items.append(_key(key) + _text(item, inner))
+        sep = ",\n" + inner
+        return "{\n" + inner + sep.join(items) + "\n" + pad + "}"
+    if t is list or t is tuple:
+        if not value:
+            return "[]"
+        inner = pad + "  "
+        sep = ",\n" + inner
+        if all(type(v) is int for v in value):
+            return "[\n" + inner + sep.join(map(int.__repr__, value)) + "\n" + pad + "]"
+        return "[\n" + inner + sep.join([_text(v, inner) for v in value]) + "\n" + pad + "]"
+    if t is float:
+        if value != value or value in (_INF, -_INF):
+            raise _NotFinite(repr(value))
+        return float.__repr__(value)
+    if value is None or t is bool:
+        return _SCALAR_TEXT[value]
+    return _dumps(value, pad)
+
+
+_INF = float("inf")
+
+
+def _dumps(value, pad: str) -> str:
+    """``json.dumps`` itself, for what :func:`_text` does not handle, indented at ``pad``."""
+    import json
+
+    try:
+        text = json.dumps(value, indent=2, allow_nan=False)
+    except ValueError as exc:
+        if "JSON compliant" in str(exc):
+            raise _NotFinite(str(exc)) from None
+        raise
+    return text.replace("\n", "\n" + pad)
 
 
 def finite_json(value, where: str = "$", replaced: list | None = None):

@@ -78,6 +78,6 @@ def command(model, input_, resolution, batch, dtype, binary, fmt):
 
     a = load_analysis(model, input_, resolution, dtype, batch)
     if fmt == "json":
-        print_json(a.to_dict())
+        print_json(a.json_doc())
     else:
         render(params_table(a, binary), fmt)

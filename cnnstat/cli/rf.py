@@ -20,11 +20,11 @@ def command(model, input_, resolution, fmt, show_all):
     Example:
       cnnstat rf vgg16
     """
-    from cnnstat.render import Column, Table, print_json, render
+    from cnnstat.render import Column, Rows, Table, print_json, render
 
     a = load_analysis(model, input_, resolution)
     if fmt == "json":
-        print_json(a.to_dict())
+        print_json(a.json_doc())
         return
     table = Table(
         title=f"{a.name}: receptive field per layer (input {shape_text(a.graph.input)})",
@@ -37,12 +37,7 @@ def command(model, input_, resolution, fmt, show_all):
             Column("start", "start", shape_text, optional=2),
         ],
     )
-    for layer in a.layers:
-        rf = layer.rf
-        row = {"name": layer.name, "op": layer.op, "output": layer.output, "size": "?"}
-        if rf is not None:
-            row.update(size="whole input" if rf.collapsed else rf.size, jump=rf.jump, start=rf.start)
-        table.rows.append(row)
+    table.rows = Rows(a.layers, _row)  # made as they are written
     last = a.receptive_field()
     if last is not None and last.rf is None:
         table.notes.append(
@@ -64,3 +59,13 @@ def command(model, input_, resolution, fmt, show_all):
     )
     table.show_all = show_all
     render(table, fmt)
+
+
+def _row(layer) -> dict:
+    """One layer's row: name, op, output, and its field's size, jump and start (size ? when
+    unknown)."""
+    rf = layer.rf
+    row = {"name": layer.name, "op": layer.op, "output": layer.output, "size": "?"}
+    if rf is not None:
+        row.update(size="whole input" if rf.collapsed else rf.size, jump=rf.jump, start=rf.start)
+    return row

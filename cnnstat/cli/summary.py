@@ -21,14 +21,16 @@ def rf_text(rf) -> str:
     return f"{shape_text(rf.size)} /{shape_text(rf.jump)}"
 
 
+def layer_row(a, layer) -> dict:
+    """One layer's row: name, op, kind, output, counts, rf, unknown (MACs unknown), layers."""
+    row = {"name": layer.name, "op": layer.op, "kind": layer.kind, "output": layer.output}
+    row.update(a.counts(layer), rf=layer.rf, unknown=bool(layer.unknown), layers=1)
+    return row
+
+
 def layer_rows(a) -> list:
-    """One row per layer: name, op, kind, output, counts, rf, unknown (MACs unknown), layers."""
-    rows = []
-    for layer in a.layers:
-        row = {"name": layer.name, "op": layer.op, "kind": layer.kind, "output": layer.output}
-        row.update(a.counts(layer), rf=layer.rf, unknown=bool(layer.unknown), layers=1)
-        rows.append(row)
-    return rows
+    """One row per layer (:func:`layer_row`)."""
+    return [layer_row(a, layer) for layer in a.layers]
 
 
 def fold(rows: list, depth: int) -> list:
@@ -88,30 +90,46 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, show_all, dept
       cnnstat summary vgg16 --format csv > vgg16.csv
     """
     from cnnstat.cli.params import exact_totals, incomplete_note
-    from cnnstat.render import UNKNOWN, Bound, Column, Table, at_least, print_json, render
+    from cnnstat.render import UNKNOWN, Bound, Column, Rows, Table, at_least, print_json, render
     from cnnstat.units import human_bytes, si
 
     a = load_analysis(model, input_, resolution, dtype, batch)
     if fmt == "json":
-        print_json(a.to_dict())
+        print_json(a.json_doc())
         return
     totals, lower = a.totals(), not a.complete
-    rows = layer_rows(a)
-    if depth:
-        rows = fold(rows, depth)
-    count, unit = len(rows), "blocks" if depth else "layers"
-    if sort_by:  # rows whose MACs are unknown last
-        rows.sort(key=lambda r: (not (sort_by == "macs" and r["unknown"]), r[sort_by]), reverse=True)
-    if top:
-        rows = rows[:top]
-    for row in rows:
+
+    def finish(row: dict) -> dict:
+        """A row as shown: shares of the totals, unknown figures as ?."""
         row["params_pct"] = 100 * row["params"] / totals["params"] if totals["params"] else None
         row["macs_pct"] = 100 * row["macs"] / totals["macs"] if totals["macs"] else None
         if row["macs_pct"] is not None and lower:  # a share of a lower bound: at most that
             row["macs_pct"] = Bound(row["macs_pct"], upper=True)
         if row.pop("unknown"):
             row["macs"] = row["macs_pct"] = UNKNOWN
-        row["rf"] = UNKNOWN if row["rf"] is None else row["rf"]
+        if fmt == "csv":
+            row["rf"] = "?" if row["rf"] is None else "x".join(map(str, row["rf"].size))
+        else:
+            row["rf"] = UNKNOWN if row["rf"] is None else row["rf"]
+        return row
+
+    # Rows are made as they are written (render.Rows): a million layers are never a million dicts.
+    if depth:
+        items = fold(map(lambda la: layer_row(a, la), a.layers), depth)
+        rows = Rows(items, lambda row: finish(dict(row)))
+    else:
+        items = a.layers
+        rows = Rows(items, lambda la: finish(layer_row(a, la)))
+    count, unit = len(items), "blocks" if depth else "layers"
+    if sort_by:  # rows whose MACs are unknown last; the order is sorted, not the rows
+        if depth:
+            keys = [(not (sort_by == "macs" and r["unknown"]), r[sort_by]) for r in items]
+        else:
+            keys = [(not (sort_by == "macs" and la.unknown), layer_row(a, la)[sort_by]) for la in items]
+        order = sorted(range(count), key=keys.__getitem__, reverse=True)[:top]
+        rows = Rows([items[i] for i in order], rows.make)
+    elif top:
+        rows = Rows(items[:top], rows.make)
     table = Table(
         title=f"{a.name}: input {shape_text(a.graph.input)}, batch {a.batch}"
         + (f", folded at depth {depth}" if depth else ""),
@@ -134,9 +152,6 @@ def command(model, input_, resolution, batch, dtype, binary, fmt, show_all, dept
     table.total = {"name": "total", **totals}
     for key in ("macs", "activations", "activation_bytes"):  # what happens inside is not seen
         table.total[key] = at_least(totals[key], lower)
-    if fmt == "csv":
-        for row in table.rows:
-            row["rf"] = "?" if row["rf"] is UNKNOWN else "x".join(map(str, row["rf"].size))
     table.notes += exact_totals(a)
     if top and count > len(rows):
         shown = {k: sum(r[k] for r in rows if r[k] is not UNKNOWN) for k in ("params", "macs")}

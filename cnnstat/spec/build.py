@@ -236,11 +236,11 @@ class _Builder:
                 a = self.resolve(op, these, scope)
                 # Arguments naming an earlier layer (crop/upsample `like:`) read its output too.
                 refs = [
-                    self.lookup(a[g.name], these.locs.get(g.name, loc), scope)
-                    for g in op.args
-                    if g.type == "layer" and a[g.name] is not None
+                    self.lookup(a[g], these.locs.get(g, loc), scope)
+                    for g in _layer_args(op)
+                    if a[g] is not None
                 ]
-                cur = self.emit(op, a, scope.prefix + local, [cur, *refs], loc, scope)
+                cur = self.emit(op, a, scope.prefix + local, [cur, *refs] if refs else [cur], loc, scope)
         return cur
 
     # --- blocks, merges, plain ops --------------------------------------------------------
@@ -465,24 +465,12 @@ class _Builder:
                 loc,
                 scope.notes,
             )
-        layer = Layer(
-            name=name,
-            op=op.name,
-            kind=op.kind,
-            args=a,
-            inputs=tuple(t.name for t in inputs),
-            output=out,
-            weights=cost.weights,
-            biases=cost.biases,
-            buffers=cost.buffers,
-            macs=cost.macs,
-            rf=rf,
-            loc=loc,
-        )
+        names = tuple([t.name for t in inputs])
+        w, b = cost.weights, cost.biases
+        layer = Layer(name, op.name, op.kind, a, names, out, w, b, cost.buffers, cost.macs, rf, loc)
         self.layers.append(layer)
-        tensor = _Tensor(name, out, rf, loc)
-        self.tensors[name] = tensor
-        return tensor
+        self.tensors[name] = layer  # a layer is its output tensor too (name, shape, rf, loc)
+        return layer
 
     def unique(self, name, loc, scope):
         if name in self.tensors:
@@ -505,6 +493,16 @@ class _Builder:
         raise SpecError(
             f"'from': no earlier layer named '{ref}'" + did_you_mean(ref, self.tensors), loc, scope.notes
         )
+
+
+_LAYER_ARGS: dict = {}  # op name -> names of its arguments that name a layer (crop/upsample `like:`)
+
+
+def _layer_args(op) -> tuple:
+    names = _LAYER_ARGS.get(op.name)
+    if names is None:
+        names = _LAYER_ARGS[op.name] = tuple(g.name for g in op.args if g.type == "layer")
+    return names
 
 
 def _branches(op, args, scope) -> list:
