@@ -148,3 +148,24 @@ def test_loop_and_scan_count_their_bodies_once(tmp_path):
     assert loop.output == (d,) and scan.output == (d,)  # the carried states keep their dims
     assert "loop body" in loop.unknown and "scan body" in scan.unknown
     assert not a.complete and a.totals()["macs"] == 0
+
+
+def test_an_if_on_a_constant_runs_its_branch(tmp_path):
+    """torch's LocalResponseNorm export squeezes a 5-D tensor in an If on its shape (a
+    condition known at export): the branch taken runs in place, the other holds nothing."""
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    from cnnstat.torch import analyze as torch_analyze
+
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.LocalResponseNorm(5), torch.nn.Conv2d(8, 4, 1))
+    path = str(tmp_path / "lrn.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.rand(1, 3, 12, 12),), path, dynamo=False, do_constant_folding=False)
+    a = analyze(path)
+    assert a.complete and not a.graph.unsupported and "opaque" not in [la.op for la in a.layers]
+    want = torch_analyze(m, input=(3, 12, 12))
+    assert a.totals()["params"] == want.totals()["params"] == sum(p.numel() for p in m.parameters())
+    assert a.totals()["macs"] == want.totals()["macs"] == 8 * 100 * 27 + 4 * 100 * 8  # by hand
+    assert a.receptive_field().rf.size == want.receptive_field().rf.size == (3, 3)

@@ -424,3 +424,18 @@ def test_shufflenet_v2_through_onnx(tmp_path):
     assert got.complete and {k: got.totals()[k] for k in keys} == {k: want.totals()[k] for k in keys}
     assert got.totals()["params"] == sum(p.numel() for p in m.parameters()) == 1_366_792
     assert rf_tuple(got) == rf_tuple(want)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_local_response_norm_written_out_is_one_lrn(tmp_path):
+    """torch exports nn.LocalResponseNorm as x^2, a reshape to 5-D, a pad and an average pool
+    over the channels, a squeeze in an If on the shape, * alpha, + k, ^ beta, x / that: one
+    ``lrn`` layer, the receptive field the convolution's (as for the spec's lrn)."""
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.LocalResponseNorm(5, k=2.0), torch.nn.Conv2d(8, 4, 1)
+    )
+    a = analyze(exported(m, (3, 12, 12), tmp_path))
+    assert a.complete and ops(a) == ["conv", "lrn", "conv"]
+    assert a.layers[1].name == "1" and a.layers[1].args["size"] == 5 and a.layers[1].args["k"] == 2.0
+    assert a.totals()["macs"] == 8 * 100 * 27 + 4 * 100 * 8
+    assert a.receptive_field().rf.size == (3, 3)

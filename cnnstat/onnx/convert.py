@@ -241,49 +241,59 @@ class Builder:
         from cnnstat.onnx.ops import HANDLERS
         from cnnstat.onnx.patterns import PATTERN_INPUTS
 
+        self.handlers, self.pattern_inputs = HANDLERS, PATTERN_INPUTS
         for i, node in enumerate(self.model.nodes):
-            if id(node) in self.skip:
-                continue
-            self.node_base = self.base(node, i)
-            ins = [self.get(node, k) for k in range(len(node.input))]
-            acts = [x for x in ins if isinstance(x, Act)]
-            if any(a.type in (5, 10) for a in node.attribute):  # GRAPH(S): what its subgraphs read too
-                from cnnstat.onnx.read import subgraph_names
+            if id(node) not in self.skip:
+                self.step(node, i)
 
-                acts += [
-                    self.tensors[n]
-                    for n in sorted(subgraph_names(node))
-                    if isinstance(self.tensors.get(n), Act)
-                ]
-                if not acts:
-                    acts = [
-                        self.tensors[self.model.input.name]
-                    ]  # a subgraph on constants: still its parameters
-            if any(getattr(x, "pending", None) for x in acts) and node.op_type not in PATTERN_INPUTS:
-                self.opaque(node, "reads a strided slice cnnstat follows only into a patch merge")
-                continue
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                self._constant(node)
-                continue
-            if node.op_type in ("Shape", "Size") and ins and ins[0] is not None and ins[0].dims is not None:
-                self._shape_of(node, ins[0])  # an activation's or a constant's: its dims
-                continue
-            if not acts:
-                self._on_constants(node, ins)
-                continue
-            handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-            try:
-                if handler is None:
-                    raise Unfollowed("")
-                handler(self, node)
-            except Unfollowed as exc:
-                self.opaque(node, str(exc))
-            except OpError as exc:
-                self.opaque(node, f"cnnstat cannot take it: {exc}")
-            except CnnstatError:
-                raise
-            except Exception as exc:  # an untrusted file's odd attributes: never a traceback
-                self.opaque(node, f"cnnstat cannot read it ({type(exc).__name__}: {str(exc)[:80]})")
+    def holds_params(self, node) -> bool:
+        """A control-flow node's subgraphs hold parameters, or read initializers that are."""
+        from cnnstat.onnx.read import subgraph_names
+
+        outer = [self.tensors.get(n) for n in subgraph_names(node)]
+        return bool(self._subgraph_initializers(node)) or any(
+            isinstance(x, Const) and (x.params or x.soft) for x in outer
+        )
+
+    def step(self, node, i):
+        """One node: a constant, shape arithmetic, a node on constants alone, or a layer (its
+        handler's, else opaque)."""
+        HANDLERS, PATTERN_INPUTS = self.handlers, self.pattern_inputs
+        self.node_base = self.base(node, i)
+        ins = [self.get(node, k) for k in range(len(node.input))]
+        acts = [x for x in ins if isinstance(x, Act)]
+        if any(a.type in (5, 10) for a in node.attribute):  # GRAPH(S): what its subgraphs read too
+            from cnnstat.onnx.read import subgraph_names
+
+            names = sorted(subgraph_names(node))
+            acts += [self.tensors[n] for n in names if isinstance(self.tensors.get(n), Act)]
+            if not acts and self.holds_params(node):  # on constants, but parameters: a layer
+                acts = [self.tensors[self.model.input.name]]
+        if any(getattr(x, "pending", None) for x in acts) and node.op_type not in PATTERN_INPUTS:
+            self.opaque(node, "reads a strided slice cnnstat follows only into a patch merge")
+            return
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            self._constant(node)
+            return
+        if node.op_type in ("Shape", "Size") and ins and ins[0] is not None and ins[0].dims is not None:
+            self._shape_of(node, ins[0])  # an activation's or a constant's: its dims
+            return
+        if not acts:
+            self._on_constants(node, ins)
+            return
+        handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        try:
+            if handler is None:
+                raise Unfollowed("")
+            handler(self, node)
+        except Unfollowed as exc:
+            self.opaque(node, str(exc))
+        except OpError as exc:
+            self.opaque(node, f"cnnstat cannot take it: {exc}")
+        except CnnstatError:
+            raise
+        except Exception as exc:  # an untrusted file's odd attributes: never a traceback
+            self.opaque(node, f"cnnstat cannot read it ({type(exc).__name__}: {str(exc)[:80]})")
 
     def _constant(self, node):
         """A Constant node: a setting, or (a tensor of more than one float or quantized

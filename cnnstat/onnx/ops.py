@@ -784,6 +784,16 @@ def _learned(b, node, x, c, op):
     return b.emit(node, op, {}, [x], extra=c.params, view=same(x))
 
 
+@handles("Pow")
+def _pow(b, node):
+    """An activation to a constant power (torch's LRN export: ``(k + a * avg(x^2)) ^ b``):
+    arithmetic with a setting, as ``x * 0.5``: no layer, no cost."""
+    x, e = b.get(node, 0), b.get(node, 1)
+    if not isinstance(x, Act) or not isinstance(e, Const) or e.numel != 1 or e.params:
+        raise Unfollowed("a power that is not an activation to a constant")
+    b.bind(node.output[0], x)
+
+
 @handles("Sum")
 def _sum(b, node):
     acts = [b.get(node, k) for k in range(len(node.input))]
@@ -1251,7 +1261,38 @@ def _concat(b, node):
 # --- control flow ----------------------------------------------------------------------------------
 
 
-@handles("If", "Loop", "Scan")
+@handles("If")
+def _if(b, node):
+    """An If whose condition is a constant (torch's exports test a shape: LRN's squeeze of a
+    3-D input) runs its branch's nodes in place, when the other branch holds no parameter;
+    any other If is control flow."""
+    cond = b.get(node, 0)
+    if isinstance(cond, Const) and cond.value is not None and cond.value.size == 1:
+        branches = {a.name: a.g for a in node.attribute if a.name in ("then_branch", "else_branch")}
+        taken = branches.get("then_branch" if bool(cond.value.reshape(-1)[0]) else "else_branch")
+        other = [g for g in branches.values() if g is not taken]
+        if taken is not None and not len(taken.initializer) and not any(_holds(b, g) for g in other):
+            for j, n in enumerate(taken.node):
+                b.step(n, j)
+            for out, g_out in zip(node.output, taken.output):
+                if g_out.name not in b.tensors:
+                    raise Unfollowed(f"its branch's output '{g_out.name}' is made by no node of it")
+                b.bind(out, b.tensors[g_out.name])
+            return None
+    return _control_flow(b, node)
+
+
+def _holds(b, graph) -> bool:
+    """A subgraph holds parameters: initializers, or reads of the outer ones."""
+    import onnx
+
+    probe = onnx.NodeProto()
+    probe.op_type = "If"
+    probe.attribute.add().CopyFrom(onnx.helper.make_attribute("then_branch", graph))
+    return b.holds_params(probe)
+
+
+@handles("Loop", "Scan")
 def _control_flow(b, node):
     """Control flow: an opaque layer holding every parameter of its subgraphs (both of an
     If's branches; a Loop's body once, whatever its trip count), MACs unknown (the totals a

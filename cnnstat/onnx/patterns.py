@@ -465,3 +465,73 @@ def _attention(b, node):
     b.emit(
         node, "matmul", {}, [logits, v], shapes=[(hq, sq, skv), (hq, skv, dv)], rfs=rfs, lost=lost, view=view
     )
+
+
+# --- local response norm written out (torch's export of nn.LocalResponseNorm) ----------------------------
+
+
+def _made_by(b, name, *op_types):
+    node = b.producer.get(name)
+    return node if node is not None and node.op_type in op_types else None
+
+
+def _lrn_chain(b, node):
+    """``x / (k + alpha * avg_pool3d(pad(x^2 unsqueezed)))^beta``, walked back from the Div:
+    (x's name, size, alpha, beta, k, the chain's tensors) or None."""
+    x_name, d = node.input
+    pw = _made_by(b, d, "Pow")
+    add = pw and _made_by(b, pw.input[0], "Add")
+    mul = add and next((_made_by(b, n, "Mul") for n in add.input if _made_by(b, n, "Mul")), None)
+    if not (pw and add and mul):
+        return None
+    beta, k = _const_value(b, pw.input[1]), _const_value(b, _other(add, mul.output[0]))
+    scaled = next((n for n in mul.input if _const_value(b, n) is None), None)
+    alpha = _const_value(b, _other(mul, scaled)) if scaled else None
+    if beta is None or k is None or alpha is None:
+        return None
+    chain, cur = [pw.output[0], add.output[0], mul.output[0]], scaled
+    while _made_by(b, cur, "Reshape", "Squeeze", "Identity", "If"):
+        chain.append(cur)
+        prev = b.producer[cur]
+        if prev.op_type == "If":  # torch's squeeze of the pooled tensor: both branches on one input
+            branches = [
+                [m for m in a.g.node if m.op_type != "Constant"] for a in prev.attribute if a.type == 5
+            ]
+            reads = {n for g in branches for m in g for n in m.input[:1]}
+            if len(reads) != 1 or any(
+                len(g) != 1 or g[0].op_type not in ("Squeeze", "Identity") for g in branches
+            ):
+                return None
+            cur = reads.pop()
+        else:
+            cur = prev.input[0]
+    pool = _made_by(b, cur, "AveragePool")
+    pad = pool and _made_by(b, pool.input[0], "Pad")
+    unsq = pad and _made_by(b, pad.input[0], "Unsqueeze", "Reshape")
+    sq = unsq and _made_by(b, unsq.input[0], "Mul")
+    if not (pool and pad and unsq and sq) or list(sq.input) != [x_name, x_name]:
+        return None
+    kernel = attrs(pool).get("kernel_shape")
+    if not kernel or list(kernel[1:]) != [1] * (len(kernel) - 1):
+        return None
+    chain += [cur, pad.output[0], unsq.output[0], sq.output[0]]
+    return x_name, int(kernel[0]), float(alpha), float(beta), float(k), chain
+
+
+@handles("Div")
+def _div(b, node):
+    """A local response norm written out ends in a Div: one ``lrn`` layer, the layers its
+    pieces made (square, pad, average pool: no parameters, no MACs) taken back."""
+    found = _lrn_chain(b, node) if len(node.input) == 2 else None
+    x = found and b.tensors.get(found[0])
+    if not found or not isinstance(x, Act):
+        return O._arith(b, node)
+    x_name, size, alpha, beta, k, chain = found
+    made = {b.tensors[n].name for n in chain if isinstance(b.tensors.get(n), Act)} - {x.name}
+    layers = [la for la in b.layers if la.name in made]
+    if any(la.op not in ("mul", "pad", "avgpool") or la.weights or la.biases for la in layers):
+        return O._arith(b, node)
+    for la in layers:
+        b.layers.remove(la)
+        b.taken.discard(la.name)
+    b.emit(node, "lrn", {"size": size, "alpha": alpha, "beta": beta, "k": k}, [x], view=O.same(x))
