@@ -203,8 +203,6 @@ class Odd(nn.Module):
         y = self.c(x)
         if self.how == "channel step":
             y = y[:, ::2]
-        elif self.how == "drop a row":
-            y = y[:, :, 0]
         else:
             y = y[:, :, torch.tensor([0, 2])]
         return y.relu()
@@ -214,7 +212,6 @@ class Odd(nn.Module):
     "how, detail",
     [
         ("channel step", "indexes the channels with a step"),
-        ("drop a row", "drops a spatial axis"),
         ("tensor", "indexes otherwise than by ranges and positions"),
     ],
 )
@@ -226,6 +223,43 @@ def test_what_does_not_map_stays_honest(how, detail):
     assert not a.complete
     assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
     assert a.receptive_field() is None or a.receptive_field().rf is None
+
+
+class Rows(nn.Module):
+    """A spatial axis of one unit dropped: CRNN's squeeze of a height reduced to one row, or
+    one row taken (x[:, :, 2]); then a 1-D convolution along the width."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        k, s, p = ((4, 3), (4, 2), (0, 1)) if how == "squeeze" else (3, 1, 1)
+        self.c = nn.Conv2d(1, 8, k, stride=s, padding=p)
+        self.d = nn.Conv1d(8, 4, 3)
+
+    def forward(self, x):
+        y = self.c(x)
+        return self.d(y.squeeze(2) if self.how == "squeeze" else y[:, :, 2])
+
+
+@pytest.mark.parametrize(
+    "how, rows, field",
+    [
+        # 4 rows -> 1 (k 4, s 4); columns: k 3 s 2 p 1 then k 3: 3 + 2 x 2 = 7, jump 2, start 2
+        ("squeeze", (0, 3), ((7,), (2,), (2,))),
+        # row 2 of a 3 x 3 conv (padding 1) sees rows 1..3; columns 3 + 2 = 5, start 1
+        ("index", (1, 3), ((5,), (1,), (1,))),
+    ],
+)
+def test_a_dropped_axis_of_one_unit_keeps_the_others_field(how, rows, field):
+    m = Rows(how)
+    a = analyze(m, input=(1, 4, 20))
+    check_counts(m, a)
+    rf = a.layers[-1].rf
+    assert (rf.size, rf.jump, rf.start) == field and not rf.collapsed
+    module = positive(m)
+    for u in range(a.layers[-1].output[1]):
+        got = measured_field(module, a.graph.input, (u,))
+        assert got == [rows, expected_field(rf, 0, u, 20)], u
 
 
 SPEC = """

@@ -149,7 +149,9 @@ def squeezed(shape) -> tuple:
 
 def rf_for(rf: RF | None, shape: tuple) -> RF | None:
     """``rf`` for a tensor of ``shape`` (without batch) made from one with field ``rf`` by a
-    layout change (or by any call, when ``rf`` is collapsed); None (unknown) stays None."""
+    layout change (or by any call, when ``rf`` is collapsed); None (unknown) stays None.
+    Spatial axes of one unit that the layout dropped (``squeeze(2)`` of [C, 1, W], ``x[:, :, i]``
+    after a crop to one row) leave the field of the axes that remain."""
     if rf is None:
         return None
     n = len(shape) - 1
@@ -157,8 +159,35 @@ def rf_for(rf: RF | None, shape: tuple) -> RF | None:
         return rf._replace(extent=tuple(shape[1:]))
     if len(shape) <= 1 or not rf.size:
         return rf
+    dropped = _dropped_axes(rf, tuple(shape[1:]))
+    if dropped is not None:
+        return _without(rf, dropped)
     whole = rf.collapse()
     return RF((max(whole.size),) * n, (max(whole.jump),) * n, (0.0,) * n, tuple(shape[1:]), True)
+
+
+def _dropped_axes(rf: RF, spatial: tuple):
+    """The axes of one unit whose removal leaves ``spatial``, when that is unambiguous (those
+    are all the axes of one unit); else None."""
+    if rf.collapsed or len(spatial) >= len(rf.size):
+        return None
+    ones = [i for i, e in enumerate(rf.extent) if e == 1]
+    if len(ones) != len(rf.size) - len(spatial):
+        return None
+    rest = tuple(e for i, e in enumerate(rf.extent) if i not in ones)
+    return ones if rest == spatial else None
+
+
+def _without(rf: RF, axes: list) -> RF:
+    keep = [i for i in range(len(rf.size)) if i not in axes]
+
+    def pick(values):
+        return tuple(values[i] for i in keep)
+
+    phases = None
+    if rf.phases is not None and any(rf.phases[i] is not None for i in keep):
+        phases = pick(rf.phases)
+    return RF(pick(rf.size), pick(rf.jump), pick(rf.start), pick(rf.extent), rf.collapsed, phases)
 
 
 # Functions that multiply-accumulate: on parameters and constants alone (a weight computed in

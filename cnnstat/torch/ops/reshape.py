@@ -143,8 +143,6 @@ def _f_getitem(rec, call):
             dropped.add(k)
         if perm[k] is None or perm[k] == 0:
             return rec.unsupported_call(call, "indexes the batch or an inserted axis")
-        if k in dropped and perm[k] >= 2 and not (len(base.shape) == 2 and not _signal(base)):
-            return rec.unsupported_call(call, "drops a spatial axis (x[:, :, i]): no cnnstat op")
         ranges[perm[k]] = (start, stop, step)
     if not ranges:
         return rec.bind(call.out, src)
