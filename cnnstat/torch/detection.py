@@ -45,8 +45,8 @@ KINDS = {
     "SSD": "single-stage",
 }
 ROI_HEADS = (
-    "per-proposal heads (roi_heads) run after non-maximum suppression on a data-dependent number "
-    "of boxes: not analysed"
+    "per-proposal heads (roi_heads) that are not torchvision's own classes, run on a data-dependent "
+    "number of boxes: not analysed"
 )
 
 
