@@ -342,6 +342,13 @@ class NoHalf(Tiny):
             raise RuntimeError('"addmm_impl_cpu_" not implemented for \\'Half\\'')
         return super().forward(x)
 
+class Sleepy(Tiny):
+    def forward(self, x):
+        if x.device.type != "meta":
+            import time
+            time.sleep(0.02)
+        return super().forward(x)
+
 class Huge(Tiny):
     def forward(self, x):
         if x.device.type == "meta":  # cnnstat's trace allocates nothing
@@ -367,6 +374,15 @@ def test_a_pytorch_model(run, model_file):
     meta = instantiate(f"{model_file}:Tiny", {"width": 4})
     assert d["macs_per_image"] == flop_counter_macs(meta, (3, 16, 16))
     assert d["tiles"] == pytest.approx(1920 * 1080 / 256)
+
+
+def test_the_timer_times_the_call(run, model_file):
+    """A forward that sleeps 20 ms: every timed call lasts at least that (and, on a machine
+    that is not frozen, not a second more)."""
+    d = bench_json(run, f"{model_file}:Sleepy", "--input", "3x8x8", "--batch", "2")
+    r = d["results"][0]["per_call_s"]
+    assert 0.02 <= r["min"] <= r["median"] < 1.0
+    assert d["results"][0]["per_image_s"]["median"] == pytest.approx(r["median"] / 2)
 
 
 def test_compile_is_wired(run, monkeypatch):
