@@ -185,3 +185,16 @@ def test_ssd300_l2_normalisation():
             for conv, f in zip(head.module_list, features):
                 conv(f)
     assert a.totals()["macs"] == counter.get_total_flops() // 2
+
+
+def test_a_negative_number_of_rois_is_an_error(run):
+    result = run(
+        "params",
+        "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+        "--kwargs",
+        "rpn_post_nms_top_n_test=-3",
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: rpn_post_nms_top_n_test must be 0 or more RoIs, got -3"
+    ]

@@ -33,6 +33,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from cnnstat.errors import CnnstatError
 from cnnstat.torch.ops.base import NAMED_MODULES
 from cnnstat.torch.ops.roi import RoIAlign, RoIFlatten
 from cnnstat.torch.recorder import Call
@@ -164,6 +165,9 @@ def roi_stand_ins(model):
     counts = {"box": int(rpn._post_nms_top_n["testing"])}
     if any(getattr(heads, pool, None) is not None for pool, _, _ in _BRANCHES):
         counts["detections"] = int(heads.detections_per_img)
+    for key, value in zip(("rpn_post_nms_top_n_test", "box_detections_per_img"), counts.values()):
+        if value < 0:
+            raise CnnstatError(f"{key} must be 0 or more RoIs, got {value}")
     new = _copy(heads)
     for attr, names in _HEADS.items():
         sub = getattr(heads, attr, None)
