@@ -213,6 +213,59 @@ def test_pixel_unshuffle_per_axis_as_video_swins_patch_merging():
     assert la.output == (12, 2, 3)
 
 
+def test_pooling_attention_as_mvit_v2_s_block_1_by_hand():
+    # MViT-V2-S's block 1: tokens [96, 1 + 8 x 56 x 56] (a class token and the map), widened
+    # to 192 in 2 heads of 96; queries pooled by a 3x3x3 depthwise convolution of stride
+    # 1x2x2 (8 x 28 x 28), keys and values of stride 1x4x4 (8 x 14 x 14); relative position
+    # tables per axis; the pooled queries added to the output
+    text = (
+        "input: [96, 8, 56, 56]\nlayers:\n  - tokens\n  - class_token\n"
+        "  - attention: {heads: 2, dim: 192, out: 192, pool_q: 3, pool_q_stride: [1, 2, 2], pool_kv: 3,"
+        " pool_kv_stride: [1, 4, 4], rel_pos_axes: true, residual_pool: true}\n"
+    )
+    la = analyze_text(text).layers[-1]
+    n, nq, nk = 1 + 8 * 56 * 56, 1 + 8 * 28 * 28, 1 + 8 * 14 * 14
+    assert la.output == (192, nq)
+    head = 96
+    pools = head * 27 + 2 * head * 27  # q, k, v: head_dim x 27 each, shared by the heads
+    rel = (2 * 8 - 1 + 2 * 28 - 1 + 2 * 28 - 1) * head  # t: 15 rows, h and w: 55 rows
+    assert la.weights == 96 * 576 + 192 * 192 + pools + 3 * head + rel  # + the norms' scales
+    assert la.biases == 576 + 192 + 3 * head  # qkv, proj, the norms' shifts
+    assert la.weights + la.biases == 113_280
+    assert la.macs == (
+        n * 96 * 576  # qkv on every token
+        + 192 * 8 * 28 * 28 * 27  # the queries' pooling (the class token is not pooled)
+        + 2 * 192 * 8 * 14 * 14 * 27  # keys and values
+        + 2 * nq * nk * 192  # Q.K^T and A.V
+        + 192 * 8 * 28 * 28 * (8 + 14 + 14)  # relative position: each query x each key coordinate
+        + nq * 192 * 192  # proj
+    )
+    assert la.rf.collapsed and la.rf.extent == (8, 28, 28)  # the next block's map
+    # on a map (no class token), without the relative position: the pooled map out
+    la = one("attention: {heads: 2, pool_q: 3, pool_q_stride: 2, pool_kv: 3}", "[8, 6, 6]")
+    assert la.output == (8, 3, 3)  # (6 + 2 - 3) // 2 + 1
+    assert la.macs == 36 * 8 * 24 + 8 * 9 * 9 + 2 * 8 * 36 * 9 + 2 * 9 * 36 * 8 + 9 * 8 * 8
+    assert la.weights == 8 * 24 + 8 * 8 + 3 * (4 * 9 + 4)
+
+
+def test_token_pool_and_separable_pos_embed_by_hand():
+    a = analyze_text(
+        """
+        input: [96, 8, 56, 56]
+        layers:
+          - tokens
+          - class_token
+          - pos_embed: {split: 1}
+          - token_pool: {k: [1, 3, 3], s: [1, 4, 4], p: [0, 1, 1]}
+        """
+    )
+    pos, pool = a.layers[-2], a.layers[-1]
+    # MViT-B's: a row per frame, one per spatial position, one for the class token
+    assert pos.weights == 96 * (1 + 8 + 56 * 56) and pos.macs == 0
+    assert pool.output == (96, 1 + 8 * 14 * 14) and pool.macs == 0 and pool.params == 0
+    assert pool.rf.size == (1, 3, 3) and pool.rf.jump == (1, 4, 4) and pool.rf.extent == (8, 14, 14)
+
+
 def test_spatial_reduction_attention():
     # PVT-Small stage 1: 56x56 map, 64 channels, 1 head, sr 8 -> 7x7 keys and values
     la = one("attention: {heads: 1, sr: 8}", "[64, 56, 56]")
@@ -271,6 +324,25 @@ def test_matmul():
             "  - pixel_unshuffle: {factor: [2, 3]}",
             "3:5: error: pixel_unshuffle: the input's size [14, 14] is not a multiple",
         ),
+        (
+            "  - tokens\n  - attention: {heads: 1}\n  - attention: {heads: 1, pool_q: 3}",
+            "5:5: error: attention: the tokens' map is not known: give 'size'",
+        ),
+        (
+            "  - tokens\n  - attention: {heads: 1, pool_q: 3, size: 15}",
+            "4:5: error: attention: 196 tokens are fewer",
+        ),
+        (
+            "  - attention: {heads: 1, pool_q: 3, window: 7}",
+            "3:5: error: attention: 'window' does not combine",
+        ),
+        (
+            "  - attention: {heads: 1, size: 14}",
+            "3:5: error: attention: 'size' (the tokens' map) is for pooling",
+        ),
+        ("  - pos_embed: {split: 1}", "3:5: error: pos_embed needs tokens [D, N]"),
+        ("  - tokens\n  - pos_embed: {split: 2}", "4:5: error: pos_embed: 'split' 2 must be less than"),
+        ("  - token_pool: {k: 3}", "3:5: error: token_pool needs tokens [D, N]"),
         ("  - attention: {heads: 1, grid: 7, window: 7}", "3:5: error: attention: 'window' and 'grid' do"),
         ("  - attention: {heads: 1, grid: 7, sr: 2}", "3:5: error: attention: 'grid' and 'sr' do not"),
         ("  - attention: {heads: 1, grid: 5}", "3:5: error: attention: the map 14x14 is not a multiple"),
@@ -349,6 +421,7 @@ layers:
   - matmul:
       a: identity
       b: [tokens, to_map: {size: [5, 6]}]
+  - attention: {heads: 2, dim: 8, out: 12, pool_q: [3, 2], pool_q_stride: [2, 1], pool_kv: 3}
   - tokens
   - take
   - linear: {out: 10}
@@ -369,6 +442,25 @@ layers:
   - attention: {heads: 1, dim: 4}
 """
 
+MVIT = """
+cnnstat: 1
+name: mvit-like
+input: [3, 8, 32, 32]
+layers:
+  - conv: {out: 16, k: [3, 7, 7], s: [2, 4, 4], p: [1, 3, 3]}
+  - tokens
+  - class_token
+  - pos_embed: {split: 1, size: [4, 8, 8]}
+  - attention: {heads: 2, pool_q: 3, pool_kv: 3, pool_kv_stride: [1, 4, 4], rel_pos_axes: true,
+                residual_pool: true, size: [4, 8, 8]}
+  - token_pool: {k: [1, 3, 3], s: [1, 2, 2], p: [0, 1, 1], size: [4, 8, 8]}
+  - attention: {heads: 2, dim: 32, out: 32, pool_q: 3, pool_q_stride: [1, 2, 2], pool_kv: 3,
+                pool_kv_stride: [1, 2, 2], rel_pos_axes: true, size: [4, 4, 4]}
+  - token_pool: {mode: avg, k: [2, 2, 2], size: [4, 2, 2]}
+  - take
+  - fc: {out: 10}
+"""
+
 ONE_D = """
 cnnstat: 1
 name: one-d
@@ -380,7 +472,7 @@ layers:
 """
 
 
-@pytest.mark.parametrize("spec", [EVERY_NEW_OP, THREE_D, ONE_D], ids=["2d", "3d", "1d"])
+@pytest.mark.parametrize("spec", [EVERY_NEW_OP, THREE_D, ONE_D, MVIT], ids=["2d", "3d", "1d", "mvit"])
 def test_built_modules_match(spec):
     """params == sum(numel), FlopCounterMode == fvcore == cnnstat's MACs, the module imports
     back to the same layers, and the real forward gives the spec's shapes."""

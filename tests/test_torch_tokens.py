@@ -444,3 +444,41 @@ def test_torchvision_maxvit_partition_attention_of_other_modules_is_unknown_not_
 
     a = imported(Net(), (3, 16, 16), complete=False)
     assert [i["call"] for i in a.incomplete()] == ["torchvision.models.maxvit.PartitionAttentionLayer"]
+
+
+def _small_mvit(v2: bool):
+    """A small MViT as torchvision builds its v1 (separable position table, projection after
+    the second norm) or v2 (relative position, residual pooling, projection after attention):
+    two blocks, the second widening and pooling the queries (and the skip connection)."""
+    from torchvision.models.video.mvit import MSBlockConfig, MViT
+
+    blocks = [
+        MSBlockConfig(1, 16, 16, [3, 3, 3], [3, 3, 3], [1, 1, 1], [1, 2, 2]),
+        MSBlockConfig(2, 16, 32, [3, 3, 3], [3, 3, 3], [1, 2, 2], [1, 2, 2]),
+    ]
+    return MViT((32, 32), 8, blocks, v2, False, v2, v2, num_classes=10, patch_embed_kernel=(3, 7, 7))
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_torchvision_mvit_blocks(v2):
+    a = imported(_small_mvit(v2), (3, 8, 32, 32))  # complete, MACs == FlopCounterMode's
+    names = [name for name, _ in ops(a)]
+    assert "pos_encoding.class_token" in names and ("pos_encoding.pos_embed" in names) == (not v2)
+    layers = {la.name: la for la in a.layers}
+    attn = layers["blocks.1.attn"]
+    # 1 + 4 x 8 x 8 tokens of 16; queries pooled to 4 x 4 x 4, keys and values to 4 x 4 x 4
+    assert attn.output == (32 if v2 else 16, 1 + 4 * 4 * 4)
+    assert attn.args["pool_q_stride"] == (1, 2, 2) and attn.args["rel_pos_axes"] == v2
+    assert layers["blocks.1.pool_skip"].op == "token_pool"
+    assert layers["blocks.1.pool_skip"].output == (32 if v2 else 16, 1 + 4 * 4 * 4)
+    assert a.layers[-1].output == (10,)
+    if not v2:  # a row per frame (4), per spatial position (8 x 8), for the class token
+        assert layers["pos_encoding.pos_embed"].weights == 16 * (4 + 64 + 1)
+
+
+def test_torchvision_mvit_block_of_other_modules_is_unknown_not_wrong():
+    model = _small_mvit(True)
+    model.blocks[0].attn.pool_k.norm_act = None  # keys pooled without their norm: not the op's
+    a = imported(model, (3, 8, 32, 32), complete=False)
+    assert [i["call"] for i in a.incomplete()][:1] == ["torchvision.models.video.mvit.MultiscaleBlock"]
+    assert a.incomplete()[0]["layer"] == "blocks.0"

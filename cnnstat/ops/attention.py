@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cnnstat.errors import OpError
 from cnnstat.ops.base import RF, Arg, Cost, Op, per_axis, prod, register
+from cnnstat.ops.tokens import token_map, with_extent
 
 
 def _dims(values) -> str:
@@ -60,11 +61,15 @@ def grid_rf(rf: RF, grid: tuple, spatial: tuple) -> RF:
     return rf.upsample(spans, (1,) * rank, (0,) * rank, rf.extent, reads)
 
 
+POOLING = ("pool_q", "pool_kv", "rel_pos_axes", "residual_pool")
+
+
 @register
 class Attention(Op):
     """Multi-head self-attention over all positions of [D, N] tokens or a [C, *spatial] map;
-    the output has the input's shape. ``dim`` (default C) is the width of queries, keys and
-    values, split over ``heads``; the output projection maps it back to C.
+    the output has the input's shape (``out`` channels). ``dim`` (default C) is the width of
+    queries, keys and values, split over ``heads``; the output projection maps it back to C
+    (or ``out``).
 
     Weights: qkv 3 x C x dim (+ 3 x dim biases with ``qkv_bias``), proj dim x C (+ C with
     ``proj_bias``). MACs, N positions: N x C x 3dim + N x dim x C (projections)
@@ -89,6 +94,22 @@ class Attention(Op):
       ``rel_pos_bias`` (or ``rel_pos_mlp``) sized by g.
     - ``cosine`` (Swin v2): cosine similarity of queries and keys times a learned per-head
       logit scale: + heads weights; the normalisation and scaling count 0 MACs, as softmax.
+    - Pooling attention (MViT): on a map [C, *size], or on tokens [C, n + N] whose last N
+      are a map's positions (its ``size``: by default the tokens' own map, the receptive
+      field's extent; the first n, class tokens, are not pooled). ``pool_q`` / ``pool_kv``:
+      the queries / the keys and values pooled by a depthwise convolution of that kernel,
+      padding k // 2, stride ``pool_q_stride`` / ``pool_kv_stride``, whose weights (head_dim
+      x prod(k), no bias) the heads share, followed by a layer norm over head_dim (2 x head_dim
+      parameters); N_q, N_k: n + the pooled maps' positions. MACs: (n + N) x C x 3dim (qkv)
+      + dim x N_pooled x prod(k) per pooling (one for q, two for k and v) + 2 x N_q x N_k x dim
+      + N_q x dim x out. ``rel_pos_axes`` (MViT v2): a relative position table per axis,
+      (2 max(q_i, k_i) - 1) x head_dim weights, each query's position dotted with its row for
+      every key coordinate of that axis: dim x prod(q map) x sum(k map) MACs (the einsums
+      and matrix product torchvision runs). ``residual_pool`` (MViT v2): the pooled queries
+      added to the output (0 MACs). The output is [out, N_q] tokens (or the pooled map);
+      its receptive field is the whole input, its extent the queries' map (for the next
+      block's ``size``).
+    - ``out``: the output projection's width (dim x out weights; default C).
     - ``sr`` (PVT's spatial reduction): keys and values come from the map reduced by a
       convolution k = s = sr (C x C x sr^2 weights + C biases, N_k x C x C x sr^2 MACs)
       followed by a layer norm (C weights + C biases), both counted in this layer; N_k =
@@ -130,6 +151,14 @@ class Attention(Op):
         Arg("grid", "axes", None, aliases=("grid_size",), help="grid attention (MaxViT): units per axis"),
         Arg("cosine", "bool", False, help="cosine attention with a learned logit scale (Swin v2)"),
         Arg("sr", "int", 1, aliases=("sr_ratio",), min=1, help="spatial reduction of keys/values (PVT)"),
+        Arg("out", "int", None, min=1, help="output width of the projection (default: C)"),
+        Arg("pool_q", "axes", None, help="MViT: kernel of the queries' pooling convolution"),
+        Arg("pool_q_stride", "axes", 1, help="MViT: its stride"),
+        Arg("pool_kv", "axes", None, help="MViT: kernel of the keys' and values' pooling convolutions"),
+        Arg("pool_kv_stride", "axes", 1, help="MViT: their stride"),
+        Arg("rel_pos_axes", "bool", False, help="MViT v2's relative position, one table per axis"),
+        Arg("residual_pool", "bool", False, help="MViT v2: the pooled queries added to the output"),
+        Arg("size", "axes", None, help="MViT: the map of the tokens (default: the tokens' own map)"),
     )
 
     def infer(self, a, shapes, rfs):
@@ -141,6 +170,11 @@ class Attention(Op):
         dim, heads, sr = a["dim"] or c, a["heads"], a["sr"]
         if dim % heads:
             raise OpError(f"heads={heads} must divide the width {dim}")
+        if any(a[k] for k in POOLING):
+            return self._pooled(a, shape, rf, dim)
+        if a["size"] is not None:
+            raise OpError("'size' (the tokens' map) is for pooling attention: give 'pool_q' or 'pool_kv'")
+        out_c = a["out"] or c
         windowed, grid = a["window"] is not None, a["grid"] is not None
         local = windowed or grid  # attention inside groups of a map
         if (local or sr > 1) and rf.size and len(rf.size) != rank:
@@ -159,8 +193,8 @@ class Attention(Op):
         if local and sr > 1:
             raise OpError(f"'{'window' if windowed else 'grid'}' and 'sr' do not combine: use one")
 
-        weights = 3 * c * dim + dim * c + (heads if a["cosine"] else 0)
-        biases = (3 * dim if a["qkv_bias"] else 0) + (c if a["proj_bias"] else 0)
+        weights = 3 * c * dim + dim * out_c + (heads if a["cosine"] else 0)
+        biases = (3 * dim if a["qkv_bias"] else 0) + (out_c if a["proj_bias"] else 0)
         buffers = 0
         if local:
             what = "window" if windowed else "grid"
@@ -176,7 +210,7 @@ class Attention(Op):
                     raise OpError(f"the map {_dims(spatial)} is not a multiple of the grid {_dims(w)}")
                 padded = n
             area = prod(w)
-            macs = padded * c * 3 * dim + 2 * padded * area * dim + padded * dim * c
+            macs = padded * c * 3 * dim + 2 * padded * area * dim + padded * dim * out_c
             rows = prod(2 * v - 1 for v in w)  # relative offsets
             if a["rel_pos_bias"]:
                 weights += rows * heads
@@ -200,12 +234,58 @@ class Attention(Op):
             nk, kk = prod(reduced), sr**rank
             weights += c * c * kk + c  # reduction conv, norm's scale
             biases += c + c  # conv's bias, norm's shift
-            macs = n * c * dim + nk * c * 2 * dim + nk * c * c * kk + 2 * n * nk * dim + n * dim * c
+            macs = n * c * dim + nk * c * 2 * dim + nk * c * c * kk + 2 * n * nk * dim + n * dim * out_c
             out_rf = global_rf(rf)
         else:
-            macs = n * c * 3 * dim + 2 * n * n * dim + n * dim * c
+            macs = n * c * 3 * dim + 2 * n * n * dim + n * dim * out_c
             out_rf = global_rf(rf)
-        return shape, Cost(weights=weights, biases=biases, buffers=buffers, macs=macs), out_rf
+        cost = Cost(weights=weights, biases=biases, buffers=buffers, macs=macs)
+        return (out_c, *spatial), cost, out_rf
+
+    def _pooled(self, a, shape, rf, dim):
+        """Pooling attention (MViT): see the class docstring."""
+        c, heads = shape[0], a["heads"]
+        for what in ("window", "grid", "rel_pos_bias", "rel_pos_mlp", "cosine"):
+            if a[what]:
+                raise OpError(f"'{what}' does not combine with pooling attention (pool_q, pool_kv)")
+        if a["sr"] > 1:
+            raise OpError("'sr' does not combine with pooling attention (pool_q, pool_kv)")
+        if len(shape) > 2:  # a map: no class tokens
+            size, cls = tuple(shape[1:]), 0
+            if a["size"] is not None and per_axis(a["size"], len(size), "size") != size:
+                raise OpError(f"'size' {_dims(per_axis(a['size'], len(size), 'size'))} is not the map's")
+        else:
+            size, cls = token_map(a, shape, rf)
+        rank, head = len(size), dim // heads
+        out_c = a["out"] or c
+
+        def pooled(kernel, stride, what):
+            if kernel is None:
+                return size, 1
+            k, s = per_axis(kernel, rank, what), per_axis(stride, rank, f"{what}_stride")
+            if any(v < 1 for v in k + s):
+                raise OpError(f"'{what}' and its stride must be at least 1, got {list(k)}, {list(s)}")
+            return tuple((n + 2 * (v // 2) - v) // t + 1 for n, v, t in zip(size, k, s)), prod(k)
+
+        q_map, kq = pooled(a["pool_q"], a["pool_q_stride"], "pool_q")
+        kv_map, kkv = pooled(a["pool_kv"], a["pool_kv_stride"], "pool_kv")
+        if min(q_map + kv_map) < 1:
+            raise OpError(f"pooling the {_dims(size)} map leaves no position")
+        nq, nk = cls + prod(q_map), cls + prod(kv_map)
+        weights = 3 * c * dim + dim * out_c
+        biases = (3 * dim if a["qkv_bias"] else 0) + (out_c if a["proj_bias"] else 0)
+        macs = (cls + prod(size)) * c * 3 * dim + 2 * nq * nk * dim + nq * dim * out_c
+        for kernel, taps, pooled_map, count in ((a["pool_q"], kq, q_map, 1), (a["pool_kv"], kkv, kv_map, 2)):
+            if kernel is not None:  # depthwise convolution shared by the heads, then a layer norm
+                weights += count * (head * taps + head)
+                biases += count * head
+                macs += count * dim * prod(pooled_map) * taps
+        if a["rel_pos_axes"]:
+            weights += sum(2 * max(q, k) - 1 for q, k in zip(q_map, kv_map)) * head
+            macs += dim * prod(q_map) * sum(kv_map)
+        out_rf = with_extent(global_rf(rf) if rf.size else rf, q_map)  # the queries' map
+        out_shape = (out_c, nq) if len(shape) == 2 else (out_c, *q_map)
+        return out_shape, Cost(weights=weights, biases=biases, macs=macs), out_rf
 
 
 @register

@@ -9,7 +9,8 @@ the receptive field still reads in input pixels.
 from __future__ import annotations
 
 from cnnstat.errors import OpError
-from cnnstat.ops.base import RF, Arg, Cost, Op, per_axis, prod, register
+from cnnstat.ops.base import RF, ZERO, Arg, Cost, Op, per_axis, prod, register
+from cnnstat.ops.window import window
 
 
 def _dims(values) -> str:
@@ -109,13 +110,31 @@ class ClassToken(Op):
 class PosEmbed(Op):
     """Adds a learned tensor of the input's shape (ViT's position embedding): weights D x N
     on [D, N] tokens, C x H x W on a map; the addition is not a MAC. The weights are sized by
-    the input, so at another input size it is refused (as fc), and it has no frame mode."""
+    the input, so at another input size it is refused (as fc), and it has no frame mode.
+
+    ``split: k`` (MViT v1's separable embedding): on tokens [D, n + N] whose last N are a
+    map's positions (``size``, by default the tokens' own map), the sum of a table over the
+    map's first k axes and one over the others, plus a row per class token: weights
+    D x (n + prod(size[:k]) + prod(size[k:])) (MViT v1: split 1, a row per frame and one per
+    spatial position)."""
 
     name = "pos_embed"
     fixed_input = True
+    args = (
+        Arg("split", "int", None, min=1, help="MViT v1: two tables, the map's first k axes and the rest"),
+        Arg("size", "axes", None, help="with split: the tokens' map (default: their own)"),
+    )
 
-    def cost(self, a, shapes, out):
-        return Cost(weights=prod(shapes[0]))
+    def infer(self, a, shapes, rfs):
+        shape = shapes[0]
+        if a["split"] is None:
+            return shape, Cost(weights=prod(shape)), rfs[0]
+        _sequence(shape, self.name)
+        size, cls = token_map(a, shape, rfs[0])
+        if not a["split"] < len(size):
+            raise OpError(f"'split' {a['split']} must be less than the map's {len(size)} axes")
+        k = a["split"]
+        return shape, Cost(weights=shape[0] * (cls + prod(size[:k]) + prod(size[k:]))), rfs[0]
 
     def frame_args(self, a, native):
         raise OpError("its weights are sized for the spec's input, so it cannot run over a frame")
@@ -173,3 +192,63 @@ class Take(Op):
                 pos //= e
             start = tuple(s + p * j for s, p, j in zip(rf.start, reversed(at), rf.jump))
         return (shape[0],), Cost(), rf._replace(start=start, extent=(1,) * len(rf.size))
+
+
+def token_map(a: dict, shape, rf: RF) -> tuple:
+    """(map size, class tokens) of tokens [D, n + N] whose last N are a map's positions:
+    ``a["size"]``, or by default the tokens' own map (the receptive field's extent, unless
+    attention collapsed it to one unit)."""
+    if a.get("size") is not None:
+        v = a["size"]
+        size = tuple(v) if isinstance(v, tuple) else per_axis(v, max(len(rf.extent), 1), "size")
+    elif rf.extent and len(rf.extent) == len(rf.size) and not (rf.collapsed and set(rf.extent) == {1}):
+        size = tuple(rf.extent)
+    else:
+        raise OpError("the tokens' map is not known: give 'size'")
+    if any(v < 1 for v in size):
+        raise OpError(f"'size' must be positive, got {list(size)}")
+    cls = shape[1] - prod(size)
+    if cls < 0:
+        raise OpError(f"{shape[1]} tokens are fewer than the {_dims(size)} map's {prod(size)} positions")
+    return size, cls
+
+
+def with_extent(rf: RF, extent: tuple) -> RF:
+    """A field whose units see the whole input (collapsed) over a map of ``extent``."""
+    if len(rf.size) == len(extent):
+        return rf._replace(extent=tuple(extent))
+    big = (max(rf.size, default=1), max(rf.jump, default=1), max(rf.start, default=0.0))
+    return RF(*((v,) * len(extent) for v in big), tuple(extent), True)
+
+
+@register
+class TokenPool(Op):
+    """Max or average pooling over the map of tokens [D, n + N] whose last N are the map's
+    positions (``size``, by default the tokens' own map), the first n (class tokens) kept:
+    [D, n + N] -> [D, n + N'] (MViT's pooled skip connection: MaxPool3d, kernel s + 1,
+    stride s, padding k // 2). 0 MACs, no parameters, as ``maxpool``/``avgpool``.
+
+    Receptive field: the pooling window's over the map (``maxpool``'s); tokens whose units
+    already see the whole input keep it, over the pooled map."""
+
+    name = "token_pool"
+    args = (
+        Arg("mode", "str", "max", choices=("max", "avg"), help="max or avg"),
+        Arg("k", "axes", aliases=("kernel", "kernel_size"), help="window size"),
+        Arg("s", "axes", None, aliases=("stride",), help="stride (default: the window size)"),
+        Arg("p", "axes", 0, aliases=("padding", "pad"), help="padding per axis"),
+        Arg("size", "axes", None, help="the tokens' map (default: their own)"),
+    )
+
+    def infer(self, a, shapes, rfs):
+        shape, rf = shapes[0], rfs[0]
+        _sequence(shape, self.name)
+        size, cls = token_map(a, shape, rf)
+        k, s, d, pads, out = window({"k": a["k"], "s": a["s"], "p": a["p"]}, (shape[0], *size), self.name)
+        if any(2 * b > kk for (b, _), kk in zip(pads, k)):
+            raise OpError(f"padding {list(p for p, _ in pads)} must be at most half the window {list(k)}")
+        if rf.collapsed or len(rf.size) != len(size):
+            out_rf = with_extent(rf.collapse() if rf.size and not rf.collapsed else rf, out)
+        else:
+            out_rf = rf.window(k, s, [p[0] for p in pads], d, out)
+        return (shape[0], cls + prod(out)), ZERO, out_rf

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnstat.errors import CnnstatError
 from cnnstat.torch.ops.base import MODULES, axes, builds, nd
 
 # --- modules beyond torch.nn ------------------------------------------------------------------
@@ -63,9 +64,33 @@ class SelfAttention(nn.Module):
         rel_pos_mlp: int | None = None,
         grid=None,
         cosine: bool = False,
+        out: int | None = None,
+        pool_q=None,
+        pool_q_stride=1,
+        pool_kv=None,
+        pool_kv_stride=1,
+        rel_pos_axes: bool = False,
+        residual_pool: bool = False,
+        size=None,
     ):
         super().__init__()
         dim = dim or channels
+        self.out = out or channels
+        self.pool = {  # MViT's pooling: kernel and stride per axis of the map
+            "q": None if pool_q is None else (axes(pool_q, rank), axes(pool_q_stride, rank)),
+            "kv": None if pool_kv is None else (axes(pool_kv, rank), axes(pool_kv_stride, rank)),
+        }
+        self.rel_pos_axes, self.residual_pool = rel_pos_axes, residual_pool
+        self.size = None if size is None else axes(size, rank)
+        head = dim // heads
+        for which, names in (("q", ("q",)), ("kv", ("k", "v"))):
+            if self.pool[which] is not None:
+                k, st = self.pool[which]
+                conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[rank - 1]
+                for n in names:
+                    pad = tuple(v // 2 for v in k)
+                    self.add_module(f"pool_{n}", conv(head, head, k, st, pad, groups=head, bias=False))
+                    self.add_module(f"norm_{n}", nn.LayerNorm(head))
         self.channels, self.heads, self.dim, self.sr = channels, heads, dim, sr
         self.window = None if window is None else axes(window, rank)
         self.grid = None if grid is None else axes(grid, rank)
@@ -81,7 +106,7 @@ class SelfAttention(nn.Module):
             self.norm = nn.LayerNorm(channels)
         else:
             self.qkv = nn.Linear(channels, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, channels, bias=proj_bias)
+        self.proj = nn.Linear(dim, self.out, bias=proj_bias)
         if rel_pos_bias:
             rows = math.prod(2 * w - 1 for w in group)
             self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, heads))
@@ -93,8 +118,21 @@ class SelfAttention(nn.Module):
             self.register_buffer("relative_coords_table", relative_coords_table(group))
         if rel_pos_bias or rel_pos_mlp:
             self.register_buffer("relative_position_index", relative_position_index(group))
+        if rel_pos_axes:
+            if self.size is None:
+                raise ValueError("rel_pos_axes needs the map's size")
+            q_map, k_map = (self._pooled_size(self.pool[w]) for w in ("q", "kv"))
+            for i, (nq, nk) in enumerate(zip(q_map, k_map)):
+                table = nn.Parameter(torch.zeros(2 * max(nq, nk) - 1, head))
+                nn.init.trunc_normal_(table, std=0.02)
+                self.register_parameter(f"rel_pos_{i}", table)
         if cosine:
             self.logit_scale = nn.Parameter(torch.full((heads, 1, 1), math.log(10.0)))
+
+    def _pooled_size(self, pool) -> tuple:
+        if pool is None:
+            return self.size
+        return tuple((n + 2 * (k // 2) - k) // s + 1 for n, k, s in zip(self.size, *pool))
 
     @property
     def qkv_bias(self) -> bool:
@@ -107,6 +145,8 @@ class SelfAttention(nn.Module):
         )
 
     def forward(self, x):
+        if self.pool["q"] is not None or self.pool["kv"] is not None or self.rel_pos_axes:
+            return self._pooling(x)
         if self.window is not None or self.grid is not None:
             return self._windowed(x)
         tokens = x.flatten(2).transpose(1, 2)  # [B, N, C]
@@ -116,7 +156,8 @@ class SelfAttention(nn.Module):
             k, v = self.kv(reduced).chunk(2, dim=-1)
         else:
             q, k, v = self.qkv(tokens).chunk(3, dim=-1)
-        return self._attend(q, k, v).transpose(1, 2).reshape(x.shape)
+        out = self._attend(q, k, v).transpose(1, 2)
+        return out.reshape(x.shape[0], self.out, *x.shape[2:])
 
     def _attend(self, q, k, v, bias=None, mask=None):
         """[B', N_q, dim] queries, [B', N_k, dim] keys and values -> [B', N_q, C]."""
@@ -179,6 +220,63 @@ class SelfAttention(nn.Module):
         out = out[(slice(None), *(slice(0, s) for s in spatial))]
         return out.movedim(-1, 1)
 
+    def _pooling(self, x):
+        """MViT's pooling attention on a map [B, C, *size] or tokens [B, C, n + N] (the last N
+        a ``size`` map's positions; the n class tokens are not pooled)."""
+        b, c = x.shape[:2]
+        if x.dim() > 3:
+            size, tokens = tuple(x.shape[2:]), x.flatten(2).transpose(1, 2)
+        else:
+            size, tokens = self.size, x.transpose(1, 2)
+        n, h = tokens.shape[1], self.heads
+        cls, d = n - math.prod(size), self.dim // h
+        q, k, v = self.qkv(tokens).reshape(b, n, 3, h, d).permute(2, 0, 3, 1, 4)  # [B, h, N, d]
+        k_size = q_size = size
+        if self.pool["kv"] is not None:
+            k, k_size = self._pool_tokens(k, "k", size, cls)
+            v, _ = self._pool_tokens(v, "v", size, cls)
+        if self.pool["q"] is not None:
+            q, q_size = self._pool_tokens(q, "q", size, cls)
+        attn = torch.matmul(q * d**-0.5, k.transpose(-2, -1))  # [B, h, N_q, N_k]
+        if self.rel_pos_axes:
+            attn = attn.clone()
+            attn[:, :, cls:, cls:] += self._rel_pos(q[:, :, cls:], q_size, k_size)
+        out = torch.matmul(attn.softmax(dim=-1), v)
+        if self.residual_pool:
+            out = torch.cat([out[:, :, :cls], out[:, :, cls:] + q[:, :, cls:]], dim=2)
+        out = self.proj(out.transpose(1, 2).reshape(b, -1, self.dim)).transpose(1, 2)  # [B, out, N_q]
+        return out if x.dim() == 3 else out.reshape(b, self.out, *q_size)
+
+    def _pool_tokens(self, t, name, size, cls):
+        """[B, h, n + N, d] -> pooled by ``pool_<name>`` over the map, the class tokens kept,
+        then ``norm_<name>`` (MViT's Pool)."""
+        b, h, _, d = t.shape
+        head, rest = t[:, :, :cls], t[:, :, cls:]
+        pooled = self.get_submodule(f"pool_{name}")(rest.reshape(b * h, *size, d).movedim(-1, 1))
+        new = tuple(pooled.shape[2:])
+        pooled = pooled.reshape(b, h, d, -1).transpose(2, 3)
+        return self.get_submodule(f"norm_{name}")(torch.cat([head, pooled], dim=2)), new
+
+    def _rel_pos(self, q, q_size, k_size):
+        """MViT v2's decomposed relative position: [B, h, prod(q map), prod(k map)], the sum
+        over the axes of each query dotted with its table's row for every key coordinate."""
+        b, h, _, d = q.shape
+        rank = len(q_size)
+        q = q.reshape(b, h, *q_size, d)
+        total = 0
+        for i, (nq, nk) in enumerate(zip(q_size, k_size)):
+            table = self.get_parameter(f"rel_pos_{i}")
+            ratio_q, ratio_k = max(nk / nq, 1.0), max(nq / nk, 1.0)
+            dist = torch.arange(nq)[:, None] * ratio_q - (torch.arange(nk)[None, :] + 1.0 - nk) * ratio_k
+            rows = table[dist.long().to(table.device)]  # [q_i, k_i, d]
+            # each query position along axis i times its rows: a batched matrix product
+            moved = q.movedim(2 + i, 0)  # [q_i, B, h, ..., d]
+            rel = torch.matmul(moved.reshape(nq, -1, d), rows.transpose(1, 2))  # [q_i, M, k_i]
+            rel = rel.reshape(*moved.shape[:-1], nk).movedim(0, 2 + i)  # [B, h, *q_size, k_i]
+            shape = [b, h, *q_size] + [nk if j == i else 1 for j in range(rank)]
+            total = total + rel.reshape(shape)
+        return total.reshape(b, h, math.prod(q_size), math.prod(k_size))
+
     def _bias(self, window):
         """The relative position bias [heads, area, area]: looked up in the table (Swin v1,
         MaxViT) or computed by the MLP from the relative coordinates (Swin v2); None."""
@@ -222,6 +320,15 @@ class MatMul(nn.Module):
 @builds("attention")
 def _build_attention(a, shapes):
     shape = shapes[0]
+    size = a["size"]
+    pooling = any(a[k] for k in ("pool_q", "pool_kv", "rel_pos_axes", "residual_pool"))
+    if pooling and len(shape) > 2:
+        size = tuple(shape[1:])
+    elif pooling and size is None:
+        raise CnnstatError(
+            "attention: give 'size' (the tokens' map) to build it in torch (its default is known to "
+            "the analysis only)"
+        )
     return SelfAttention(
         shape[0],
         a["heads"],
@@ -232,10 +339,18 @@ def _build_attention(a, shapes):
         shift=a["shift"],
         rel_pos_bias=a["rel_pos_bias"],
         sr=a["sr"],
-        rank=len(shape) - 1,
+        rank=len(size) if pooling else len(shape) - 1,
         rel_pos_mlp=a["rel_pos_mlp"],
         grid=a["grid"],
         cosine=a["cosine"],
+        out=a["out"],
+        pool_q=a["pool_q"],
+        pool_q_stride=a["pool_q_stride"],
+        pool_kv=a["pool_kv"],
+        pool_kv_stride=a["pool_kv_stride"],
+        rel_pos_axes=a["rel_pos_axes"],
+        residual_pool=a["residual_pool"],
+        size=size,
     )
 
 
@@ -259,6 +374,14 @@ def _m_attention(rec, call):
         "grid": m.grid,
         "cosine": m.cosine,
         "sr": m.sr,
+        "out": m.out,
+        "pool_q": m.pool["q"] and m.pool["q"][0],
+        "pool_q_stride": m.pool["q"][1] if m.pool["q"] else 1,
+        "pool_kv": m.pool["kv"] and m.pool["kv"][0],
+        "pool_kv_stride": m.pool["kv"][1] if m.pool["kv"] else 1,
+        "rel_pos_axes": m.rel_pos_axes,
+        "residual_pool": m.residual_pool,
+        "size": m.size if call.args[0].dim() == 3 else None,
     }
     rec.emit(call, "attention", a, [rec.ref(call.args[0])])
 

@@ -4,6 +4,8 @@ maps."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -48,15 +50,30 @@ class ClassToken(nn.Module):
 
 
 class PosEmbed(nn.Module):
-    """cnnstat ``pos_embed``: adds a learned tensor of the input's shape ``shape`` (no batch)."""
+    """cnnstat ``pos_embed``: adds a learned tensor of the input's shape ``shape`` (no batch);
+    with ``split`` (and the tokens' map ``size``), the sum of a table over the map's first
+    ``split`` axes and one over the others, after a row per class token (MViT v1)."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, split=None, size=None):
         super().__init__()
-        self.embedding = nn.Parameter(torch.zeros(1, *shape))
-        nn.init.trunc_normal_(self.embedding, std=0.02)
+        self.split, self.size = split, None if size is None else tuple(size)
+        if split is None:
+            self.embedding = nn.Parameter(torch.zeros(1, *shape))
+            nn.init.trunc_normal_(self.embedding, std=0.02)
+            return
+        d, cls = shape[0], shape[1] - math.prod(self.size)
+        self.first = nn.Parameter(torch.zeros(d, math.prod(self.size[:split]), 1))
+        self.rest = nn.Parameter(torch.zeros(d, 1, math.prod(self.size[split:])))
+        self.cls = nn.Parameter(torch.zeros(d, cls))
 
     def forward(self, x):
-        return x + self.embedding
+        if self.split is None:
+            return x + self.embedding
+        table = torch.cat([self.cls, (self.first + self.rest).flatten(1)], dim=1)
+        return x + table
+
+    def extra_repr(self):
+        return "" if self.split is None else f"split={self.split}, size={self.size}"
 
 
 class LayerScale(nn.Module):
@@ -88,6 +105,31 @@ class Take(nn.Module):
         return f"index={self.index}, stop={self.stop}"
 
 
+class TokenPool(nn.Module):
+    """cnnstat ``token_pool``: max or average pooling over the ``size`` map of the last
+    tokens of [B, D, n + N], the first n kept (MViT's pooled skip connection)."""
+
+    def __init__(self, mode, k, s, p, size):
+        super().__init__()
+        rank = len(size)
+        self.mode, self.size = mode, tuple(size)
+        pools = (
+            (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+            if mode == "max"
+            else (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+        )
+        self.pool = pools[rank - 1](k, s, p)
+
+    def forward(self, x):
+        b, d, n = x.shape
+        cls = n - math.prod(self.size)
+        pooled = self.pool(x[:, :, cls:].reshape(b, d, *self.size)).flatten(2)
+        return torch.cat([x[:, :, :cls], pooled], dim=2)
+
+    def extra_repr(self):
+        return f"mode={self.mode!r}, size={self.size}"
+
+
 # --- build ------------------------------------------------------------------------------------
 
 builds("tokens")(lambda a, shapes: Tokens())
@@ -115,7 +157,14 @@ def _build_class_token(a, shapes):
 
 @builds("pos_embed")
 def _build_pos_embed(a, shapes):
-    return PosEmbed(shapes[0])
+    if a["split"] is not None and a["size"] is None:
+        raise CnnstatError(
+            "pos_embed: give 'size' to build it in torch (its default is known to the analysis only)"
+        )
+    size = a["size"]
+    if size is not None and not isinstance(size, (list, tuple)):
+        size = (size,) * (a["split"] + 1)
+    return PosEmbed(shapes[0], a["split"], size)
 
 
 @builds("scale")
@@ -126,6 +175,22 @@ def _build_scale(a, shapes):
 @builds("take")
 def _build_take(a, shapes):
     return Take(a["index"], a["stop"])
+
+
+@builds("token_pool")
+def _build_token_pool(a, shapes):
+    if a["size"] is None:
+        raise CnnstatError(
+            "token_pool: give 'size' to build it in torch (its default is known to the analysis only)"
+        )
+    size = a["size"]
+    rank = len(size) if isinstance(size, (list, tuple)) else 2
+    size = tuple(size) if isinstance(size, (list, tuple)) else (size,) * rank
+    k = tuple(a["k"]) if isinstance(a["k"], (list, tuple)) else (a["k"],) * rank
+    s = a["s"] if a["s"] is not None else k
+    s = tuple(s) if isinstance(s, (list, tuple)) else (s,) * rank
+    p = tuple(a["p"]) if isinstance(a["p"], (list, tuple)) else (a["p"],) * rank
+    return TokenPool(a["mode"], k, s, p, size)
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -154,6 +219,23 @@ def _m_take(rec, call):
 MODULES[Tokens] = _plain("tokens")
 MODULES[ToMap] = _m_to_map
 MODULES[ClassToken] = _m_class_token
-MODULES[PosEmbed] = _plain("pos_embed")
+
+
+def _m_pos_embed(rec, call):
+    m = call.module
+    rec.emit(call, "pos_embed", {"split": m.split, "size": m.size}, [rec.ref(call.args[0])])
+
+
+MODULES[PosEmbed] = _m_pos_embed
 MODULES[LayerScale] = _plain("scale")
 MODULES[Take] = _m_take
+
+
+def _m_token_pool(rec, call):
+    m, pool = call.module, call.module.pool
+    a = {"mode": m.mode, "k": pool.kernel_size, "s": pool.stride, "p": pool.padding, "size": m.size}
+    a = {k: tuple(v) if isinstance(v, list) else v for k, v in a.items()}
+    rec.emit(call, "token_pool", a, [rec.ref(call.args[0])])
+
+
+MODULES[TokenPool] = _m_token_pool

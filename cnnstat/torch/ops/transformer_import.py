@@ -17,6 +17,8 @@ tensor and torch's output is its output laid out alike (:meth:`Recorder.emit_lai
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -25,6 +27,7 @@ from cnnstat.torch.ops.base import MODULES, NAMED_FUNCTIONS, NAMED_MODULES, is_t
 SWIN = "torchvision.models.swin_transformer"
 VIDEO_SWIN = "torchvision.models.video.swin_transformer"
 MAXVIT = "torchvision.models.maxvit"
+MVIT = "torchvision.models.video.mvit"
 
 
 def _channels_last(ref, x) -> bool:
@@ -139,6 +142,20 @@ def _f_patch_merging_pad(rec, call):
     rec.emit_laid(call, "pixel_unshuffle", {"factor": factor, "pad": pad}, [ref])
 
 
+def _activation(module) -> bool:
+    """torch.nn's activations without parameters (GELU, ReLU, SiLU, ...): shape-preserving."""
+    params = any(True for _ in module.parameters())
+    return type(module).__module__ == "torch.nn.modules.activation" and not params
+
+
+def _output(module, inp):
+    """A meta tensor shaped as the output of a Linear, LayerNorm or activation on ``inp``,
+    made without running the module: running it would cost a layer norm's decomposition and,
+    under the hooks tracer, be recorded as a call of its own."""
+    width = module.out_features if isinstance(module, nn.Linear) else inp.shape[-1]
+    return torch.empty(*inp.shape[:-1], width, device=inp.device, dtype=inp.dtype)
+
+
 def _m_partition_attention(rec, call):
     """torchvision's MaxViT ``PartitionAttentionLayer`` on a map x [B, C, H, W]: the map cut
     into p x p windows (``window``) or into the units p apart (``grid``, after an axis swap),
@@ -164,7 +181,7 @@ def _m_partition_attention(rec, call):
         and isinstance(mlp[0], nn.LayerNorm)
         and isinstance(mlp[1], nn.Linear)
         and isinstance(mlp[3], nn.Linear)
-        and not any(True for _ in mlp[2].parameters())  # an activation
+        and _activation(mlp[2])
         and all(isinstance(d, nn.Dropout) for d in attn[2:] + mlp[4:])
         and m.partition_type in ("window", "grid")
     )
@@ -180,13 +197,7 @@ def _m_partition_attention(rec, call):
     rec.bind(y, Ref(ref.name, shape, rf_for(ref.rf, shape), ref, (("permute", shape),), (0, 2, 3, 1)))
 
     def run(name, module, inp):
-        # the output's shape, without running a layer norm on meta (its decomposition costs
-        # milliseconds) or a Linear; the activation runs
-        if isinstance(module, (nn.Linear, nn.LayerNorm)):
-            width = module.out_features if isinstance(module, nn.Linear) else inp.shape[-1]
-            out = torch.empty(*inp.shape[:-1], width, device=inp.device, dtype=inp.dtype)
-        else:
-            out = module(inp)
+        out = _output(module, inp)
         rec.module_call(f"{path}.{name}", module, (inp,), {}, out)
         return out
 
@@ -221,9 +232,164 @@ def _m_partition_attention(rec, call):
         rec.bind(call.out, made.layout(4)[0] if made.base is not None else made)
 
 
+def _pool_args(pool, head: int):
+    """(kernel, stride) of MViT's ``Pool`` of a depthwise convolution (padding k // 2, no
+    bias) and a layer norm over the head's width; None if it is another pooling."""
+    conv, norm = pool.pool, pool.norm_act
+    ok = (
+        isinstance(conv, nn.Conv3d)
+        and conv.groups == conv.in_channels == conv.out_channels == head
+        and conv.bias is None
+        and tuple(conv.padding) == tuple(k // 2 for k in conv.kernel_size)
+        and tuple(conv.dilation) == (1, 1, 1)
+        and not pool.norm_before_pool
+        and isinstance(norm, nn.Sequential)
+        and len(norm) == 1
+        and isinstance(norm[0], nn.LayerNorm)
+    )
+    return (tuple(conv.kernel_size), tuple(conv.stride)) if ok else None
+
+
+def _m_mvit_block(rec, call):
+    """torchvision's MViT ``MultiscaleBlock`` on tokens x [B, 1 + T H W, C] (a class token
+    before the map's positions) and the map's size thw: pre-norm pooling attention
+    (``attention`` with ``pool_q``/``pool_kv``, v2's ``rel_pos_axes`` and ``residual_pool``,
+    ``size`` thw), the skip connection pooled as the queries are (``token_pool``, max), the
+    projection to the new width where the block widens (v1 on the second norm's output, v2
+    on the first's), the MLP, each branch added. Recorded as those calls on the tokens under
+    the block's own module names; anything else inside is refused (an opaque layer)."""
+    m = call.module
+    x, thw = call.arg(0, "x"), call.arg(1, "thw")
+    ref = rec.ref(x)
+    attn = m.attn
+    head = attn.head_dim
+    pools = {n: getattr(attn, f"pool_{n}") for n in ("q", "k", "v")}
+    pooled = {n: p and _pool_args(p, head) for n, p in pools.items()}
+    mlp = [c for c in m.mlp if not isinstance(c, nn.Dropout)]
+    skip = m.pool_skip
+    known = (
+        isinstance(m.norm1, nn.LayerNorm)
+        and isinstance(m.norm2, nn.LayerNorm)
+        and all(pooled[n] is not None for n, p in pools.items() if p is not None)
+        and (pools["k"] is None) == (pools["v"] is None)
+        and pooled["k"] == pooled["v"]
+        and all(isinstance(c, nn.Linear) for c in attn.project if not isinstance(c, nn.Dropout))
+        and (attn.rel_pos_h is None) == (attn.rel_pos_w is None) == (attn.rel_pos_t is None)
+        and len(mlp) == 3
+        and isinstance(mlp[0], nn.Linear)
+        and isinstance(mlp[2], nn.Linear)
+        and _activation(mlp[1])
+        and (skip is None or (isinstance(skip.pool, nn.MaxPool3d) and skip.norm_act is None))
+    )
+    if not known:
+        return rec.unsupported_call(call, "a multiscale block of other modules than torchvision's")
+    if ref is None or x.dim() != 3 or ref.layout(3)[1] != (0, 2, 1):
+        return rec.unsupported_call(call, "on a tensor that is not tokens [B, N, C]")
+    from cnnstat.torch.recorder import Call
+
+    path, size, b = call.base, tuple(int(v) for v in thw), x.shape[0]
+
+    def empty(n, width):
+        return torch.empty(b, n, width, device=x.device, dtype=x.dtype)
+
+    def run(name, module, inp):
+        out = _output(module, inp)
+        rec.module_call(f"{path}.{name}", module, (inp,), {}, out)
+        return out
+
+    def add(u, v):
+        out = empty(u.shape[1], u.shape[2])
+        rec.function_call(path, "add", "operator.add", (u, v), {}, out)
+        return out
+
+    def emit(name, module, op, args, inp, out):
+        buffers = [rec.buffers[id(t)] for t in module.buffers() if id(t) in rec.buffers]
+        inner = Call(f"{path}.{name}", call.label, "", module, (inp,), {}, out, f"{path}.{name}", buffers)
+        rec.emit_laid(inner, op, args, [rec.ref(inp)])
+        return out
+
+    def after(p, n):  # the map after a pooling of kernel k, stride s, padding k // 2
+        return n if p is None else tuple((v + 2 * (k // 2) - k) // st + 1 for v, k, st in zip(n, *p))
+
+    q_map, cls = after(pooled["q"], size), x.shape[1] - math.prod(size)
+    linear = next(c for c in attn.project if isinstance(c, nn.Linear))
+    args = {
+        "heads": attn.num_heads,
+        "dim": attn.output_dim,
+        "out": linear.out_features,
+        "qkv_bias": attn.qkv.bias is not None,
+        "proj_bias": linear.bias is not None,
+        "pool_q": pooled["q"] and pooled["q"][0],
+        "pool_q_stride": pooled["q"][1] if pooled["q"] else 1,
+        "pool_kv": pooled["k"] and pooled["k"][0],
+        "pool_kv_stride": pooled["k"][1] if pooled["k"] else 1,
+        "rel_pos_axes": attn.rel_pos_h is not None,
+        "residual_pool": attn.residual_pool,
+        "size": size,
+    }
+    xn = run("norm1", m.norm1, x)
+    x_attn = emit("attn", attn, "attention", args, xn, empty(cls + math.prod(q_map), linear.out_features))
+    if m.project is not None and m.proj_after_attn:
+        x = run("project", m.project, xn)
+    if skip is not None:
+        p = skip.pool
+        targs = {"mode": "max", "k": _three(p.kernel_size), "s": _three(p.stride), "p": _three(p.padding)}
+        targs["size"] = size
+        x = emit("pool_skip", skip, "token_pool", targs, x, empty(x_attn.shape[1], x.shape[2]))
+    x = add(x, x_attn)
+    xn = run("norm2", m.norm2, x)
+    if m.project is not None and not m.proj_after_attn:
+        x = run("project", m.project, xn)
+    h = xn
+    for i, c in zip((0, 1, 3), mlp):
+        h = run(f"mlp.{i}", c, h)
+    out = add(x, h)
+    made = rec.ref(out)
+    if made is not None:
+        rec.bind(call.out[0], made)
+
+
+def _m_mvit_position(rec, call):
+    """torchvision's MViT ``PositionalEncoding`` on tokens x [B, T H W, C]: the class token
+    prepended (``class_token``), then v1's separable position table added, a row per frame,
+    one per spatial position and one for the class token (``pos_embed`` with ``split: 1``;
+    v2 has none: its position is relative, in the attention)."""
+    m = call.module
+    x = call.arg(0, "x")
+    ref = rec.ref(x)
+    if ref is None or x.dim() != 3 or ref.layout(3)[1] != (0, 2, 1):
+        return rec.unsupported_call(call, "on a tensor that is not tokens [B, N, C]")
+    from cnnstat.torch.recorder import Call
+
+    b, n, c = x.shape
+    tables = [m.spatial_pos, m.temporal_pos, m.class_pos]
+    with_cls = torch.empty(b, n + 1, c, device=x.device, dtype=x.dtype)
+    inner = Call(f"{call.base}.class_token", call.label, "", None, (x,), {}, with_cls, call.owner)
+    rec.emit_laid(inner, "class_token", {"n": 1}, [ref], params=[rec.params[id(m.class_token)]])
+    if all(t is None for t in tables):
+        out = with_cls
+    elif any(t is None for t in tables):
+        return rec.unsupported_call(call, "some of the position tables")
+    else:
+        out = torch.empty_like(with_cls)
+        size = (m.temporal_size, *m.spatial_size)
+        names = [rec.params[id(t)] for t in tables]
+        inner = Call(f"{call.base}.pos_embed", call.label, "", None, (with_cls,), {}, out, call.owner)
+        rec.emit_laid(inner, "pos_embed", {"split": 1, "size": size}, [rec.ref(with_cls)], params=names)
+    made = rec.ref(out)
+    if made is not None:
+        rec.bind(call.out, made)
+
+
+def _three(v) -> tuple:
+    return tuple(v) if isinstance(v, (list, tuple)) else (v,) * 3
+
+
 MODULES[nn.MultiheadAttention] = _m_multihead
 NAMED_MODULES[f"{SWIN}.ShiftedWindowAttention"] = _m_swin
 NAMED_MODULES[f"{SWIN}.ShiftedWindowAttentionV2"] = _m_swin_v2
 NAMED_MODULES[f"{VIDEO_SWIN}.ShiftedWindowAttention3d"] = _m_swin3d
 NAMED_FUNCTIONS[f"{SWIN}._patch_merging_pad"] = _f_patch_merging_pad
 NAMED_MODULES[f"{MAXVIT}.PartitionAttentionLayer"] = _m_partition_attention
+NAMED_MODULES[f"{MVIT}.MultiscaleBlock"] = _m_mvit_block
+NAMED_MODULES[f"{MVIT}.PositionalEncoding"] = _m_mvit_position
