@@ -310,3 +310,23 @@ def test_video_frames_and_rows():
     assert sub.rf.jump == (2, 1, 1) and sub.rf.start == (1, 2, 0)
     check_counts(m, a)
     check_fields(m, a)
+
+
+class Lookup(nn.Module):
+    """A parameter table indexed by a tensor computed from the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3)
+        self.table = nn.Parameter(torch.zeros(10, 4))
+
+    def forward(self, x):
+        return self.table[self.c(x).mean((1, 2, 3)).long()]
+
+
+def test_a_table_indexed_by_the_input_is_listed():
+    a = analyze(Lookup(), input=(3, 8, 8))
+    last = a.layers[-1]
+    assert (last.op, last.args["detail"]) == ("opaque", "indexes a tensor cnnstat does not follow")
+    assert last.weights == 40 and not a.complete
+    assert a.totals()["params"] == 3 * 4 * 9 + 4 + 40

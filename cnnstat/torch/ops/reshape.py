@@ -123,6 +123,8 @@ def _f_getitem(rec, call):
     if not is_tensor(x):
         return  # an element of a tuple (chunk, split): already known
     src = rec.ref(x)
+    if src is None:  # a constant indexed by a tensor cnnstat follows
+        return rec.unsupported_call(call, "indexes a tensor cnnstat does not follow")
     base, perm = src.layout(x.dim())
     entries = _index(index, x.dim())
     if entries is None or perm is None:
