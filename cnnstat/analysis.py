@@ -65,21 +65,28 @@ class Analysis:
         }
 
     def _sum(self):
-        """Totals and by-kind sums in one pass, each layer's :meth:`counts` added as it is made
-        (nothing per layer is kept: a million layers cost no more memory than their graph)."""
-        totals = dict.fromkeys(COUNT_KEYS, 0)
-        by_kind = {k: dict.fromkeys(COUNT_KEYS, 0) for k in KINDS}
+        """Totals and by-kind sums in one pass over the layers, each layer's figures computed
+        as :meth:`counts` computes them (bytes rounded per tensor) and added at once: nothing
+        per layer is kept, so a million layers cost no more memory than their graph."""
+        dtype, batch = self.dtype, self.batch
         sums = {k: [0] * len(COUNT_KEYS) for k in KINDS}
-        counts = self.counts
         with paused_gc():
             for layer in self.graph.layers:
-                bucket = sums[layer.kind]
-                for i, v in enumerate(counts(layer).values()):  # in COUNT_KEYS order
-                    bucket[i] += v
-        for kind, bucket in sums.items():
-            by_kind[kind] = dict(zip(COUNT_KEYS, bucket))
-            for key, v in zip(COUNT_KEYS, bucket):
-                totals[key] += v
+                s = sums[layer.kind]
+                w, b = layer.weights, layer.biases
+                act = layer.activations * batch
+                wb = tensor_bytes(w, dtype)
+                s[0] += w + b
+                s[1] += w
+                s[2] += b
+                s[3] += layer.buffers
+                s[4] += layer.macs * batch
+                s[5] += act
+                s[6] += wb
+                s[7] += wb + tensor_bytes(b, dtype)
+                s[8] += tensor_bytes(act, dtype)
+        by_kind = {kind: dict(zip(COUNT_KEYS, bucket)) for kind, bucket in sums.items()}
+        totals = {key: sum(by_kind[kind][key] for kind in KINDS) for key in COUNT_KEYS}
         self._totals, self._by_kind = totals, by_kind
 
     def totals(self) -> dict:
@@ -168,7 +175,10 @@ class Analysis:
             self._stream = False
 
     def _to_dict(self) -> dict:
-        layers = _LayerDicts(self)
+        if self._stream:
+            layers = _LayerDicts(self)
+        else:
+            layers = [self._layer_dict(la, self.counts(la)) for la in self.graph.layers]
         return {
             "model": self.graph.name,
             "input": list(self.graph.input),
@@ -178,7 +188,7 @@ class Analysis:
             "incomplete": self.incomplete(),
             "totals": self.totals(),
             "by_kind": self.by_kind(),
-            "layers": layers if self._stream else list(layers),
+            "layers": layers,
             "receptive_field": self.rf_summary(),
             "memory": self.memory(),
             "conventions": CONVENTIONS,
@@ -201,7 +211,9 @@ class Analysis:
         return {**rf_dict(layer.rf), "layer": layer.name}
 
     @staticmethod
-    def _layer_dict(layer: Layer, c: dict) -> dict:
+    def _layer_dict(layer: Layer, c: dict, rf: dict | None = None) -> dict:
+        """One layer's JSON object from its :meth:`counts` ``c``; ``rf``: its ``rf_dict``
+        when the caller has it already."""
         d = {
             "name": layer.name,
             "op": layer.op,
@@ -209,7 +221,7 @@ class Analysis:
             "inputs": list(layer.inputs),
             "output": list(layer.output),
             **c,
-            "rf": rf_dict(layer.rf),
+            "rf": rf if rf is not None else rf_dict(layer.rf),
         }
         if layer.rf is None:
             d["rf_unknown"] = layer.rf_unknown
@@ -230,10 +242,17 @@ class _LayerDicts:
         return len(self.analysis.graph.layers)
 
     def __iter__(self):
+        """The objects, one at a time. A layer whose field is its input's (activations,
+        normalisation: the same RF object) shares the previous object's ``rf``: each object
+        is written before the next is made (:meth:`Analysis.to_dict` makes its own)."""
         a = self.analysis
         make, counts = a._layer_dict, a.counts
+        last, last_dict = None, None
         for layer in a.graph.layers:
-            yield make(layer, counts(layer))
+            rf = layer.rf
+            if rf is not last or rf is None:
+                last, last_dict = rf, rf_dict(rf)
+            yield make(layer, counts(layer), last_dict)
 
 
 CONVENTIONS = {

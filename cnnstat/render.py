@@ -651,7 +651,9 @@ def _key(key: str) -> str:
 def _text(value, pad: str) -> str:
     """``value`` as ``json.dumps(value, indent=2, allow_nan=False)`` writes it, nested at
     ``pad``; :class:`_NotFinite` for NaN and the infinities. Strings, ints, mappings and lists
-    are written here (with json's own C escaper for strings), anything else by json itself."""
+    are written here (with json's own C escaper for strings), anything else by json itself.
+    A mapping's values that are strings, ints, or lists of ints or of strings are written in
+    its loop: a layer's object is mostly those, and a call per value would double the time."""
     t = type(value)
     if t is str:
         return _jstr(value)
@@ -661,26 +663,34 @@ def _text(value, pad: str) -> str:
         if not value:
             return "{}"
         inner = pad + "  "
+        deep = inner + "  "
+        sep = ",\n" + deep
         items = []
+        key_text = _KEYS.get
         for key, item in value.items():
-            if type(key) is not str:  # json's own key conversions
-                return _dumps(value, pad)
+            k = key_text(key)
+            if k is None:
+                if type(key) is not str:  # json's own key conversions
+                    return _dumps(value, pad)
+                k = _key(key)
             ti = type(item)
             if ti is int:
-                items.append(_key(key) + int.__repr__(item))
+                items.append(k + int.__repr__(item))
             elif ti is str:
-                items.append(_key(key) + _jstr(item))
+                items.append(k + _jstr(item))
+            elif (ti is list or ti is tuple) and item and (write := _scalars(item)) is not None:
+                items.append(k + "[\n" + deep + sep.join(map(write, item)) + "\n" + inner + "]")
             else:
-                items.append(_key(key) + _text(item, inner))
-        sep = ",\n" + inner
-        return "{\n" + inner + sep.join(items) + "\n" + pad + "}"
+                items.append(k + _text(item, inner))
+        return "{\n" + inner + (",\n" + inner).join(items) + "\n" + pad + "}"
     if t is list or t is tuple:
         if not value:
             return "[]"
         inner = pad + "  "
         sep = ",\n" + inner
-        if all(type(v) is int for v in value):
-            return "[\n" + inner + sep.join(map(int.__repr__, value)) + "\n" + pad + "]"
+        write = _scalars(value)
+        if write is not None:
+            return "[\n" + inner + sep.join(map(write, value)) + "\n" + pad + "]"
         return "[\n" + inner + sep.join([_text(v, inner) for v in value]) + "\n" + pad + "]"
     if t is float:
         if value != value or value in (_INF, -_INF):
@@ -689,6 +699,18 @@ def _text(value, pad: str) -> str:
     if value is None or t is bool:
         return _SCALAR_TEXT[value]
     return _dumps(value, pad)
+
+
+def _scalars(values):
+    """How to write every item of ``values`` when they are all ints (not bools, which JSON
+    writes as true/false) or all strings; None otherwise."""
+    first = type(values[0])
+    if first is not int and first is not str:
+        return None
+    for v in values:
+        if type(v) is not first:
+            return None
+    return int.__repr__ if first is int else _jstr
 
 
 _INF = float("inf")

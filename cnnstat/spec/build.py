@@ -217,7 +217,9 @@ class _Builder:
         numbered = name is not None and "repeat" in args
 
         for i in range(repeat):
-            self.spend(1, loc, scope)
+            self.work += 1  # self.spend(1, ...), written out: once per layer
+            if self.work > MAX_WORK:
+                self.spend(0, loc, scope)
             local = f"{name}.{i}" if numbered else name
             these = _with_first(args, first) if i == 0 and first else args
             if block is not None:
@@ -425,7 +427,8 @@ class _Builder:
             raise SpecError(
                 f"the spec expands to more than {MAX_LAYERS:,} layers ({LIMIT_HINT})", loc, scope.notes
             )
-        self.unique(name, loc, scope)
+        if name in self.tensors:
+            self.unique(name, loc, scope)
         shapes = [t.shape for t in inputs]
         native = self.expected.get(name) if self.expected else None
         if op.fixed_input:
