@@ -546,8 +546,8 @@ def _calibrate(on, output, name, fmt):
 
     from cnnstat.bench import measure as m
     from cnnstat.bench.calibrate import calibrate, device_toml
-    from cnnstat.cli.snapshot import write_atomic
     from cnnstat.errors import CnnstatError, brief
+    from cnnstat.files import write_atomic
     from cnnstat.hardware import device_file
 
     if not output:
