@@ -13,7 +13,7 @@ from cnnstat.cli.common import input_option, torch_options
 from cnnstat.units import DTYPE_BITS
 
 
-@click.group("plot", short_help="Charts: model comparison, per-layer costs, receptive field, roofline.")
+@click.group("plot", short_help="Charts: models compared, per-layer costs, field, roofline.")
 def command():
     """Charts of models, to -o FILE (.png, .svg or .pdf) or, with --format json, their data.
 
