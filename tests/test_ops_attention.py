@@ -186,6 +186,31 @@ def test_swin_v2_position_mlp_and_cosine_by_hand():
     assert la.weights == 4 * 8 * 8 + 4 and la.macs == 9 * 8 * 32 + 2 * 9 * 9 * 8
 
 
+def test_relative_position_table_of_a_larger_window():
+    # Video Swin-T's stage 4 on 4 frames of 7 x 7 (an 8 x 112 x 112 clip): the window 8 x 7 x 7
+    # shrinks to 4 x 7 x 7, the table stays 15 x 13 x 13 rows, the index 392^2
+    text = "attention: {heads: 24, window: [4, 7, 7], rel_pos_bias: true, rel_pos_window: [8, 7, 7]}"
+    la = one(text, "[768, 4, 7, 7]")
+    assert la.weights == 4 * 768 * 768 + 15 * 13 * 13 * 24 and la.buffers == (8 * 49) ** 2
+    n = 4 * 49
+    assert la.macs == n * 768 * 4 * 768 + 2 * n * n * 768  # one window: the map
+
+
+def test_video_swin_attention_on_a_map_smaller_than_its_window_computes_what_torchvision_does():
+    from torchvision.models.video.swin_transformer import ShiftedWindowAttention3d
+
+    torch.manual_seed(0)
+    ref = ShiftedWindowAttention3d(12, [4, 4, 4], [0, 0, 0], 3).eval()
+    ours = SelfAttention(12, 3, window=(2, 4, 4), rel_pos_bias=True, rel_pos_window=4, rank=3).eval()
+    with torch.no_grad():
+        for name in ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias", "relative_position_bias_table"):
+            ours.get_parameter(name).copy_(ref.get_parameter(name))
+        x = torch.randn(2, 12, 2, 8, 8)  # 2 frames: torchvision's window becomes 2 x 4 x 4
+        want = ref(x.permute(0, 2, 3, 4, 1)).permute(0, 4, 1, 2, 3)
+        assert torch.allclose(ours(x), want, atol=1e-5)
+    assert numel(ours) == numel(ref)
+
+
 def test_grid_attention_by_hand():
     # MaxViT-T stage 1 grid attention: 56x56 map, a 7x7 grid (units 8 apart), 64 channels,
     # 2 heads of 32, the relative position table of the grid
@@ -343,6 +368,14 @@ def test_matmul():
         ("  - pos_embed: {split: 1}", "3:5: error: pos_embed needs tokens [D, N]"),
         ("  - tokens\n  - pos_embed: {split: 2}", "4:5: error: pos_embed: 'split' 2 must be less than"),
         ("  - token_pool: {k: 3}", "3:5: error: token_pool needs tokens [D, N]"),
+        (
+            "  - attention: {heads: 1, window: 7, rel_pos_window: 8}",
+            "3:5: error: attention: 'rel_pos_window' sizes",
+        ),
+        (
+            "  - attention: {heads: 1, window: 7, rel_pos_bias: true, rel_pos_window: 5}",
+            "3:5: error: attention: 'rel_pos_window' [5, 5] is smaller than the window [7, 7]",
+        ),
         ("  - attention: {heads: 1, grid: 7, window: 7}", "3:5: error: attention: 'window' and 'grid' do"),
         ("  - attention: {heads: 1, grid: 7, sr: 2}", "3:5: error: attention: 'grid' and 'sr' do not"),
         ("  - attention: {heads: 1, grid: 5}", "3:5: error: attention: the map 14x14 is not a multiple"),
@@ -435,6 +468,7 @@ layers:
   - attention: {heads: 3, window: [2, 3, 4], shift: [1, 1, 2], rel_pos_bias: true}
   - attention: {heads: 3, window: [4, 2, 3], shift: [2, 1, 0], rel_pos_mlp: 8, cosine: true}
   - attention: {heads: 3, grid: [7, 1, 3], rel_pos_bias: true}
+  - attention: {heads: 3, window: [2, 5, 2], rel_pos_bias: true, rel_pos_window: [3, 5, 4]}
   - pixel_unshuffle: {factor: [1, 2, 2], pad: true}
   - linear: {out: 6}
   - attention: {heads: 2, sr: 2}

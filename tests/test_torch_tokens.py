@@ -352,12 +352,14 @@ def test_torchvision_video_swin_attention():
     attn = next(la for la in a.layers if la.op == "attention")
     assert (attn.args["window"], attn.args["shift"]) == ((8, 4, 4), (0, 2, 2))
     assert attn.weights == 3 * 16 * 16 + 16 * 16 + 15 * 7 * 7 * 2  # with the bias table
-    # a map smaller than the window: torchvision shrinks the window but keeps the table sized
-    # by the one it was built with, which cnnstat's op does not describe: unknown, not wrong
-    b = imported(Block(), (3, 8, 32, 32), complete=False)
-    assert [i["call"] for i in b.incomplete()] == [
-        "torchvision.models.video.swin_transformer.ShiftedWindowAttention3d"
-    ]
+    # a map smaller than the window: torchvision shrinks the window (4 frames: 4 x 4 x 4, no
+    # shift in time) but keeps the table sized by the one it was built with (rel_pos_window)
+    b = imported(Block(), (3, 8, 32, 32))  # complete, MACs == FlopCounterMode's
+    attn = next(la for la in b.layers if la.op == "attention")
+    assert (attn.args["window"], attn.args["shift"]) == ((4, 4, 4), (0, 2, 2))
+    assert attn.args["rel_pos_window"] == (8, 4, 4)
+    assert attn.weights == 3 * 16 * 16 + 16 * 16 + 15 * 7 * 7 * 2  # the table of the 8 x 4 x 4 window
+    assert attn.macs == 4 * 8 * 8 * 16 * 64 + 2 * 4 * 8 * 8 * 64 * 16  # windows of 4 x 4 x 4
 
 
 def test_torchvision_video_swin_patch_merging():

@@ -80,7 +80,10 @@ class Attention(Op):
       the padded size N_p: N_p x C x 4dim + 2 x N_p x window area x dim. ``shift`` (shifted
       windows: a cyclic roll and a mask) costs the same. ``rel_pos_bias``: Swin v1's learned
       relative position bias, a table of prod(2w - 1) x heads weights (plus the index, window
-      area^2 buffer entries). ``rel_pos_mlp: hidden`` (Swin v2's continuous position bias):
+      area^2 buffer entries); ``rel_pos_window``: the table and index sized for a larger
+      window than the one used (Video Swin on a map smaller than its window: torchvision
+      shrinks the window to the map and keeps the table it was built with, reading the first
+      rows of its index). ``rel_pos_mlp: hidden`` (Swin v2's continuous position bias):
       the bias comes from an MLP, Linear(rank, hidden) + ReLU + Linear(hidden, heads) without
       bias, run once per call on the constant table of the prod(2w - 1) relative coordinates
       (rank x hidden + hidden x heads weights + hidden biases; buffers: the table, rank
@@ -147,6 +150,12 @@ class Attention(Op):
         Arg("window", "axes", None, aliases=("window_size",), help="window size (Swin), int or per axis"),
         Arg("shift", "axes", 0, aliases=("shift_size",), help="window shift (Swin), int or per axis"),
         Arg("rel_pos_bias", "bool", False, help="Swin's relative position bias table"),
+        Arg(
+            "rel_pos_window",
+            "axes",
+            None,
+            help="the window rel_pos_bias's table is sized for (default: window)",
+        ),
         Arg("rel_pos_mlp", "int", None, min=1, help="hidden width of Swin v2's position-bias MLP"),
         Arg("grid", "axes", None, aliases=("grid_size",), help="grid attention (MaxViT): units per axis"),
         Arg("cosine", "bool", False, help="cosine attention with a learned logit scale (Swin v2)"),
@@ -213,8 +222,13 @@ class Attention(Op):
             macs = padded * c * 3 * dim + 2 * padded * area * dim + padded * dim * out_c
             rows = prod(2 * v - 1 for v in w)  # relative offsets
             if a["rel_pos_bias"]:
-                weights += rows * heads
-                buffers += area * area
+                table = per_axis(a["rel_pos_window"] or w, rank, "rel_pos_window")
+                if any(t < v for t, v in zip(table, w)):
+                    raise OpError(f"'rel_pos_window' {list(table)} is smaller than the window {list(w)}")
+                weights += prod(2 * v - 1 for v in table) * heads
+                buffers += prod(table) ** 2
+            elif a["rel_pos_window"] is not None:
+                raise OpError("'rel_pos_window' sizes the table of 'rel_pos_bias': give it")
             if a["rel_pos_mlp"]:
                 hidden = a["rel_pos_mlp"]
                 weights += rank * hidden + hidden * heads
@@ -245,7 +259,7 @@ class Attention(Op):
     def _pooled(self, a, shape, rf, dim):
         """Pooling attention (MViT): see the class docstring."""
         c, heads = shape[0], a["heads"]
-        for what in ("window", "grid", "rel_pos_bias", "rel_pos_mlp", "cosine"):
+        for what in ("window", "grid", "rel_pos_bias", "rel_pos_window", "rel_pos_mlp", "cosine"):
             if a[what]:
                 raise OpError(f"'{what}' does not combine with pooling attention (pool_q, pool_kv)")
         if a["sr"] > 1:

@@ -72,6 +72,7 @@ class SelfAttention(nn.Module):
         rel_pos_axes: bool = False,
         residual_pool: bool = False,
         size=None,
+        rel_pos_window=None,
     ):
         super().__init__()
         dim = dim or channels
@@ -97,6 +98,8 @@ class SelfAttention(nn.Module):
         self.shift = axes(shift or 0, rank) if window is not None else (0,) * rank
         self.rel_pos_bias, self.rel_pos_mlp, self.cosine = rel_pos_bias, rel_pos_mlp, cosine
         group = self.window or self.grid
+        self.rel_pos_window = None if rel_pos_window is None else axes(rel_pos_window, rank)
+        table_window = self.rel_pos_window or group
         if sr > 1:
             self.q = nn.Linear(channels, dim, bias=qkv_bias)
             self.kv = nn.Linear(channels, 2 * dim, bias=qkv_bias)
@@ -108,7 +111,7 @@ class SelfAttention(nn.Module):
             self.qkv = nn.Linear(channels, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, self.out, bias=proj_bias)
         if rel_pos_bias:
-            rows = math.prod(2 * w - 1 for w in group)
+            rows = math.prod(2 * w - 1 for w in table_window)
             self.relative_position_bias_table = nn.Parameter(torch.zeros(rows, heads))
             nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         if rel_pos_mlp:
@@ -117,7 +120,7 @@ class SelfAttention(nn.Module):
             )
             self.register_buffer("relative_coords_table", relative_coords_table(group))
         if rel_pos_bias or rel_pos_mlp:
-            self.register_buffer("relative_position_index", relative_position_index(group))
+            self.register_buffer("relative_position_index", relative_position_index(table_window))
         if rel_pos_axes:
             if self.size is None:
                 raise ValueError("rel_pos_axes needs the map's size")
@@ -287,7 +290,11 @@ class SelfAttention(nn.Module):
             table = self.cpb_mlp(self.relative_coords_table)
         else:
             return None
-        bias = table[self.relative_position_index].reshape(area, area, self.heads).permute(2, 0, 1)
+        index = self.relative_position_index
+        if index.numel() != area * area:  # a table for a larger window: its index's first rows,
+            big = math.isqrt(index.numel())  # as torchvision's video Swin reads them
+            index = index.view(big, big)[:area, :area].flatten()
+        bias = table[index].reshape(area, area, self.heads).permute(2, 0, 1)
         return 16 * torch.sigmoid(bias) if self.rel_pos_mlp else bias
 
     def _mask(self, padded, shift, split, order, like):
@@ -351,6 +358,7 @@ def _build_attention(a, shapes):
         rel_pos_axes=a["rel_pos_axes"],
         residual_pool=a["residual_pool"],
         size=size,
+        rel_pos_window=a["rel_pos_window"],
     )
 
 
@@ -382,6 +390,7 @@ def _m_attention(rec, call):
         "rel_pos_axes": m.rel_pos_axes,
         "residual_pool": m.residual_pool,
         "size": m.size if call.args[0].dim() == 3 else None,
+        "rel_pos_window": m.rel_pos_window,
     }
     rec.emit(call, "attention", a, [rec.ref(call.args[0])])
 

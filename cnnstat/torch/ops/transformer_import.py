@@ -116,7 +116,8 @@ def _m_swin_v2(rec, call):
 def _m_swin3d(rec, call):
     """torchvision's video ShiftedWindowAttention3d: window and shift over (T, H, W), each
     shrunk to the map where the map is smaller (as torchvision does: the window becomes the
-    map, no shift), and the relative position bias table."""
+    map, no shift), and the relative position bias table, sized for the window it was built
+    with (``rel_pos_window`` where the window shrank)."""
     m = call.module
     x = call.args[0] if call.args else call.kwargs["x"]
     size = tuple(int(v) for v in x.shape[1:-1])
@@ -124,7 +125,8 @@ def _m_swin3d(rec, call):
     for i, s in enumerate(size):
         if s <= window[i]:
             window[i], shift[i] = s, 0
-    _window(rec, call, window, shift, True)
+    more = {} if window == list(m.window_size) else {"rel_pos_window": tuple(m.window_size)}
+    _window(rec, call, window, shift, True, **more)
 
 
 def _f_patch_merging_pad(rec, call):
