@@ -13,7 +13,7 @@ from cnnstat.cli.common import MAX_FPS, FiniteFloat, input_option, shape_text, t
 LAYOUTS = {"auto": "auto", "contiguous": "contiguous", "channels-last": "channels_last"}
 
 
-@click.command("bench", short_help="Measure latency, throughput and memory beside the analytical bound.")
+@click.command("bench", short_help="Measured latency, throughput and memory beside the bound.")
 @click.argument("model", required=False)
 @click.option(
     "--on",
