@@ -67,9 +67,9 @@ POOLING = ("pool_q", "pool_kv", "rel_pos_axes", "residual_pool")
 @register
 class Attention(Op):
     """Multi-head self-attention over all positions of [D, N] tokens or a [C, *spatial] map;
-    the output has the input's shape (``out`` channels). ``dim`` (default C) is the width of
-    queries, keys and values, split over ``heads``; the output projection maps it back to C
-    (or ``out``).
+    the output has the input's positions (with pooling, the pooled queries') and ``out``
+    channels (default C). ``dim`` (default C) is the width of queries, keys and values,
+    split over ``heads``; the output projection maps it to ``out``.
 
     Weights: qkv 3 x C x dim (+ 3 x dim biases with ``qkv_bias``), proj dim x C (+ C with
     ``proj_bias``). MACs, N positions: N x C x 3dim + N x dim x C (projections)
