@@ -393,8 +393,9 @@ def _partition_layer(kind, c=16, size=8, p=4):
     )
 
 
+@pytest.mark.parametrize("tracer", ["fx", "hooks"])
 @pytest.mark.parametrize("kind", ["window", "grid"])
-def test_torchvision_maxvit_partition_attention(kind):
+def test_torchvision_maxvit_partition_attention(kind, tracer):
     """MaxViT's block (window) and grid attention layers: partition (and axis swap), pre-norm
     attention with the relative position bias and MLP, each with its residual, departition."""
 
@@ -407,7 +408,7 @@ def test_torchvision_maxvit_partition_attention(kind):
         def forward(self, x):
             return self.attn(self.stem(x))
 
-    a = imported(Net(), (3, 16, 16))  # complete, MACs == FlopCounterMode's
+    a = imported(Net(), (3, 16, 16), tracer=tracer)  # complete, MACs == FlopCounterMode's
     names = [(name.removeprefix("attn."), op) for name, op in ops(a)]
     assert names == [
         ("stem", "conv"),
