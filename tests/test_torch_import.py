@@ -414,3 +414,61 @@ def test_buffer_arithmetic_counts_the_buffer_as_read(tracer):
     assert [(la.buffers, la.args["module"]) for la in read] == [(8, "")]
     assert [la.buffers for la in a.layers if la.op == "unused"] == [5]
     assert a.totals()["buffers"] == 8 + 5 and by["conv"].macs == 64 * 8 * 27
+
+
+def _small_mvit_v2():
+    """torchvision's MViT v2 (relative positions, residual pooling) with two small blocks, the
+    second pooling its queries: MViT.forward calls the fx-wrapped ``_unsqueeze(x, 5, 2)[0]``
+    (a tuple: the tensor and its former number of axes) before the patch convolution."""
+    from torchvision.models.video.mvit import MSBlockConfig, MViT
+
+    blocks = [
+        MSBlockConfig(1, 16, 16, [3, 3, 3], [3, 3, 3], [1, 1, 1], [1, 2, 2]),
+        MSBlockConfig(2, 16, 32, [3, 3, 3], [3, 3, 3], [1, 2, 2], [1, 2, 2]),
+    ]
+    return MViT((32, 32), 8, blocks, True, False, True, True, num_classes=10, patch_embed_kernel=(3, 7, 7))
+
+
+def _layers(a):
+    slots = ("name", "op", "args", "inputs", "output", "weights", "biases", "buffers", "macs", "rf")
+    return [tuple(getattr(la, s) for s in slots) for la in a.layers]
+
+
+def test_mvit_traces_with_fx_as_with_hooks():
+    from cnnstat.torch.check import flop_counter_macs
+
+    model = _small_mvit_v2().eval()
+    fx, hooks = (analyze(model, input=(3, 8, 32, 32), tracer=t) for t in ("fx", "hooks"))
+    assert (fx.graph.tracer, hooks.graph.tracer) == ("fx", "hooks") and fx.complete
+    # _unsqueeze added no layer: the patch convolution reads the input itself
+    assert fx.layers[0].name == "conv_proj" and fx.layers[0].inputs == ("input",)
+    assert _layers(fx) == _layers(hooks) and fx.totals() == hooks.totals()
+    assert fx.totals()["params"] == sum(p.numel() for p in model.parameters())
+    with torch.device("meta"):
+        meta = _small_mvit_v2().eval()
+    assert fx.totals()["macs"] == flop_counter_macs(meta, (3, 8, 32, 32))
+
+
+def _unsqueeze(x):
+    """Named as MViT's (torch.fx records the name; its canonical name is ``unsqueeze``)."""
+    return x.unsqueeze(1), x.dim()
+
+
+torch.fx.wrap("_unsqueeze")
+
+
+class PairUnsqueeze(nn.Module):
+    """A wrapped ``_unsqueeze`` returning a tuple that is not MViT's."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(_unsqueeze(x)[0].squeeze(1))
+
+
+def test_another_tuple_returning_unsqueeze_is_reported_not_guessed():
+    a = analyze(PairUnsqueeze(), input=(3, 10), tracer="fx")
+    assert not a.complete
+    assert [u["call"] for u in a.graph.unsupported] == [f"{__name__}._unsqueeze"]

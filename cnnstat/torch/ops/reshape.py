@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -414,6 +415,28 @@ def _f_layout(rec, call):
     layout(rec, call, call.args[0] if call.args else call.kwargs["input"])
 
 
+MVIT = "torchvision.models.video.mvit"
+
+
+def _f_squeeze(rec, call):
+    """squeeze / unsqueeze, and torchvision MViT's ``_unsqueeze(x, target_dim, expand_dim)``
+    (``torch.fx.wrap``-ed, so torch.fx records it as one call whose name canonicalises to
+    ``unsqueeze``): it returns a tuple, x unsqueezed at ``expand_dim`` when it has
+    ``target_dim - 1`` axes (else x), and x's former number of axes (an int, for
+    ``_squeeze``, which returns a tensor and needs nothing else). Its tensor is the layout's
+    output; the ``[0]`` that follows reads that tensor back. Another function of that name
+    returning something other than a tensor is not understood: reported, not guessed."""
+    if not is_tensor(call.out):
+        out = call.out
+        if call.label != f"{MVIT}._unsqueeze" or not (
+            isinstance(out, tuple) and len(out) == 2 and is_tensor(out[0]) and isinstance(out[1], int)
+        ):
+            return rec.unsupported_call(call, "returns something other than a tensor")
+        call = copy.copy(call)
+        call.out = out[0]
+    _f_layout(rec, call)
+
+
 def _f_same(rec, call):
     """Copies and casts (clone, detach, to, float): the same values."""
     rec.bind(call.out, rec.ref(call.args[0] if call.args else call.kwargs["input"]))
@@ -432,6 +455,6 @@ for _name in ("view", "reshape", "flatten", "unflatten", "permute", "transpose",
 for _name in ("swapdims", "movedim", "moveaxis", "view_as", "reshape_as"):
     FUNCTIONS[_name] = _f_layout
 for _name in ("squeeze", "unsqueeze"):
-    FUNCTIONS[_name] = _f_layout
+    FUNCTIONS[_name] = _f_squeeze
 for _name in ("clone", "detach", "to", "float", "type_as", "type"):
     FUNCTIONS[_name] = _f_same
