@@ -74,6 +74,7 @@ def test_qlinearconv_counts_int8_weights_at_one_byte(save, run):
     assert (t["weights"], t["biases"]) == (108, 4)  # the scales and zero points are no parameters
     assert t["macs"] == 8 * 8 * 108  # as the float convolution: one int8 MAC is one MAC
     assert t["weight_bytes"] == 108 and t["param_bytes"] == 108 + 4 * 4  # int8, int32 bias
+    assert a.by_kind()["conv"]["param_bytes"] == 124 and a.counts(a.layers[0])["param_bytes"] == 124
     assert analyze(path, dtype="fp16").totals()["param_bytes"] == 124  # as stored, whatever --dtype
     doc = json.loads(run("params", path, "--format", "json").stdout)
     assert doc["onnx"]["integer_weight_layers"] == 1 and doc["totals"]["param_bytes"] == 124

@@ -43,6 +43,23 @@ class OnnxAnalysis(Analysis):
             c["weight_bytes"], c["param_bytes"] = w, w + bias
         return c
 
+    def _sum(self):
+        """The spec's totals, the bytes of layers holding integer weights as :meth:`counts`
+        gives them."""
+        from cnnstat.units import tensor_bytes
+
+        super()._sum()
+        stored = getattr(self.graph, "stored", None) or {}
+        for layer in self.graph.layers if stored else ():
+            if layer.name in stored:
+                w, bias = stored[layer.name]
+                as_dtype = tensor_bytes(layer.weights, self.dtype)
+                dw = w - as_dtype
+                dp = w + bias - as_dtype - tensor_bytes(layer.biases, self.dtype)
+                for d in (self._totals, self._by_kind[layer.kind]):
+                    d["weight_bytes"] += dw
+                    d["param_bytes"] += dp
+
     def to_dict(self) -> dict:
         d = super().to_dict()
         g = self.graph
