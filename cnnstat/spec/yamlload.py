@@ -355,7 +355,10 @@ def load_yaml(text: str, filename: str):
 def load_yaml_counted(text: str, filename: str) -> tuple:
     """:func:`load_yaml`, and how many nodes its aliases and merge keys added (work that
     counts towards a run's work limit)."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # PyYAML's pure reader checks the characters here (libyaml's later)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"YAML: {str(exc)[:200]}", Location(filename, 1, 1)) from None
     reader = _Reader(loader, filename, EXPANSION_ALLOWANCE + len(text))
     try:
         with paused_gc():
