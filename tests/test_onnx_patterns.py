@@ -439,3 +439,21 @@ def test_local_response_norm_written_out_is_one_lrn(tmp_path):
     assert a.layers[1].name == "1" and a.layers[1].args["size"] == 5 and a.layers[1].args["k"] == 2.0
     assert a.totals()["macs"] == 8 * 100 * 27 + 4 * 100 * 8
     assert a.receptive_field().rf.size == (3, 3)
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_tanh_gelu_written_out_is_one_gelu(tmp_path):
+    """GELU(approximate='tanh') exports as x*x, *x, *0.044715, +x, *sqrt(2/pi), Tanh, +1, *x,
+    *0.5: one gelu layer; a plain Tanh stays tanh."""
+    m = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.GELU(approximate="tanh"), torch.nn.Linear(16, 4), torch.nn.Tanh()
+    )
+    path = str(tmp_path / "g.onnx")
+    torch.onnx.export(
+        m, (torch.rand(1, 5, 8),), path, dynamo=False, opset_version=17, do_constant_folding=False
+    )
+    a = analyze(path, input=(5, 8))
+    assert a.complete and ops(a) == ["linear", "gelu", "linear", "tanh"]
+    assert a.layers[1].args["approximate"] == "tanh" and a.layers[1].name == "1"
+    assert a.totals()["macs"] == 5 * 8 * 16 + 5 * 16 * 4  # by hand: the two linear layers
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())

@@ -151,6 +151,7 @@ HANDLERS["Celu"] = _unary("celu", lambda a: {"alpha": a.get("alpha", 1.0)})
 HANDLERS["Softplus"] = _unary("softplus")
 HANDLERS["HardSigmoid"] = _unary("hardsigmoid")
 HANDLERS["Gelu"] = _unary("gelu", lambda a: {"approximate": text(a.get("approximate", "none"))})
+HANDLERS_PLAIN = dict(HANDLERS)  # before cnnstat.onnx.patterns puts its own in front of some
 
 
 @handles("Dropout")

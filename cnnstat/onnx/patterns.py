@@ -90,16 +90,28 @@ def _erf(b, node):
     x = b.tensors.get(x_name)
     if not isinstance(x, Act) or len(_readers(b, node.output[0])) != 1:
         raise Unfollowed("an Erf that is not part of a GELU")
+    found = _gelu_tail(b, node, x_name)
+    if found is None:
+        raise Unfollowed("an Erf that is not part of a GELU")
+    taken, cur = found
+    b.skip.update(id(n) for n in taken)
+    b.emit(node, "gelu", {"approximate": "none"}, [x], out=cur, view=O.same(x))
+
+
+def _gelu_tail(b, node, x_name):
+    """After the Erf (Tanh) of a GELU: ``+ 1``, then ``* x`` and ``* 0.5`` in either order (or
+    ``* (0.5 * x)``): (the nodes, the output), or None."""
+    if len(_readers(b, node.output[0])) != 1:
+        return None
     add = _readers(b, node.output[0])[0]
     one = _other(add, node.output[0])
     if add.op_type != "Add" or not _near(_const_value(b, one), 1.0):
-        raise Unfollowed("an Erf that is not part of a GELU")
-    # then * x and * 0.5, in either order (or * (0.5 * x))
+        return None
     need, cur, taken = {"x", "half"}, add.output[0], [add]
     while need:
         readers = _readers(b, cur)
         if len(readers) != 1 or readers[0].op_type != "Mul":
-            raise Unfollowed("an Erf that is not part of a GELU")
+            return None
         mul = readers[0]
         other = _other(mul, cur)
         if other == x_name and "x" in need:
@@ -109,11 +121,67 @@ def _erf(b, node):
         elif _is_half_x(b, other, x_name) and need == {"x", "half"}:
             need.clear()
         else:
-            raise Unfollowed("an Erf that is not part of a GELU")
+            return None
         taken.append(mul)
         cur = mul.output[0]
+    return taken, cur
+
+
+def _scaled_by(b, name, value):
+    """The other input of the Mul making ``name`` when its constant is ``value``; else None."""
+    mul = _made_by(b, name, "Mul")
+    if mul is None or len(mul.input) != 2:
+        return None
+    for i in (0, 1):
+        if _near(_const_value(b, mul.input[i]), value):
+            return mul.input[1 - i]
+    return None
+
+
+def _cube_of(b, name):
+    """x when ``name`` is ``x * (x * x)`` or ``x ^ 3``; else None."""
+    node = b.producer.get(name)
+    if node is not None and node.op_type == "Pow" and _near(_const_value(b, node.input[1]), 3.0):
+        return node.input[0]
+    if node is None or node.op_type != "Mul" or len(node.input) != 2:
+        return None
+    for i in (0, 1):
+        sq = _made_by(b, node.input[1 - i], "Mul")
+        if sq is not None and list(sq.input) == [node.input[i]] * 2:
+            return node.input[i]
+    return None
+
+
+@handles("Tanh")
+def _tanh(b, node):
+    """``0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`` (torch's GELU with
+    approximate='tanh'): one ``gelu`` layer, the layers its pieces made taken back; any other
+    Tanh a ``tanh`` layer."""
+    inner = _scaled_by(b, node.input[0], math.sqrt(2 / math.pi))
+    add = inner and _made_by(b, inner, "Add")
+    x_name = cube = None
+    if add is not None and len(add.input) == 2:
+        for i in (0, 1):
+            c = _scaled_by(b, add.input[1 - i], 0.044715)
+            if c is not None and _cube_of(b, c) == add.input[i]:
+                x_name, cube = add.input[i], c
+    x = b.tensors.get(x_name) if x_name else None
+    tail = _gelu_tail(b, node, x_name) if isinstance(x, Act) else None
+    if tail is None:
+        return O.HANDLERS_PLAIN["Tanh"](b, node)
+    chain = [node.input[0], inner, add.input[0], add.input[1], cube]
+    cube_node = b.producer[cube]
+    chain += [n for n in cube_node.input if n != x_name]
+    made = {b.tensors[n].name for n in chain if isinstance(b.tensors.get(n), Act)} - {x.name}
+    layers = [la for la in b.layers if la.name in made]
+    if any(la.op not in ("mul", "add") or la.weights or la.biases for la in layers):
+        return O.HANDLERS_PLAIN["Tanh"](b, node)
+    for la in layers:
+        b.layers.remove(la)
+        b.taken.discard(la.name)
+    taken, out = tail
     b.skip.update(id(n) for n in taken)
-    b.emit(node, "gelu", {"approximate": "none"}, [x], out=cur, view=O.same(x))
+    b.emit(node, "gelu", {"approximate": "tanh"}, [x], out=out, view=O.same(x))
 
 
 def _is_half_x(b, name, x_name) -> bool:
