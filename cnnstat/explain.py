@@ -17,7 +17,7 @@ import re
 from fractions import Fraction
 from typing import NamedTuple
 
-from cnnstat.errors import CnnstatError, did_you_mean
+from cnnstat.errors import CnnstatError
 from cnnstat.ops import REGISTRY
 from cnnstat.ops.base import RF, Cost, Op
 from cnnstat.ops.steps import Step, dot, generic, note, num
@@ -63,26 +63,66 @@ class Explained(NamedTuple):
 
 def find_layer(analysis, name: str):
     """The layer named ``name`` (as ``cnnstat summary`` shows it; case-insensitive when that
-    is unambiguous); an unknown name raises with the closest names."""
+    is unambiguous); an unknown name raises with the closest names (a few, cut short)."""
     layers = {la.name: la for la in analysis.layers}
     if name in layers:
         return layers[name]
     folded = [la for la in analysis.layers if la.name.lower() == name.lower()]
     if len(folded) == 1:
         return folded[0]
-    hint = did_you_mean(name, layers) or _prefix_hint(name, layers)
+    hint = _suggest(name, list(layers)) or _prefix_hint(name, layers)
+    model = cut(analysis.name, 60)
     raise CnnstatError(
-        f"no layer '{name}' in {analysis.name}{hint}; 'cnnstat summary {analysis.name}' lists the layers"
+        f"no layer '{cut(name, 60)}' in {model}{hint}; 'cnnstat summary {model}' lists the layers"
     )
+
+
+SUGGEST_WINDOW = 2_000  # past this many layers, only the names nearest in sorted order are compared
+
+
+def _suggest(name: str, names: list) -> str:
+    """`` (did you mean 'x' or 'y'?)`` from the names closest to ``name`` (difflib), each cut
+    short; '' when none is close. Bounded work whatever the network and the name: a name over
+    :data:`~cnnstat.render.MAX_SHOWN` characters is compared with nothing, and a network of
+    many layers only by the names that sort next to it (names alike share their start:
+    ``relu_99999`` sits beside ``relu99999``)."""
+    import bisect
+    import difflib
+
+    from cnnstat.render import MAX_SHOWN
+
+    if len(name) > MAX_SHOWN:
+        return ""
+    if len(names) > SUGGEST_WINDOW:
+        names = sorted(names)
+        at = bisect.bisect_left(names, name)
+        names = names[max(0, at - SUGGEST_WINDOW // 2) : at + SUGGEST_WINDOW // 2]
+    close = difflib.get_close_matches(name, sorted(set(names)), n=3, cutoff=0.6)
+    return " (did you mean " + " or ".join(f"'{cut(c, 60)}'" for c in close) + "?)" if close else ""
 
 
 def _prefix_hint(name: str, names) -> str:
     """Layers whose names start with ``name`` (a block: ``layer1`` -> ``layer1.0.conv1``)."""
-    under = [n for n in names if n.startswith(name + ".") or n.startswith(name)]
+    under = []
+    for n in names:
+        if n.startswith(name):
+            under.append(n)
+            if len(under) > 3:
+                break
     if not under:
         return ""
-    shown = ", ".join(f"'{n}'" for n in under[:3]) + (", ..." if len(under) > 3 else "")
+    shown = ", ".join(f"'{cut(n, 60)}'" for n in under[:3]) + (", ..." if len(under) > 3 else "")
     return f" (layers under it: {shown})"
+
+
+def cut(text, limit: int | None = None) -> str:
+    """A user string (a layer's or a model's name, a comment) at most ``limit`` characters
+    (:data:`~cnnstat.render.MAX_SHOWN` by default), an ellipsis where it was cut. Control
+    characters stay: each form escapes them for where it goes (Markdown, a terminal)."""
+    from cnnstat.render import MAX_SHOWN
+
+    text, limit = str(text), limit or MAX_SHOWN
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 # --- the steps of one layer ----------------------------------------------------------------
@@ -135,7 +175,7 @@ def layer_steps(analysis, layer, inputs: list) -> list:
     after the parameters, and the memory its output takes at the analysis' dtype."""
     steps = [Step("input", "input", "", "", tuple(s)) for s, _ in inputs[:1]]
     for (s, _), name in list(zip(inputs, layer.inputs))[1:]:
-        steps.append(note(f"also reads '{name}': {'x'.join(map(str, s))}"))
+        steps.append(note(f"also reads '{cut(name)}': {'x'.join(map(str, s))}"))
     body = op_steps(layer, inputs)
     last = max((i for i, st in enumerate(body) if st.what in ("weights", "biases")), default=len(body) - 1)
     extra = []
@@ -268,8 +308,10 @@ class Context:
         """The sibling models' figures for the layer of the same name where they differ:
         ``[{"model", "description", "differs": {figure: (here, there)}}]``."""
         out = []
-        for name, description, other in self.siblings:
-            twin = next((la for la in other.layers if la.name == layer.name), None)
+        if not hasattr(self, "_twins"):
+            self._twins = [{la.name: la for la in other.layers} for _, _, other in self.siblings]
+        for (name, description, _), twins in zip(self.siblings, self._twins):
+            twin = twins.get(layer.name)
             if twin is None:
                 continue
             differs = {
@@ -318,12 +360,19 @@ def _read_lines(file: str) -> list:
         return []
 
 
-def context(spec, input_shape=None, dtype: str = "fp32", batch: int = 1) -> Context:
+SIBLING_MAX_LAYERS = 2_000  # a network larger than this is not compared with its spec's other models
+
+
+def context(spec, input_shape=None, dtype: str = "fp32", batch: int = 1, size: int = 0) -> Context:
     """The context of a spec model: its comments, and the other models of its file whose
     layers have the same names in the same order (a variant that changes parameters, not the
-    architecture), analysed at the same input (``input_shape``, else each its own)."""
+    architecture), analysed at the same input (``input_shape``, else each its own). A network
+    of ``size`` layers past :data:`SIBLING_MAX_LAYERS` gets its comments only: comparing it
+    would build and analyse every other model of the file as large."""
     if spec is None:
         return Context()
+    if size > SIBLING_MAX_LAYERS:
+        return Context(spec)
     return Context(spec, _siblings(spec, input_shape, dtype, batch))
 
 
@@ -366,10 +415,11 @@ def _root(spec):
 
 
 def explain_layer(analysis, layer, ctx: Context | None = None, known: dict | None = None) -> Explained:
-    """``layer`` (a Layer or its name) explained step by step."""
+    """``layer`` (a Layer or its name) explained step by step (``known``: :func:`tensors`, else
+    only the tensors the layer reads are looked up)."""
     if isinstance(layer, str):
         layer = find_layer(analysis, layer)
-    known = known if known is not None else tensors(analysis)
+    known = known if known is not None else _read_by(analysis, layer)
     inputs = [known[name] for name in layer.inputs]
     ctx = ctx or Context()
     steps = layer_steps(analysis, layer, inputs)
@@ -377,27 +427,114 @@ def explain_layer(analysis, layer, ctx: Context | None = None, known: dict | Non
     return Explained(layer, shapes, steps, ctx.comments(layer), ctx.beside(layer))
 
 
+def _read_by(analysis, layer) -> dict:
+    """The (shape, receptive field) of the tensors ``layer`` reads, by name."""
+    wanted = set(layer.inputs)
+    graph = analysis.graph
+    shape = tuple(graph.input)
+    out = {"input": (shape, RF.input(shape[1:] if len(shape) > 1 else ()))} if "input" in wanted else {}
+    for la in analysis.layers:
+        if la.name in wanted:
+            out[la.name] = (tuple(la.output), la.rf)
+    return out
+
+
 def explain_all(analysis, ctx: Context | None = None) -> list:
     known = tensors(analysis)
     return [explain_layer(analysis, la, ctx, known) for la in analysis.layers]
 
 
-def reconcile(analysis, explained: list) -> dict:
+HEAD_LAYERS, TAIL_LAYERS = 200, 50  # a network past MAX_ROWS layers: these first and last sections
+
+
+class Hidden(NamedTuple):
+    """The layers an abridged sheet leaves out: ``count`` of them, rows ``first`` to ``last``
+    (1-based, as ``cnnstat summary`` numbers them)."""
+
+    count: int
+    first: int
+    last: int
+
+
+def explain_shown(analysis, ctx: Context | None = None, show_all: bool = False):
+    """The sections of the whole network, one at a time: every layer explained up to
+    :data:`~cnnstat.render.MAX_ROWS` layers (or with ``show_all``), past it the first
+    :data:`HEAD_LAYERS` and the last :data:`TAIL_LAYERS` with a :class:`Hidden` between, as
+    the terminal tables abridge their rows. One at a time, so that ``--all`` over a million
+    layers keeps one layer's steps in memory, not a million."""
+    from cnnstat.render import MAX_ROWS
+
+    layers = analysis.layers
+    n = len(layers)
+    known = tensors(analysis)
+    if show_all or n <= MAX_ROWS:
+        for la in layers:
+            yield explain_layer(analysis, la, ctx, known)
+        return
+    for la in layers[:HEAD_LAYERS]:
+        yield explain_layer(analysis, la, ctx, known)
+    yield Hidden(n - HEAD_LAYERS - TAIL_LAYERS, HEAD_LAYERS + 1, n - TAIL_LAYERS)
+    for la in layers[n - TAIL_LAYERS :]:
+        yield explain_layer(analysis, la, ctx, known)
+
+
+RECONCILED = ("weights", "biases", "weight_bytes", "macs", "activations", "activation_bytes")
+
+
+class Sums:
+    """The sums :func:`reconcile` sets against the analysis, added one section at a time: by
+    kind, the steps' values (what the sections show) and the analysis' own figures for the
+    same layers."""
+
+    def __init__(self):
+        self.rows = {k: dict.fromkeys(RECONCILED, 0) for k in ("conv", "fc", "other")}
+        self.mine = dict.fromkeys(RECONCILED, 0)  # cnnstat's figures for the layers added
+        self.layers = 0
+
+    def add(self, analysis, ex: Explained) -> None:
+        values = {st.what: st.value for st in ex.steps if st.what in RECONCILED}
+        row = self.rows[ex.layer.kind]
+        for key in RECONCILED:
+            row[key] += values.get(key, 0) or 0
+        counts = analysis.counts(ex.layer)
+        for key in RECONCILED:
+            self.mine[key] += counts[key]
+        self.layers += 1
+
+    def result(self, analysis) -> dict:
+        """``{"rows", "total", "analysis", "agree", "network", "layers"}``: ``analysis`` is
+        cnnstat's figures for the layers summed (its totals when every layer was), ``network``
+        its totals for the whole network."""
+        rows = self.rows
+        total = {k: sum(r[k] for r in rows.values()) for k in RECONCILED}
+        network = analysis.totals()
+        whole = self.layers == len(analysis.layers)
+        want = {k: network[k] for k in RECONCILED} if whole else dict(self.mine)
+        # the steps count MACs per image; the analysis for the whole batch
+        agree = all(total[k] * (analysis.batch if k == "macs" else 1) == want[k] for k in RECONCILED)
+        if whole:
+            by_kind = analysis.by_kind()
+            agree = agree and all(rows[kind]["weights"] == by_kind[kind]["weights"] for kind in rows)
+        return {
+            "rows": rows,
+            "total": total,
+            "analysis": want,
+            "agree": agree,
+            "network": {k: network[k] for k in RECONCILED},
+            "layers": self.layers,
+        }
+
+
+def reconcile(analysis, explained) -> dict:
     """Per kind (conv/fc/other), the sums of the weights, biases, MACs and activations the
-    sections show, beside the analysis' own totals: ``{"rows": {...}, "agree": bool}``."""
-    keys = ("weights", "biases", "weight_bytes", "macs", "activations", "activation_bytes")
-    rows = {k: dict.fromkeys(keys, 0) for k in ("conv", "fc", "other")}
+    sections show, beside the analysis' own totals: ``{"rows": {...}, "agree": bool}`` (see
+    :meth:`Sums.result`; ``explained`` may leave layers out: then the analysis' figures are
+    for the same layers)."""
+    sums = Sums()
     for ex in explained:
-        values = {st.what: st.value for st in ex.steps if st.what in keys}
-        for key in keys:
-            rows[ex.layer.kind][key] += values.get(key, 0) or 0
-    total = {k: sum(r[k] for r in rows.values()) for k in keys}
-    want = analysis.totals()
-    by_kind = analysis.by_kind()
-    # the steps count MACs per image; the analysis for the whole batch
-    agree = all(total[k] * (analysis.batch if k == "macs" else 1) == want[k] for k in keys)
-    agree = agree and all(rows[kind]["weights"] == by_kind[kind]["weights"] for kind in rows)
-    return {"rows": rows, "total": total, "analysis": {k: want[k] for k in keys}, "agree": agree}
+        if isinstance(ex, Explained):
+            sums.add(analysis, ex)
+    return sums.result(analysis)
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -455,9 +592,9 @@ def _differs_text(differs: dict) -> str:
 def layer_text(analysis, ex: Explained, binary: bool = False) -> str:
     """One layer's arithmetic as plain text lines (the terminal's form)."""
     la = ex.layer
-    lines = [f"{analysis.name}: {la.name} ({la.op}, {la.kind})"]
+    lines = [f"{cut(analysis.name)}: {cut(la.name)} ({la.op}, {la.kind})"]
     for where, text in ex.comments:
-        lines.append(f"  spec ({where}): {text}")
+        lines.append(f"  spec ({cut(where)}): {cut(text, 2000)}")
     for name, section in sections(ex.steps):
         lines.append(name)
         for st in section:
@@ -466,7 +603,7 @@ def layer_text(analysis, ex: Explained, binary: bool = False) -> str:
         if name == "Receptive field":
             lines.append("    note: " + RF_NOTE)
     for b in ex.beside:
-        lines.append(f"Beside: {b['model']} ({b['description']}): {_differs_text(b['differs'])}")
+        lines.append(f"Beside: {cut(b['model'])} ({cut(b['description'])}): {_differs_text(b['differs'])}")
     lines.append(_conventions(binary))
     return "\n".join(lines)
 
@@ -499,12 +636,12 @@ def layer_markdown(analysis, ex: Explained, binary: bool = False, level: int = 2
     names when the layer has parameters or MACs; a plain list for the rest), and the sibling
     models beside."""
     la = ex.layer
-    out = [f"{'#' * level} {md(la.name)} ({md(la.op)})", ""]
-    sources = ", ".join(f"{code(n)} {'x'.join(map(str, s))}" for n, s in ex.inputs)
+    out = [f"{'#' * level} {md(cut(la.name))} ({md(la.op)})", ""]
+    sources = ", ".join(f"{code(cut(n))} {'x'.join(map(str, s))}" for n, s in ex.inputs)
     out += [f"Reads {sources}." if sources else "Reads nothing.", ""]
     for where, text in ex.comments:
         if text not in skip:
-            out += [f"> Spec ({md(where)}): {md(text)}", ""]
+            out += [f"> Spec ({md(cut(where))}): {md(cut(text, 2000))}", ""]
     steps = [st for st in ex.steps if st.what != "input"]
     grouped = la.params or la.macs or la.unknown
     for name, section in sections(steps) if grouped else [(None, steps)]:
@@ -515,26 +652,35 @@ def layer_markdown(analysis, ex: Explained, binary: bool = False, level: int = 2
         out += ([f"**{name}**", ""] if name else []) + items + [""]
     for b in ex.beside:
         out += [
-            f"Beside, in {code(b['model'])} ({md(b['description'])}): {md(_differs_text(b['differs']))}.",
+            f"Beside, in {code(cut(b['model']))} ({md(cut(b['description']))}): "
+            f"{md(_differs_text(b['differs']))}.",
             "",
         ]
     return "\n".join(out)
 
 
-def sheet(analysis, explained: list, ctx: Context | None = None, binary: bool = False) -> str:
-    """The whole network as a Markdown teaching sheet: what the model is, each layer's short
-    derivation (one ``##`` section per layer), then the totals reconciled with the analysis'
-    and, beside them, those of the spec's sibling models."""
+def sheet(analysis, explained, ctx: Context | None = None, binary: bool = False, model: str = "") -> str:
+    """The whole network as a Markdown teaching sheet (:func:`sheet_chunks`, joined)."""
+    return "".join(sheet_chunks(analysis, explained, ctx, binary, model))
+
+
+def sheet_chunks(analysis, explained, ctx: Context | None = None, binary: bool = False, model: str = ""):
+    """The whole network as a Markdown teaching sheet, a piece at a time: what the model is,
+    each layer's short derivation (one ``##`` section per layer; a :class:`Hidden` among
+    ``explained`` says how many are left out and how to see them), then the totals reconciled
+    with the analysis' and, beside them, those of the spec's sibling models. ``explained`` is
+    read once (:func:`explain_shown` makes it as it goes); ``model`` is the model as the
+    command line named it (the hints quote it)."""
     ctx = ctx or Context()
     g = analysis.graph
-    out = [f"# {md(analysis.name)}: the arithmetic, layer by layer", ""]
+    out = [f"# {md(cut(analysis.name))}: the arithmetic, layer by layer", ""]
     if g.description:
-        out += [md(g.description), ""]
+        out += [md(cut(g.description, 2000)), ""]
     if g.source:
-        out += [f"Source: {md(g.source)}", ""]
+        out += [f"Source: {md(cut(g.source, 2000))}", ""]
     shape = "x".join(map(str, g.input))
     out += [
-        f"Input {shape}, {analysis.dtype}, batch {analysis.batch}; {len(analysis.layers)} layers. "
+        f"Input {shape}, {analysis.dtype}, batch {analysis.batch}; {len(analysis.layers):,} layers. "
         + md(_conventions(binary))
         + " "
         + md(RF_NOTE[0].upper() + RF_NOTE[1:])
@@ -543,15 +689,43 @@ def sheet(analysis, explained: list, ctx: Context | None = None, binary: bool = 
     ]
     said = ctx.head_comments() + ctx.input_comments()
     for where, text in said:
-        out += [f"> Spec ({md(where)}): {md(text)}", ""]
+        out += [f"> Spec ({md(cut(where))}): {md(cut(text, 2000))}", ""]
+    yield "\n".join(out) + "\n"
+    sums, skip = Sums(), {text for _, text in said}
     for ex in explained:
-        out.append(layer_markdown(analysis, ex, binary, skip={text for _, text in said}))
-    out.append(totals_markdown(analysis, explained, ctx, binary))
-    return "\n".join(out).rstrip("\n") + "\n"
+        if isinstance(ex, Hidden):
+            yield hidden_markdown(analysis, ex, model) + "\n"
+            continue
+        sums.add(analysis, ex)
+        yield layer_markdown(analysis, ex, binary, skip=skip) + "\n"
+    yield totals_markdown(analysis, sums.result(analysis), ctx, binary).rstrip("\n") + "\n"
 
 
-def totals_markdown(analysis, explained: list, ctx: Context, binary: bool) -> str:
-    rec = reconcile(analysis, explained)
+def hidden_markdown(analysis, hidden: Hidden, model: str = "") -> str:
+    """What an abridged sheet says where it leaves layers out: how many, and the commands that
+    show them."""
+    from cnnstat.render import MAX_ROWS
+
+    ref = code(cut(model or analysis.name, 100))
+    return (
+        f"## ... {hidden.count:,} more layers\n\nLayers {hidden.first:,} to {hidden.last:,} of "
+        f"{len(analysis.layers):,} are not derived here (a sheet shows the first {HEAD_LAYERS} and the "
+        f"last {TAIL_LAYERS} past {MAX_ROWS} layers). `cnnstat explain` {ref} "
+        "`LAYER` derives any one of them, `--all` every one; `cnnstat summary` "
+        f"{ref} `--format csv` lists all their figures.\n"
+    )
+
+
+def _cell_code(text: str) -> str:
+    """A code span inside a Markdown table cell: ``|`` escaped (GitHub's tables split on it
+    even inside code)."""
+    return code(text).replace("|", "\\|")
+
+
+def totals_markdown(analysis, rec: dict, ctx: Context, binary: bool) -> str:
+    """The totals table: by kind, the sums of the sections, cnnstat's figures for the same
+    layers, and (when the sheet left layers out) cnnstat's totals for the whole network.
+    ``rec`` is :func:`reconcile`'s (or :meth:`Sums.result`'s) dict."""
     dtype = analysis.dtype
     head = f"| | weights | biases | params | weights {dtype} | MACs | activations | act. {dtype} |"
     lines = ["## Totals", "", head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -564,17 +738,33 @@ def totals_markdown(analysis, explained: list, ctx: Context, binary: bool) -> st
             f"{r['activations']:,} | {human_bytes(r['activation_bytes'], binary)} |"
         )
 
+    n = len(analysis.layers)
+    whole = rec["layers"] == n
     for kind, r in rec["rows"].items():
         lines.append(row(kind, r))
-    lines.append(row("sum of the sections", rec["total"]))
-    lines.append(row(f"{code('cnnstat summary ' + analysis.name)}", rec["analysis"]))
+    summary = _cell_code("cnnstat summary " + cut(analysis.name, 100))
+    if whole:
+        lines.append(row("sum of the sections", rec["total"]))
+        lines.append(row(summary, rec["analysis"]))
+    else:
+        lines.append(row(f"sum of the {rec['layers']:,} sections", rec["total"]))
+        lines.append(row(f"{summary}, the same {rec['layers']:,} layers", rec["analysis"]))
+        lines.append(row(f"{summary}, all {n:,} layers", rec["network"]))
     lines.append("")
     verdict = "equal" if rec["agree"] else "NOT equal (a bug: please report it)"
-    lines += [f"The sums of the sections and cnnstat's totals are {verdict}.", ""]
+    if whole:
+        lines += [f"The sums of the sections and cnnstat's totals are {verdict}.", ""]
+    else:
+        lines += [
+            f"The sums of the {rec['layers']:,} sections and cnnstat's figures for the same layers are "
+            f"{verdict}; the {n - rec['layers']:,} layers not shown count in cnnstat's totals (the last "
+            "row) and are not derived here.",
+            "",
+        ]
     for name, description, other in ctx.siblings:
         t, k = other.totals(), other.by_kind()
         lines.append(
-            f"- Beside: {code(name)} ({md(description)}): conv weights {k['conv']['weights']:,}, "
+            f"- Beside: {code(cut(name))} ({md(cut(description))}): conv weights {k['conv']['weights']:,}, "
             f"fc weights {k['fc']['weights']:,}, params {t['params']:,}; conv MACs {k['conv']['macs']:,}, "
             f"fc MACs {k['fc']['macs']:,}, MACs {t['macs']:,}."
         )
@@ -628,25 +818,65 @@ def _differs_json(differs: dict) -> dict:
     return {k: {"here": _json_value(a), "there": _json_value(b)} for k, (a, b) in differs.items()}
 
 
-def to_dict(analysis, explained: list, ctx: Context | None = None, whole: bool = True) -> dict:
-    """The JSON of ``cnnstat explain``: the model, its layers' steps, and for the whole network
-    the totals reconciled."""
-    from cnnstat.analysis import CONVENTIONS
+def to_dict(analysis, explained, ctx: Context | None = None, whole: bool = True, model: str = "") -> dict:
+    """The JSON of ``cnnstat explain`` as one dict (:func:`json_chunks` parsed)."""
+    import json
 
-    d = {
+    return json.loads("".join(json_chunks(analysis, explained, ctx, whole, model)))
+
+
+def json_chunks(analysis, explained, ctx: Context | None = None, whole: bool = True, model: str = ""):
+    """The JSON of ``cnnstat explain``, a piece at a time (strict RFC 8259, indented as
+    ``json.dumps(indent=2)``): the model, its layers' steps (made one at a time), for the whole
+    network the totals reconciled, and the conventions. An abridged network (a :class:`Hidden`
+    among ``explained``) says so in ``not_shown`` (how many, which rows, how to get them), its
+    totals reconciled over the layers shown (``analysis``: cnnstat's figures for those layers;
+    ``network``: its totals)."""
+    import json
+
+    from cnnstat.analysis import CONVENTIONS
+    from cnnstat.render import finite_json
+
+    def dumps(value, indent: str) -> str:
+        text = json.dumps(finite_json(value), indent=2, allow_nan=False)
+        return text.replace("\n", "\n" + indent)
+
+    head = {
         "model": analysis.name,
         "input": list(analysis.graph.input),
         "dtype": analysis.dtype,
         "batch": analysis.batch,
-        "layers": [explained_dict(ex) for ex in explained],
     }
+    yield "{\n" + "".join(f"  {json.dumps(k)}: {dumps(v, '  ')},\n" for k, v in head.items())
+    sep, sums, hidden = '  "layers": [\n    ', Sums(), None
+    for ex in explained:
+        if isinstance(ex, Hidden):
+            hidden = ex
+            continue
+        sums.add(analysis, ex)
+        yield sep + dumps(explained_dict(ex), "    ")
+        sep = ",\n    "
+    yield '  "layers": []' if sep.startswith("  ") else "\n  ]"
+    tail = {}
+    if hidden is not None:
+        ref = model or analysis.name
+        tail["not_shown"] = {
+            "layers": hidden.count,
+            "first": hidden.first,
+            "last": hidden.last,
+            "of": len(analysis.layers),
+            "how": f"cnnstat explain {ref} --all --format json; cnnstat explain {ref} LAYER",
+        }
     if whole:
-        rec = reconcile(analysis, explained)
-        d["totals"] = {
+        rec = sums.result(analysis)
+        tail["totals"] = {
             "by_kind": rec["rows"],
             "sum": rec["total"],
             "analysis": rec["analysis"],
             "agree": rec["agree"],
+            "layers": rec["layers"],
+            "network": rec["network"],
         }
-    d["conventions"] = {**CONVENTIONS, "steps": "each step: formula, the layer's numbers substituted, value"}
-    return d
+    steps = "each step: formula, the layer's numbers substituted, value"
+    tail["conventions"] = {**CONVENTIONS, "steps": steps}
+    yield "".join(f",\n  {json.dumps(k)}: {dumps(v, '  ')}" for k, v in tail.items()) + "\n}\n"

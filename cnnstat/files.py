@@ -87,12 +87,14 @@ def read_text(path, what: str = "file", shown: str | None = None, limit: int = M
         raise CnnstatError(f"{what} {shown} is not UTF-8 text (byte {exc.start:,} is not valid)") from None
 
 
-def write_atomic(target: str, data: bytes, what: str = "file") -> None:
-    """Write ``data`` to ``target`` so that it is, at any moment, the old file or the new one,
-    whole: a temporary file in the same directory, written, fsynced, then ``os.replace``d over
-    the target (and the directory fsynced). Concurrent writers each replace the file whole.
-    Only a regular file (or a new name) is written: a device such as /dev/full, a FIFO or a
-    directory is refused, as is a directory that does not exist (exit 2, one message)."""
+def write_atomic(target: str, data, what: str = "file") -> None:
+    """Write ``data`` (bytes, or an iterable of bytes written as they are made) to ``target`` so
+    that it is, at any moment, the old file or the new one, whole: a temporary file in the
+    same directory, written, fsynced, then ``os.replace``d over the target (and the directory
+    fsynced); an error while the chunks are made removes the temporary file. Concurrent
+    writers each replace the file whole. Only a regular file (or a new name) is written: a
+    device such as /dev/full, a FIFO or a directory is refused, as is a directory that does
+    not exist (exit 2, one message)."""
     import tempfile
 
     from cnnstat.errors import brief
@@ -119,9 +121,10 @@ def write_atomic(target: str, data: bytes, what: str = "file") -> None:
         raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for chunk in (data,) if isinstance(data, (bytes, bytearray)) else data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
             if mode is not None:
                 os.fchmod(fd, stat.S_IMODE(mode))
@@ -132,12 +135,14 @@ def write_atomic(target: str, data: bytes, what: str = "file") -> None:
         finally:
             os.close(fd)
         os.replace(temp, real)
-    except OSError as exc:
+    except BaseException as exc:  # an OSError, or an error (or ^C) while the chunks were made
         try:
             os.unlink(temp)
         except OSError:
             pass
-        raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise CnnstatError(f"cannot write {what} {shown}: {exc.strerror or exc}") from None
+        raise
     try:  # the rename itself durable
         dfd = os.open(folder, os.O_RDONLY)
         try:

@@ -220,15 +220,44 @@ def verdict(max_fps: float, fps: float) -> str:
 def bound(graph, device: Device, dtype: str, fps, passes=1, batch: int = 1) -> dict:
     """Latency lower bound per frame (``passes`` runs of ``graph``), the fps it allows, and
     a verdict against ``fps``."""
-    rows = roofline(graph, device, dtype, batch)
-    latency = float(sum(r["time_s"] for r in rows) * passes)
-    max_fps = 1 / latency if latency else float("inf")
-    return {
-        "device": device.name,
-        "latency_s": latency,
-        "max_fps": max_fps,
-        "headroom": max_fps / fps,
-        "verdict": verdict(max_fps, fps),
-        "compute_bound_layers": sum(r["bound"] == "compute" for r in rows),
-        "memory_bound_layers": sum(r["bound"] == "memory" for r in rows),
-    }
+    return bounds(graph, [device], dtype, fps, passes, batch)[0]
+
+
+def bounds(graph, devices: list, dtype: str, fps, passes=1, batch: int = 1) -> list:
+    """:func:`bound` on each of ``devices`` in one pass over the layers (each layer's bytes
+    moved counted once), keeping no row per layer: a million layers on five devices cost five
+    sums, not five million rows. Each device's time is :func:`roofline`'s, summed in layer
+    order (the same float)."""
+    from cnnstat.throughput import moved_elements
+
+    rates = [(device.peak(dtype), device.bandwidth) for device in devices]
+    time_s, compute, memory = [0] * len(devices), [0] * len(devices), [0] * len(devices)
+    for layer, elems in moved_elements(graph):
+        moved = 0
+        if elems:
+            moved = tensor_bytes(elems * batch, dtype) + tensor_bytes(layer.weights, dtype)
+            moved += tensor_bytes(layer.biases, dtype)
+        macs = layer.macs * batch
+        for i, (peak, bw) in enumerate(rates):
+            compute_s, memory_s = macs / peak, moved / bw
+            time_s[i] += max(compute_s, memory_s)
+            if compute_s >= memory_s and compute_s:
+                compute[i] += 1
+            elif memory_s:
+                memory[i] += 1
+    out = []
+    for i, device in enumerate(devices):
+        latency = float(time_s[i] * passes)
+        max_fps = 1 / latency if latency else float("inf")
+        out.append(
+            {
+                "device": device.name,
+                "latency_s": latency,
+                "max_fps": max_fps,
+                "headroom": max_fps / fps,
+                "verdict": verdict(max_fps, fps),
+                "compute_bound_layers": compute[i],
+                "memory_bound_layers": memory[i],
+            }
+        )
+    return out

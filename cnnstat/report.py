@@ -24,6 +24,8 @@ FRAME = (1920, 1080)  # the frame the throughput section covers (W, H) unless to
 FPS = 30
 PLOT_KINDS = ("macs", "params", "rf", "roofline")  # the plots of a model's page, in order
 PLOTS_MISSING = "Plots need matplotlib: pip install 'cnnstat[plot]'."
+PLOT_MAX_LAYERS = 2_000  # past this many layers the page draws no plots (says so, and how to)
+HEAD_ROWS, TAIL_ROWS = 200, 50  # the layer table past MAX_ROWS: these first and last rows
 
 CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--alt:#f6f8fa;--accent:#0969da;--ok:#1a7f37;
@@ -179,8 +181,10 @@ class Section:
         roofline_devices=None,
         with_plots: bool = True,
         plot_kinds: tuple = PLOT_KINDS,
+        model: str = "",
     ):
         self.a, self.prefix, self.binary = a, prefix, binary
+        self.model = model  # the model as the command line named it (the page's hints quote it)
         self.frame, self.fps = frame, fps
         self.tile = tile  # (W, H) tiles (tile mode); None with frame_graph (frame mode)
         self.frame_graph = frame_graph  # the graph run once over the whole frame (frame mode)
@@ -301,12 +305,14 @@ class Section:
         """Weights at every dtype, activations (peak and where, sum) and a training estimate
         (Adam), as ``cnnstat memory``."""
         from cnnstat.analysis import Analysis
+        from cnnstat.graph import Graph
 
         a, m = self.a, self.memory
         low = not a.complete
         rows = []
-        for dtype in DTYPE_BITS:
-            t = Analysis(a.graph, dtype=dtype, batch=a.batch).totals()
+        weighted = Graph(a.name, a.graph.input, [la for la in a.layers if la.weights or la.biases])
+        for dtype in DTYPE_BITS:  # the layers without weights add no bytes: summed once, not 7 times
+            t = Analysis(weighted, dtype=dtype, batch=a.batch).totals()
             mark = " (this report)" if dtype == a.dtype else ""
             rows.append(
                 f'<tr data-dtype="{dtype}"><td>{dtype}{mark}</td>'
@@ -379,7 +385,7 @@ class Section:
         """MACs to cover the frame at ``fps`` (tile mode: crops of the network's input size) and
         the roofline bound on each device, as ``cnnstat flops --device``."""
         from cnnstat.analysis import Analysis
-        from cnnstat.hardware import bound
+        from cnnstat.hardware import bounds
         from cnnstat.throughput import throughput_row
 
         a, frame, fps = self.a, self.frame, self.fps
@@ -422,6 +428,8 @@ class Section:
         )
         needs = table(head("#MACs/frame", "#MAC/s", f"#act. {a.dtype}/s"), [need_row], "need")
         rows = []
+        rated = [dev for dev in self.device_list() if a.dtype in dev.macs]
+        found = dict(zip(map(id, rated), bounds(graph, rated, a.dtype, fps, need["passes_per_frame"])))
         for dev in self.device_list():
             prefix = f'<tr data-device="{esc(dev.name)}"><td>{esc(dev.name)}</td>'
             if a.dtype not in dev.macs:
@@ -431,7 +439,7 @@ class Section:
                     f"<td>{esc(dev.description)}</td></tr>"
                 )
                 continue
-            b = bound(graph, dev, a.dtype, fps, need["passes_per_frame"])
+            b = found[id(dev)]
             verdict = b["verdict"]
             if low:  # the MACs are a lower bound: the fps only an upper one
                 verdict = (
@@ -488,7 +496,7 @@ class Section:
         )
         rows = []
         low = not a.complete
-        for i, layer in enumerate(a.layers, 1):
+        for i, layer in self.shown_layers(rows):
             c = a.counts(layer)
             if layer.unknown:
                 macs = f'<td class="n unknown" data-k="macs" title="{esc(layer.unknown)}">?</td>'
@@ -530,9 +538,45 @@ class Section:
         )
         return table(header, rows, "layers") + "".join(f'<p class="note">{n}</p>' for n in notes)
 
+    def shown_layers(self, rows: list):
+        """``(number, layer)`` of the rows the layer table shows: every layer up to
+        :data:`~cnnstat.render.MAX_ROWS`, past it the first :data:`HEAD_ROWS` and the last
+        :data:`TAIL_ROWS`, with a row between (appended to ``rows`` when reached) saying how
+        many are not shown and which commands list them all. A page of a million layers stays
+        a page (and is written in seconds)."""
+        from cnnstat.render import MAX_ROWS
+
+        layers = self.a.layers
+        n = len(layers)
+        if n <= MAX_ROWS:
+            yield from enumerate(layers, 1)
+            return
+        yield from enumerate(layers[:HEAD_ROWS], 1)
+        hidden = n - HEAD_ROWS - TAIL_ROWS
+        ref = esc(self.model_ref)
+        rows.append(
+            f'<tr class="more" data-hidden="{hidden}"><td colspan="14">... {hidden:,} more layers (rows '
+            f"{HEAD_ROWS + 1:,} to {n - TAIL_ROWS:,}) not shown: <code>cnnstat summary {ref} --all</code> "
+            f"lists every layer, <code>--format csv</code> or <code>--format json</code> as data.</td></tr>"
+        )
+        yield from enumerate(layers[n - TAIL_ROWS :], n - TAIL_ROWS + 1)
+
+    @property
+    def model_ref(self) -> str:
+        """The model as a command names it (the CLI's argument; else the analysis' name)."""
+        return self.model if self.model else self.a.name
+
     def plots(self) -> str:
         """The plots as inline SVG (``cnnstat.plot``), or a note when matplotlib is missing."""
-        figures = plots(self.a, self.roofline_device_objects(), self.prefix, self.plot_kinds)
+        n = len(self.a.layers)
+        if n > PLOT_MAX_LAYERS:
+            ref = esc(self.model_ref)
+            return (
+                f'<p class="note plots-skipped">No plots: {n:,} layers, more than the {PLOT_MAX_LAYERS:,} '
+                f"a page draws (a chart of so many would take minutes and megabytes). "
+                f"<code>cnnstat plot layers {ref} -o layers.svg</code> draws one on its own.</p>"
+            )
+        figures = plots(plot_safe(self.a), self.roofline_device_objects(), self.prefix, self.plot_kinds)
         if isinstance(figures, str):
             return f'<p class="warn plots-missing">{esc(figures)}</p>'
         self.plot_count = len(figures)
@@ -659,6 +703,45 @@ def plots(a, roofline_devices: list, prefix: str = "", kinds: tuple = PLOT_KINDS
     for i, (key, caption, fig) in enumerate(figures):
         out.append((key, caption, inline_svg(plot.to_svg(fig), f"{prefix}s{i}-")))
     return out
+
+
+PLOT_NAME = 60  # characters of a name a plot labels
+
+
+def plot_safe(a):
+    """``a``, or a copy whose model and layer names are fit for a plot's labels: control and
+    bidi characters as escapes, cut to :data:`PLOT_NAME` characters (and numbered apart when
+    cutting makes two alike). matplotlib would otherwise draw a name of a megabyte whole (a
+    page of hundreds of megabytes) and warn on stderr of glyphs its font lacks."""
+    from cnnstat.analysis import Analysis
+    from cnnstat.graph import Graph, Layer
+    from cnnstat.render import visible
+
+    def fit(name: str) -> str:
+        return visible(name, PLOT_NAME)
+
+    if all(fit(la.name) == la.name for la in a.layers) and fit(a.name) == a.name:
+        return a
+    names, used = {"input": "input"}, set()
+    for la in a.layers:
+        short = fit(la.name)
+        new, i = short, 1
+        while new in used or new == "input":
+            i += 1
+            new = f"{short}~{i}"
+        used.add(new)
+        names[la.name] = new
+    slots = [s for s in Layer.__slots__ if s not in ("name", "inputs")]
+    layers = []
+    for la in a.layers:
+        copy = Layer.__new__(Layer)
+        for slot in slots:
+            setattr(copy, slot, getattr(la, slot))
+        copy.name, copy.inputs = names[la.name], tuple(names.get(i, fit(i)) for i in la.inputs)
+        layers.append(copy)
+    g = a.graph
+    graph = Graph(fit(g.name), g.input, layers, fit(g.description), fit(g.source), g.nominal, g.file)
+    return Analysis(graph, dtype=a.dtype, batch=a.batch)
 
 
 _ID = re.compile(r'\bid="([^"]+)"')

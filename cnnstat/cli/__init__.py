@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -135,6 +136,9 @@ def main():
     except Exception as exc:  # noqa: BLE001 - the one place where a bug becomes exit 3
         if isinstance(exc, (OSError, ValueError)) and _stdout_gone():
             _quiet_exit(0)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno in _FULL:  # stdout on /dev/full
+            click.echo(f"error: cannot write standard output: {exc.strerror}", err=True)
+            _quiet_exit(2)
         if _debugging():
             import traceback
 
@@ -150,6 +154,9 @@ def main():
     except (OSError, ValueError, AttributeError):
         _quiet_exit(code)
     sys.exit(code)
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)  # the output's device cannot take more
 
 
 def _stdout_gone() -> bool:

@@ -31,9 +31,17 @@ FORMATS = ("text", "markdown", "json")
     default=None,
     help="text (a LAYER's default), markdown (the whole network's default) or json (the steps as data).",
 )
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
+@click.option(
+    "-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout ('-': stdout)."
+)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Every layer's section (past 300 layers the sheet shows the first 200 and the last 50).",
+)
 @torch_options
-def command(model, layer, input_, resolution, dtype, binary, fmt, output):
+def command(model, layer, input_, resolution, dtype, binary, fmt, output, show_all):
     """The arithmetic of LAYER step by step, as a teacher writes it on the board, with the
     model's own numbers: input shape, output size per axis, weights, biases, MACs, the
     receptive field's step and the output's memory. Every value is the analysis' own (each op
@@ -51,25 +59,47 @@ def command(model, layer, input_, resolution, dtype, binary, fmt, output):
     from cnnstat import explain as E
     from cnnstat.cli.common import load_analysis
 
+    output = None if output == "-" else output
+    if output is not None:
+        from cnnstat.cli.report import writable
+
+        writable(output, "file")  # a file that cannot be written: exit 2 before any work
     a = load_analysis(model, input_, resolution, dtype)
-    ctx = E.context(_spec(model), a.graph.input if (input_ or resolution) else None, dtype)
+    shape = a.graph.input if (input_ or resolution) else None
+    ctx = E.context(_spec(model), shape, dtype, size=len(a.layers))
     if layer is not None:
         explained = [E.explain_layer(a, E.find_layer(a, layer), ctx)]
     else:
-        explained = E.explain_all(a, ctx)
+        explained = E.explain_shown(a, ctx, show_all)
     fmt = fmt or ("text" if layer is not None else "markdown")
     if fmt == "json":
-        _json(E.to_dict(a, explained, ctx, whole=layer is None), output)
-        return
-    if fmt == "markdown":
-        text = (
-            E.sheet(a, explained, ctx, binary)
-            if layer is None
-            else E.layer_markdown(a, explained[0], binary, 1)
-        )
+        chunks = E.json_chunks(a, explained, ctx, whole=layer is None, model=model)
+    elif fmt == "markdown" and layer is None:
+        chunks = E.sheet_chunks(a, explained, ctx, binary, model)
+    elif fmt == "markdown":
+        chunks = [E.layer_markdown(a, explained[0], binary, 1).rstrip("\n") + "\n"]
     else:
-        text = "\n\n".join(E.layer_text(a, ex, binary) for ex in explained)
-    _write(text.rstrip("\n") + "\n", output)
+        chunks = _text_chunks(a, explained, binary, model)
+    _write(chunks, output)
+
+
+def _text_chunks(a, explained, binary: bool, model: str):
+    """The text form: each layer's lines, a blank line between; a line where layers are left
+    out."""
+    from cnnstat import explain as E
+
+    sep = ""
+    for ex in explained:
+        if isinstance(ex, E.Hidden):
+            text = (
+                f"... {ex.count:,} more layers ({ex.first:,} to {ex.last:,} of {len(a.layers):,}) not shown: "
+                f"'cnnstat explain {E.cut(model, 100)} LAYER' explains one, --all every one."
+            )
+        else:
+            text = E.layer_text(a, ex, binary)
+        yield sep + text
+        sep = "\n\n"
+    yield "\n"
 
 
 def _spec(model: str):
@@ -84,30 +114,19 @@ def _spec(model: str):
     return load(model)
 
 
-def _json(doc: dict, output: str | None) -> None:
-    from cnnstat.render import print_json
-
-    if output is None:
-        print_json(doc)
-        return
-    import json
-
-    from cnnstat.render import finite_json
-
-    _write(json.dumps(finite_json(doc), indent=2, allow_nan=False) + "\n", output)
-
-
-def _write(text: str, output: str | None) -> None:
-    """To stdout, or atomically to ``output``; control characters from names and comments
-    shown as escapes either way (a file is read in a terminal too)."""
+def _write(chunks, output: str | None) -> None:
+    """To stdout as the chunks are made, or atomically to ``output`` (the old file or the new
+    one, whole; nothing left when an error stops it); control characters from names and
+    comments shown as escapes either way (a file is read in a terminal too)."""
     from cnnstat.render import visible
 
-    text = visible(text, newlines=True)
+    shown = (visible(chunk, newlines=True) for chunk in chunks)
     if output is None:
-        click.echo(text, nl=False)
+        for text in shown:
+            click.echo(text, nl=False)
         return
     from cnnstat.cli.common import warn
-    from cnnstat.cli.snapshot import write_atomic
+    from cnnstat.files import write_atomic
 
-    write_atomic(output, text.encode("utf-8"), "file")
+    write_atomic(output, (text.encode("utf-8") for text in shown), "file")
     warn(f"wrote {output}")

@@ -21,7 +21,9 @@ from cnnstat.units import DTYPE_BITS
 )
 @input_option
 @click.option("--resolution", metavar="WxH", help="Override the input's width and height, e.g. 512x512.")
-@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size.")
+@click.option(
+    "--batch", type=click.IntRange(1, 2**31), default=1, show_default=True, help="Batch size (at most 2^31)."
+)
 @click.option(
     "--dtype",
     type=click.Choice(list(DTYPE_BITS)),
@@ -63,7 +65,7 @@ def command(model, output, input_, resolution, batch, dtype, binary, frame, fps,
       cnnstat report resnet50 --dtype int8 --device jetson-orin-nano -o resnet50.html
     """
     from cnnstat.hardware import get_device
-    from cnnstat.report import Section, model_page
+    from cnnstat.report import PLOT_MAX_LAYERS, Section, model_page
     from cnnstat.throughput import default_tile
     from cnnstat.units import parse_resolution
 
@@ -81,15 +83,18 @@ def command(model, output, input_, resolution, batch, dtype, binary, frame, fps,
         devices=devices,
         roofline_devices=devices,
         with_plots=not no_plots,
+        model=model,
     )
     page = model_page(section)
     if output == "-":
         click.echo(page, nl=False)
         return
     write_report(output, page)
-    plots = (
-        f"{section.plot_count} plots" if section.plot_count else "no plots" if no_plots else "plots missing"
-    )
+    plots = f"{section.plot_count} plots" if section.plot_count else "no plots"
+    if not no_plots and not section.plot_count:
+        plots = "plots missing"
+    if not no_plots and len(a.layers) > PLOT_MAX_LAYERS:
+        plots = f"no plots (more than {PLOT_MAX_LAYERS:,} layers)"
     from cnnstat.render import MAX_SHOWN, visible
 
     click.echo(
@@ -109,9 +114,9 @@ def _tile(graph, default_tile, override: bool):
         return None
 
 
-def writable(path: str) -> None:
-    """Refuse, before any work, a report that cannot be written: into a directory that does not
-    exist, onto a directory, a device or a FIFO (exit 2, one message)."""
+def writable(path: str, what: str = "report") -> None:
+    """Refuse, before any work, a report (or ``what``) that cannot be written: into a directory
+    that does not exist, onto a directory, a device or a FIFO (exit 2, one message)."""
     import os
     import stat
 
@@ -123,16 +128,16 @@ def writable(path: str) -> None:
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise CnnstatError(f"cannot write report {brief(path)}: {exc.strerror or exc}") from None
+        raise CnnstatError(f"cannot write {what} {brief(path)}: {exc.strerror or exc}") from None
     if mode is not None and not stat.S_ISREG(mode):
         from cnnstat.files import _kind
 
         raise CnnstatError(
-            f"cannot write report {brief(path)}: it is {_kind(mode)}; only regular files are written"
+            f"cannot write {what} {brief(path)}: it is {_kind(mode)}; only regular files are written"
         )
     if not os.path.isdir(os.path.dirname(real) or "."):
         raise CnnstatError(
-            f"cannot write report {brief(path)}: no such directory {brief(os.path.dirname(path))}"
+            f"cannot write {what} {brief(path)}: no such directory {brief(os.path.dirname(path))}"
         )
 
 
@@ -162,6 +167,7 @@ def check_report(doc: dict, budgets: list) -> str:
             tile=tile,
             frame_graph=frame_graph,
             plot_kinds=("macs", "roofline"),
+            model=b.model,
         )
         sections.append((entry, section))
     return check_page(doc, summary(doc), rows, sections)
