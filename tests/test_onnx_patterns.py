@@ -457,3 +457,26 @@ def test_tanh_gelu_written_out_is_one_gelu(tmp_path):
     assert a.layers[1].args["approximate"] == "tanh" and a.layers[1].name == "1"
     assert a.totals()["macs"] == 5 * 8 * 16 + 5 * 16 * 4  # by hand: the two linear layers
     assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+
+
+def test_onnxruntime_fused_attention(save):
+    """com.microsoft Attention on [1, S, C] tokens: the q, k, v projection (C x 3C weights,
+    3C biases), Q.K^T and A.V per head; by hand."""
+    s, c, heads = 6, 8, 2
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("Attention", ["t", "w", "bias"], ["y"], domain="com.microsoft", num_heads=heads),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, c, s])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[init("w", c, 3 * c), init("bias", 3 * c)],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    a = analyze(save(helper.make_model(graph, opset_imports=opsets)))
+    assert a.complete and ops(a) == ["linear", "matmul", "matmul"]
+    assert (a.totals()["weights"], a.totals()["biases"]) == (c * 3 * c, 3 * c)
+    assert a.totals()["macs"] == s * c * 3 * c + 2 * (heads * s * s * (c // heads))
+    assert a.layers[-1].output == (heads, s, c // heads)

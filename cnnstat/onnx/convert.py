@@ -281,7 +281,8 @@ class Builder:
         if not acts:
             self._on_constants(node, ins)
             return
-        handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        default = node.domain in ("", "ai.onnx")
+        handler = HANDLERS.get(node.op_type if default else f"{node.domain}.{node.op_type}")
         try:
             if handler is None:
                 raise Unfollowed("")

@@ -603,3 +603,48 @@ def _div(b, node):
         b.layers.remove(la)
         b.taken.discard(la.name)
     b.emit(node, "lrn", {"size": size, "alpha": alpha, "beta": beta, "k": k}, [x], view=O.same(x))
+
+
+@handles("com.microsoft.Attention")
+def _ms_attention(b, node):
+    """onnxruntime's fused self-attention (com.microsoft Attention) on tokens [1, S, C]: the
+    q, k, v projection (``linear``, its weight [C, Hq + Hk + Hv] and bias), then Q.K^T and
+    A.V (two ``matmul``); no output projection (the operator has none). A mask is a setting;
+    a past state, relative position bias or other extras are not followed."""
+    a = attrs(node)
+    x = act(b, node)
+    w, bias = b.get(node, 1), b.get(node, 2)
+    if not isinstance(w, Const) or w.dims is None or len(w.dims) != 2 or isinstance(bias, Act):
+        raise Unfollowed("its weight is not a constant [C, 3C]")
+    if any(i < len(node.input) and node.input[i] for i in range(4, len(node.input))):
+        raise Unfollowed("it reads a past state or an extra bias")
+    if any(o and b.readers.get(o) for o in node.output[1:]):
+        raise Unfollowed("its present state output is read")
+    heads = a.get("num_heads")
+    sizes = [int(v) for v in a.get("qkv_hidden_sizes", [])] or [w.dims[1] // 3] * 3
+    dims = x.dims
+    if len(dims) != 3 or dims[0] != 1 or V.axis_of(x.view, 2, x.shape) != 0 or len(x.shape) != 2:
+        raise Unfollowed(f"its input {list(dims)} is no [1, S, C] of tokens")
+    s = dims[1]
+    hq, hk, hv = sizes
+    if not heads or sum(sizes) != w.dims[1] or hq != hk or hq % heads or hv % heads or w.dims[0] != dims[2]:
+        raise Unfollowed(f"weights {list(w.dims)}, hidden sizes {sizes}, {heads} heads do not match")
+    params = O.weights_of(w) + (O.weights_of(bias) if bias is not None else ())
+    qkv = b.emit(
+        node,
+        "linear",
+        {"out": sum(sizes), "bias": bool(bias is not None and O.weights_of(bias))},
+        [x],
+        params=params,
+        out="",
+        view=O.same(x),
+    )
+    d, dv = hq // heads, hv // heads
+    rfs = [qkv.rf.collapse() if qkv.rf is not None else None] * 2
+    logits = b.emit(node, "matmul", {}, [qkv, qkv], shapes=[(heads, s, d), (heads, d, s)], rfs=rfs, out="")
+
+    def view(shape):
+        return ((), ((1, 1, s),) if s > 1 else (), V.whole(shape, 0) + V.whole(shape, 2))
+
+    rfs = [logits.rf, rfs[0]]
+    b.emit(node, "matmul", {}, [logits, qkv], shapes=[(heads, s, s), (heads, s, dv)], rfs=rfs, view=view)
