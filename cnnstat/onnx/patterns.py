@@ -9,6 +9,12 @@
 - **Strided slices concatenated** (Swin's patch merging, ``x[0::2, 0::2]``,
   ``x[1::2, 0::2]``, ... along the channels): ``pixel_unshuffle`` by the step, whatever the
   order of the pieces in the channels.
+- **GELU with tanh**, **layer norm** (below opset 17) and **local response norm** written
+  out: one ``gelu``, ``layernorm``, ``lrn`` layer; where the walk has already made layers
+  of the pieces (no parameters, no MACs), they are taken back.
+- **Einsum** of two operands, opset 23's **Attention** and onnxruntime's fused
+  ``com.microsoft`` **Attention**: ``linear`` and ``matmul`` layers, MACs from the
+  equation or the heads.
 
 Slices are taken lazily: a Slice whose only reader is such a Concat (or another strided
 Slice) makes a *pending* tensor (:class:`Pending`), resolved by the Concat; a node of
