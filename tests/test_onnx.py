@@ -1096,7 +1096,7 @@ layers:
 """
 
 
-def export(module, shape, path, dynamic=None):
+def export(module, shape, path, dynamic=None, opset=None):
     """torch.onnx.export (TorchScript-based: the dynamo exporter needs onnxscript) of a module
     whose every parameter and buffer is distinct (the exporter merges equal tensors into one
     initializer), batch-norms kept (no constant folding)."""
@@ -1115,6 +1115,7 @@ def export(module, shape, path, dynamic=None):
         do_constant_folding=False,
         input_names=["input"],
         dynamic_axes={"input": axes},
+        **({"opset_version": opset} if opset else {}),
     )
     return str(path)
 
