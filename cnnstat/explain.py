@@ -71,10 +71,17 @@ def find_layer(analysis, name: str):
     if len(folded) == 1:
         return folded[0]
     hint = _suggest(name, list(layers)) or _prefix_hint(name, layers)
-    model = cut(analysis.name, 60)
+    model = _quoted(analysis.name)
     raise CnnstatError(
-        f"no layer '{cut(name, 60)}' in {model}{hint}; 'cnnstat summary {model}' lists the layers"
+        f"no layer '{_quoted(name)}' in {model}{hint}; 'cnnstat summary {model}' lists the layers"
     )
+
+
+def _quoted(text: str) -> str:
+    """A name in a one-line message: cut to 60 characters, control characters as escapes."""
+    from cnnstat.render import visible
+
+    return visible(cut(text, 60))
 
 
 SUGGEST_WINDOW = 2_000  # past this many layers, only the names nearest in sorted order are compared
@@ -98,7 +105,7 @@ def _suggest(name: str, names: list) -> str:
         at = bisect.bisect_left(names, name)
         names = names[max(0, at - SUGGEST_WINDOW // 2) : at + SUGGEST_WINDOW // 2]
     close = difflib.get_close_matches(name, sorted(set(names)), n=3, cutoff=0.6)
-    return " (did you mean " + " or ".join(f"'{cut(c, 60)}'" for c in close) + "?)" if close else ""
+    return " (did you mean " + " or ".join(f"'{_quoted(c)}'" for c in close) + "?)" if close else ""
 
 
 def _prefix_hint(name: str, names) -> str:
@@ -111,7 +118,7 @@ def _prefix_hint(name: str, names) -> str:
                 break
     if not under:
         return ""
-    shown = ", ".join(f"'{cut(n, 60)}'" for n in under[:3]) + (", ..." if len(under) > 3 else "")
+    shown = ", ".join(f"'{_quoted(n)}'" for n in under[:3]) + (", ..." if len(under) > 3 else "")
     return f" (layers under it: {shown})"
 
 
