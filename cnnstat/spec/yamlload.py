@@ -134,9 +134,11 @@ class _Reader:
         new = tuple.__new__
         stack: list = []
         top = None
+        row, line = -1, 0  # the last line read (0-based) and its number, one int for all its items
         while True:
             event = get()
             kind = type(event)
+            here = None  # the value's Location when it has one already (a mapping's or list's own)
             if kind is ScalarEvent:
                 mark = event.start_mark
                 size = 1
@@ -167,6 +169,7 @@ class _Reader:
                 frame = stack.pop()
                 value, size, mark = self.end(frame), frame.size, frame.mark
                 top = stack[-1] if stack else None
+                here = value.loc  # made from the same mark: shared, not made again
             if top is None:
                 if value is _MERGE_KEY:
                     raise self.bare_merge(mark)
@@ -176,7 +179,11 @@ class _Reader:
                 if value is _MERGE_KEY:
                     raise self.bare_merge(mark)
                 obj.append(value)
-                obj.locs.append(new(Location, (fn, mark.line + 1, mark.column + 1)))
+                if here is None:
+                    if mark.line != row:
+                        row, line = mark.line, mark.line + 1
+                    here = new(Location, (fn, line, mark.column + 1))
+                obj.locs.append(here)
                 top.size += size
             elif top.key is _NO_KEY:  # a key
                 if value is not _MERGE_KEY:
@@ -203,9 +210,15 @@ class _Reader:
                         self.expanded -= size
                     continue
                 obj[key] = value
-                obj.locs[key] = new(Location, (fn, mark.line + 1, mark.column + 1))
                 kmark = top.key_mark
-                obj.key_locs[key] = new(Location, (fn, kmark.line + 1, kmark.column + 1))
+                if kmark.line != row:
+                    row, line = kmark.line, kmark.line + 1
+                obj.key_locs[key] = new(Location, (fn, line, kmark.column + 1))
+                if here is None:
+                    if mark.line != row:
+                        row, line = mark.line, mark.line + 1
+                    here = new(Location, (fn, line, mark.column + 1))
+                obj.locs[key] = here
                 top.size += size
 
     def bare_merge(self, mark):
