@@ -713,13 +713,13 @@ def hidden_markdown(analysis, hidden: Hidden, model: str = "") -> str:
     show them."""
     from cnnstat.render import MAX_ROWS
 
-    ref = code(cut(model or analysis.name, 100))
+    ref = cut(model or analysis.name, 100)
     return (
         f"## ... {hidden.count:,} more layers\n\nLayers {hidden.first:,} to {hidden.last:,} of "
         f"{len(analysis.layers):,} are not derived here (a sheet shows the first {HEAD_LAYERS} and the "
-        f"last {TAIL_LAYERS} past {MAX_ROWS} layers). `cnnstat explain` {ref} "
-        "`LAYER` derives any one of them, `--all` every one; `cnnstat summary` "
-        f"{ref} `--format csv` lists all their figures.\n"
+        f"last {TAIL_LAYERS} past {MAX_ROWS} layers). {code(f'cnnstat explain {ref} LAYER')} derives "
+        f"any one of them, `--all` every one; {code(f'cnnstat summary {ref} --format csv')} lists all "
+        "their figures.\n"
     )
 
 
