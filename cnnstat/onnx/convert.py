@@ -52,13 +52,15 @@ class Const:
     """A tensor of initializers and constants alone: ``dims`` (None: unknown), ``value``
     (numpy, None when large or unknown), ``params``, the initializers it is made of, and
     ``soft``, the Constant nodes' tensors it is made of (parameters only where they are a
-    convolution's or a matrix product's weights: see :func:`cnnstat.onnx.ops.weights_of`)."""
+    convolution's or a matrix product's weights: see :func:`cnnstat.onnx.ops.weights_of`).
+    ``index``: integer initializers that looked values up in a learned table (Swin's relative
+    position index): buffers, as the module's are, where a layer holds the result."""
 
-    __slots__ = ("dims", "value", "params", "soft")
+    __slots__ = ("dims", "value", "params", "soft", "index")
 
-    def __init__(self, dims, value=None, params=(), soft=()):
+    def __init__(self, dims, value=None, params=(), soft=(), index=()):
         self.dims, self.value = (None if dims is None else tuple(dims)), value
-        self.params, self.soft = tuple(params), tuple(soft)
+        self.params, self.soft, self.index = tuple(params), tuple(soft), tuple(index)
 
     @property
     def numel(self):
@@ -364,6 +366,9 @@ class Builder:
         if node.op_type in MAC_OPS and params:
             self.used.update(params)
             self.constant_work.append((self.node_base, self.label(node)))
+        index = _unique(p for x in ins[:1] if isinstance(x, Const) for p in x.index)
+        if node.op_type == "Gather" and len(ins) > 1 and params and self._int_table(node.input[1]):
+            index = (*index, node.input[1])  # a learned table looked up by a stored index
         for k, out in enumerate(node.output):
             if not out:
                 continue
@@ -371,7 +376,16 @@ class Builder:
             dims = outs_dims[k]
             if dims is None and value is not None:
                 dims = tuple(value.shape)
-            self.tensors[out] = Const(dims, value, params, soft)
+            self.tensors[out] = Const(dims, value, params, soft, index)
+
+    def _int_table(self, name) -> bool:
+        """An initializer of 32- or 64-bit integers of more than one element (registered as a
+        possible buffer)."""
+        t = self.model.init.get(name)
+        if t is None or not hasattr(t, "data_type") or t.data_type not in (6, 7) or prod(t.dims) <= 1:
+            return False
+        self.sizes[name] = prod(t.dims)
+        return True
 
     # --- layers --------------------------------------------------------------------------------
 
@@ -391,12 +405,16 @@ class Builder:
         lost=(),
         base=None,
         extra=(),
+        extra_buffers=(),
     ) -> Act:
         """A layer of ``op_name`` reading ``inputs`` (Acts), holding the initializers
         ``params`` (weights and biases) and ``buffers``. Its output is ONNX tensor ``out``
         (default: the node's first output), laid out as ``view(shape)`` (default: channels
         first). ``shapes``/``rfs``: what the op sees when not the inputs' own (an input
-        taken under another layout). ``lost``: (label, at) why its field is unknown here."""
+        taken under another layout). ``lost``: (label, at) why its field is unknown here.
+        ``extra``: initializers the layer holds beyond its op's own parameters (a learned
+        table looked up and added: Swin's relative position bias), weights or biases by
+        name, 0 MACs; ``extra_buffers``: the stored index it was looked up by."""
         op = REGISTRY[op_name]
         out = node.output[0] if out is None else out
         a = {arg.name: arg.default for arg in op.args if arg.default is not REQUIRED}
@@ -443,6 +461,7 @@ class Builder:
                 biases += self.sizes[p] if is_bias(p) else 0
                 weights += 0 if is_bias(p) else self.sizes[p]
         params = (*params, *extra)
+        buffers = (*buffers, *(b for b in _unique(extra_buffers) if b not in buffers and b in self.sizes))
         new_buffers = [b for b in buffers if b not in self.counted]
         name = self.unique(base or self.node_base)
         self._store(name, [p for p in params if p not in self.counted])

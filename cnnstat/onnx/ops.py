@@ -782,7 +782,7 @@ def _learned(b, node, x, c, op):
     if cd is None or any(cv not in (1, xv) for cv, xv in zip(cd, x.dims)):
         verb = "adds" if op == "add" else "multiplies by"
         raise Unfollowed(f"{verb} a learned tensor of shape {list(c.dims)}")
-    return b.emit(node, op, {}, [x], extra=c.params, view=same(x))
+    return b.emit(node, op, {}, [x], extra=c.params, extra_buffers=c.index, view=same(x))
 
 
 @handles("Pow")
