@@ -383,25 +383,34 @@ def context(spec, input_shape=None, dtype: str = "fp32", batch: int = 1, size: i
     return Context(spec, _siblings(spec, input_shape, dtype, batch))
 
 
+SIBLINGS_TRIED = 32  # the other models of a spec file compared, at most
+
+
 def _siblings(spec, input_shape, dtype, batch) -> list:
+    """The spec file's other models with the same layer names (see :func:`context`). Bounded
+    work: at most :data:`SIBLINGS_TRIED` of them, each built only as far as this model's
+    number of layers (a variant that repeats a block a million times stops there: it cannot
+    have the same layers)."""
     from cnnstat.analysis import Analysis
-    from cnnstat.spec.build import build
+    from cnnstat.spec import build as builder
 
     root = _root(spec)
     if root is None or len(root.models) < 2:
         return []
-    mine = [la.name for la in build(spec, input_shape).layers]
-    out = []
-    for name in root.models:
-        if name == spec.name:
-            continue
-        try:
-            other = root.variant(name)
-            graph = build(other, input_shape)
-        except CnnstatError:
-            continue
-        if [la.name for la in graph.layers] == mine:
-            out.append((name, other.description, Analysis(graph, dtype, batch)))
+    mine = [la.name for la in builder.build(spec, input_shape).layers]
+    out, limit = [], builder.MAX_LAYERS
+    builder.MAX_LAYERS = min(limit, len(mine) + 1)
+    try:
+        for name in [m for m in root.models if m != spec.name][:SIBLINGS_TRIED]:
+            try:
+                other = root.variant(name)
+                graph = builder.build(other, input_shape)
+            except CnnstatError:
+                continue
+            if [la.name for la in graph.layers] == mine:
+                out.append((name, other.description, Analysis(graph, dtype, batch)))
+    finally:
+        builder.MAX_LAYERS = limit
     return out
 
 
@@ -434,9 +443,9 @@ def explain_layer(analysis, layer, ctx: Context | None = None, known: dict | Non
     return Explained(layer, shapes, steps, ctx.comments(layer), ctx.beside(layer))
 
 
-def _read_by(analysis, layer) -> dict:
-    """The (shape, receptive field) of the tensors ``layer`` reads, by name."""
-    wanted = set(layer.inputs)
+def _read_by(analysis, *layers) -> dict:
+    """The (shape, receptive field) of the tensors ``layers`` read, by name."""
+    wanted = {name for layer in layers for name in layer.inputs}
     graph = analysis.graph
     shape = tuple(graph.input)
     out = {"input": (shape, RF.input(shape[1:] if len(shape) > 1 else ()))} if "input" in wanted else {}
@@ -473,11 +482,12 @@ def explain_shown(analysis, ctx: Context | None = None, show_all: bool = False):
 
     layers = analysis.layers
     n = len(layers)
-    known = tensors(analysis)
     if show_all or n <= MAX_ROWS:
+        known = tensors(analysis)
         for la in layers:
             yield explain_layer(analysis, la, ctx, known)
         return
+    known = _read_by(analysis, *layers[:HEAD_LAYERS], *layers[n - TAIL_LAYERS :])  # not a million tensors
     for la in layers[:HEAD_LAYERS]:
         yield explain_layer(analysis, la, ctx, known)
     yield Hidden(n - HEAD_LAYERS - TAIL_LAYERS, HEAD_LAYERS + 1, n - TAIL_LAYERS)

@@ -160,6 +160,31 @@ def test_explain_all_streams_every_section(tmp_path):
     assert "... 150 more layers (201 to 350 of 400) not shown:" in out
 
 
+def test_explain_all_keeps_memory_flat(tmp_path):
+    """--all writes each section as it is made: 5,000 layers' sheet (3.4 MB of Markdown) in the
+    address space of a small model's run (20,000 layers: 36 MB of memory, as abridged)."""
+    spec = tmp_path / "chain.yaml"
+    spec.write_text(CHAIN.format(n=5_000 // 3))
+    code, out, err = run(["explain", spec, "--all", "-o", tmp_path / "all.md"], SMALL, 120)
+    assert code == 0
+    text = (tmp_path / "all.md").read_text(encoding="utf-8")
+    assert len(sections(text)) == 4_998 + 1 and "more layers" not in text
+    assert "The sums of the sections and cnnstat's totals are equal." in text
+
+
+def test_variants_that_expand_are_not_built_whole(tmp_path):
+    """Forty variants of a spec file each a million layers: explain compares a model with its
+    spec's other models, but builds each only as far as the model's own layers."""
+    variants = "".join(f"  v{i}: {{params: {{n: 1000000}}}}\n" for i in range(40))
+    spec = tmp_path / "variants.yaml"
+    spec.write_text(
+        f"name: base\ninput: [3, 16, 16]\nparams: {{n: 2}}\nvariants:\n{variants}"
+        "layers:\n  - relu: {repeat: $n}\n"
+    )
+    code, out, err = run(["explain", spec], SMALL, 10)
+    assert code == 0 and sections(out) == ["relu1 (relu)", "relu2 (relu)", "Totals"]
+
+
 def test_report_of_100k_layers(big, tmp_path):
     """The layer table abridged (200 + a row saying what is left out + 50), no plots (said on
     the page), the totals whole; seconds and a page of kilobytes (22 s and 211 MB before;
