@@ -7,7 +7,9 @@ of these ops are in attention.py and resample.py):
   ``rel_pos_bias``;
 - torchvision's Swin patch merging (``_patch_merging_pad``) -> ``pixel_unshuffle`` (factor 2;
   video Swin's, on [B, T, H, W, C]: factor [1, 2, 2]);
-- torchvision's MaxViT ``PartitionAttentionLayer`` -> its per-position calls on the map.
+- torchvision's MaxViT ``PartitionAttentionLayer`` -> its per-position calls on the map;
+- timm's ``Attention`` (``timm.layers.attention``: ViT, DeiT, PiT, CrossViT's blocks) on
+  tokens -> ``attention``.
 
 The torchvision classes and functions are looked up by qualified name
 (:data:`~cnnstat.torch.ops.base.NAMED_MODULES`), so that mapping them imports nothing. They
@@ -28,6 +30,7 @@ SWIN = "torchvision.models.swin_transformer"
 VIDEO_SWIN = "torchvision.models.video.swin_transformer"
 MAXVIT = "torchvision.models.maxvit"
 MVIT = "torchvision.models.video.mvit"
+TIMM_ATTENTION = "timm.layers.attention"
 
 
 def _channels_last(ref, x) -> bool:
@@ -70,6 +73,44 @@ def _m_multihead(rec, call):
     out = call.out[0] if isinstance(call.out, (tuple, list)) else call.out
     # the averaged attention weights (need_weights=True), call.out[1], are not followed
     rec.emit_laid(call, "attention", a, [ref], out=out)
+
+
+def _m_timm_attention(rec, call):
+    """timm's ``Attention`` (ViT and kin) on tokens [B, N, C], the channels of [C, N] tokens
+    moved last: ``qkv`` = Linear(C, 3 dim), softmax(q k^T / sqrt(d)) v per head, ``proj`` =
+    Linear(dim, out): cnnstat's ``attention`` (heads, dim, out). A mask, causal attention,
+    a gate, q/k normalisation or a norm before ``proj`` (modules other than ``nn.Identity``)
+    are not that op: unsupported."""
+    m = call.module
+    x = call.arg(0, "x")
+    mask = call.arg(1, "attn_mask") if len(call.args) > 1 or "attn_mask" in call.kwargs else None
+    causal = call.arg(2, "is_causal") if len(call.args) > 2 or "is_causal" in call.kwargs else False
+    if is_tensor(mask) or causal:
+        return rec.unsupported_call(call, "with a mask or causal")
+    extras = [getattr(m, n, None) for n in ("q_norm", "k_norm", "norm")]
+    if getattr(m, "gate", None) is not None or any(
+        e is not None and not isinstance(e, nn.Identity) for e in extras
+    ):
+        return rec.unsupported_call(call, "a gate or q/k/output normalisation (cnnstat's attention has none)")
+    ref = rec.ref(x)
+    if ref is None or x.dim() != 3:
+        return rec.unsupported_call(call, "on a tensor cnnstat does not follow")
+    base, perm = ref.layout(3)
+    if perm != (0, 2, 1) or len(base.shape) != 2:
+        return rec.unsupported_call(
+            call, f"on a {list(ref.shape)} tensor whose last axis is not the features of [D, N] tokens"
+        )
+    channels = int(x.shape[-1])
+    dim = m.qkv.out_features // 3
+    a = {
+        "heads": m.num_heads,
+        "dim": dim,
+        "qkv_bias": m.qkv.bias is not None,
+        "proj_bias": m.proj.bias is not None,
+    }
+    if m.proj.out_features != channels:
+        a["out"] = m.proj.out_features
+    rec.emit_laid(call, "attention", a, [ref])
 
 
 def _window(rec, call, window, shift, rel_pos_bias: bool, **more):
@@ -395,3 +436,4 @@ NAMED_FUNCTIONS[f"{SWIN}._patch_merging_pad"] = _f_patch_merging_pad
 NAMED_MODULES[f"{MAXVIT}.PartitionAttentionLayer"] = _m_partition_attention
 NAMED_MODULES[f"{MVIT}.MultiscaleBlock"] = _m_mvit_block
 NAMED_MODULES[f"{MVIT}.PositionalEncoding"] = _m_mvit_position
+NAMED_MODULES[f"{TIMM_ATTENTION}.Attention"] = _m_timm_attention

@@ -1,0 +1,48 @@
+"""timm's modules mapped onto cnnstat ops, each against independent figures: parameters
+against torch's ``sum(numel())``, MACs against PyTorch's FlopCounterMode on the same module,
+and by hand; what is not the op stays unsupported (MACs a lower bound)."""
+
+import pytest
+
+pytest.importorskip("timm")
+
+from torch import nn  # noqa: E402
+
+from cnnstat.torch.analysis import analyze  # noqa: E402
+from cnnstat.torch.check import flop_counter_macs  # noqa: E402
+from cnnstat.torch.load import meta_copy  # noqa: E402
+
+
+class Tokens(nn.Module):
+    """A 1x1 conv to C channels, its map as tokens [B, N, C], then ``block``."""
+
+    def __init__(self, block, channels=64):
+        super().__init__()
+        self.embed = nn.Conv2d(3, channels, 1, bias=False)
+        self.block = block
+
+    def forward(self, x):
+        return self.block(self.embed(x).flatten(2).transpose(1, 2))
+
+
+def test_attention():
+    from timm.layers.attention import Attention
+
+    m = Tokens(Attention(64, num_heads=4, qkv_bias=True)).eval()
+    a = analyze(m, input=(3, 7, 7))
+    assert a.complete and not a.graph.unsupported
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+    n, c = 49, 64
+    by_hand = n * 3 * c + n * c * 3 * c + 2 * n * n * c + n * c * c  # embed, qkv, q.k^T and a.v, proj
+    assert a.totals()["macs"] == by_hand == flop_counter_macs(meta_copy(m), (3, 7, 7))
+
+
+def test_attention_with_qk_norm_is_unsupported():
+    from timm.layers.attention import Attention
+
+    m = Tokens(Attention(64, num_heads=4, qk_norm=True, norm_layer=nn.LayerNorm)).eval()
+    a = analyze(m, input=(3, 7, 7))
+    assert not a.complete
+    assert [u["call"] for u in a.graph.unsupported] == ["timm.layers.attention.Attention"]
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+    assert a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 7, 7))  # a lower bound
