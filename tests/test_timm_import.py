@@ -6,6 +6,7 @@ import pytest
 
 pytest.importorskip("timm")
 
+import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from cnnstat.torch.analysis import analyze  # noqa: E402
@@ -46,3 +47,41 @@ def test_attention_with_qk_norm_is_unsupported():
     assert [u["call"] for u in a.graph.unsupported] == ["timm.layers.attention.Attention"]
     assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
     assert a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 7, 7))  # a lower bound
+
+
+def test_poolformer_difference_of_two_branches():
+    """PoolFormer's token mixer, pool(x) - x, and a quotient of two branches: an ``add`` and a
+    ``mul`` of the same shapes (0 MACs), as the ONNX import reads Sub and Div; a learned
+    tensor minus an activation is not an op of cnnstat: unsupported."""
+
+    class Mixer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.pool = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+            self.gate = nn.Conv2d(8, 8, 1)
+
+        def forward(self, x):
+            x = self.conv(x)
+            y = self.pool(x) - x
+            return y / self.gate(x).sigmoid()
+
+    m = Mixer().eval()
+    a = analyze(m, input=(3, 8, 8))
+    assert a.complete and not a.graph.unsupported
+    assert [la.op for la in a.graph.layers if la.op in ("add", "mul")] == ["add", "mul"]
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+    assert a.totals()["macs"] == 64 * (8 * 27 + 8 * 8) == flop_counter_macs(meta_copy(m), (3, 8, 8))
+
+    class FromLearned(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 1)
+            self.w = nn.Parameter(torch.zeros(8, 1, 1))
+
+        def forward(self, x):
+            return self.w - self.conv(x)
+
+    a = analyze(FromLearned().eval(), input=(3, 8, 8))
+    assert [u["call"] for u in a.graph.unsupported] == ["operator.sub"]
+    assert a.totals()["params"] == 3 * 8 + 8 + 8

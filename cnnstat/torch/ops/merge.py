@@ -76,11 +76,14 @@ def _learned(rec, call, op, ref, x, w, names):
     return False
 
 
-def _f_binary(op):
-    """add / mul of two tracked tensors: a merge; with a constant: free (no layer). A
-    learned operand: ``pos_embed`` (added, the tensor's shape) or ``scale`` (multiplied, one
-    value per channel); any other (a learned scalar, a bias per position) is not a cnnstat
-    op: unsupported."""
+def _f_binary(op, merge=None):
+    """add / mul of two tracked tensors: a merge (sub and div of two tracked tensors: the
+    ``merge`` of the same shapes and cost, ``add`` and ``mul``, 0 MACs, as the ONNX import
+    reads Sub and Div); with a constant: free (no layer). A learned operand of add / mul:
+    ``pos_embed`` (added, the tensor's shape) or ``scale`` (multiplied, one value per
+    channel); any other (a learned scalar, a bias per position, any learned operand of sub
+    or div) is not a cnnstat op: unsupported."""
+    merge = merge or op
 
     def handle(rec, call):
         refs, others = _operands(rec, call)
@@ -90,8 +93,8 @@ def _f_binary(op):
             if one and _learned(rec, call, op, refs[0], _tracked(rec, call), others[0], names):
                 return
             return rec.unsupported_call(call, "an operand is a parameter", names)
-        if len(refs) == 2 and op is not None:
-            return rec.emit(call, op, {}, refs)
+        if len(refs) == 2 and merge is not None:
+            return rec.emit(call, merge, {}, refs)
         if len(refs) == 2:
             return rec.unsupported_call(call, "between two tensors")
         rec.bind(call.out, refs[0])
@@ -128,7 +131,7 @@ MODULES[Mul] = _m_merge("mul")
 MODULES[Concat] = _m_merge("concat")
 FUNCTIONS["add"] = _f_binary("add")
 FUNCTIONS["mul"] = _f_binary("mul")
-FUNCTIONS["sub"] = _f_binary(None)
-FUNCTIONS["div"] = _f_binary(None)
+FUNCTIONS["sub"] = _f_binary(None, "add")
+FUNCTIONS["div"] = _f_binary(None, "mul")
 for _name in ("cat", "concat", "concatenate"):
     FUNCTIONS[_name] = _f_cat
