@@ -85,3 +85,21 @@ def test_poolformer_difference_of_two_branches():
     a = analyze(FromLearned().eval(), input=(3, 8, 8))
     assert [u["call"] for u in a.graph.unsupported] == ["operator.sub"]
     assert a.totals()["params"] == 3 * 8 + 8 + 8
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_scaled_std_conv(same):
+    """NF-Net's ScaledStdConv2d: a convolution of a weight computed from the weight and a gain
+    per output channel -- the conv and a scale by the gain (8 values): every parameter held,
+    the convolution's MACs. 7 -> 4 at stride 2: padding 1 (timm's default), or the Same
+    variant's TensorFlow padding at run time (1 before, 1 after)."""
+    from timm.layers.std_conv import ScaledStdConv2d, ScaledStdConv2dSame
+
+    conv = ScaledStdConv2dSame(3, 8, 3, stride=2) if same else ScaledStdConv2d(3, 8, 3, stride=2)
+    m = nn.Sequential(conv).eval()
+    a = analyze(m, input=(3, 7, 7))
+    assert a.complete and not a.graph.unsupported
+    assert [la.op for la in a.graph.layers if la.op != "input"] == ["conv", "scale"]
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters()) == 8 * 27 + 8 + 8
+    assert a.graph.layers[-1].output == (8, 4, 4)
+    assert a.totals()["macs"] == 4 * 4 * 8 * 27 == flop_counter_macs(meta_copy(m), (3, 7, 7))

@@ -10,7 +10,20 @@ from torch import nn
 
 from cnnstat.errors import CnnstatError
 from cnnstat.ops.window import paddings, portable
-from cnnstat.torch.ops.base import FUNCTIONS, MODULES, SamePad, axes, builds, nd, pad_arg, t, window
+from cnnstat.torch.ops.base import (
+    FUNCTIONS,
+    MODULES,
+    NAMED_MODULES,
+    SamePad,
+    axes,
+    builds,
+    nd,
+    pad_arg,
+    t,
+    window,
+)
+
+TIMM_STD_CONV = "timm.layers.std_conv"
 
 # --- modules beyond torch.nn ------------------------------------------------------------------
 
@@ -172,6 +185,36 @@ def _f_conv(rec, call):
     rec.emit(call, op, a, [rec.ref(x)], params=rec.param_names([w, b] if b is not None else [w]))
 
 
+def _m_scaled_std_conv(rec, call):
+    """timm's ScaledStdConv2d (NF-Nets: scaled weight standardisation): F.conv2d with the
+    weight standardised per output channel and multiplied by a learned ``gain`` per output
+    channel, computed from the parameters alone. conv(x, w g) + b = g conv(x, w) + b:
+    counted as the convolution (its weight and bias) then a ``scale`` by the gain (one value
+    per output channel), the bias before the gain -- the same parameters, multiply-accumulates
+    (the standardisation works on the weights, not per input) and receptive field. The
+    ``Same`` variant's run-time padding (``same_pad``: timm's ``pad_same``, TensorFlow's, the
+    extra pixel after) is cnnstat's ``same``."""
+    m = call.module
+    padding = "same" if getattr(m, "same_pad", False) else m.padding
+    if padding == "same" and any(v != 0 for v in t(m.padding)):
+        return rec.unsupported_call(call, "pads at run time and in the convolution")
+    x = call.arg(0, "x")
+    op, a = conv_op(
+        m.in_channels,
+        m.out_channels,
+        m.groups,
+        m.kernel_size,
+        m.stride,
+        padding,
+        m.dilation,
+        m.bias is not None,
+    )
+    own = rec.param_names([m.weight, m.bias] if m.bias is not None else [m.weight])
+    mid = torch.empty_like(call.out)
+    rec.emit(call, op, a, [rec.ref(x)], params=own, out=mid)
+    rec.emit(call, "scale", {}, [rec.ref(mid)], params=rec.param_names([m.gain]))
+
+
 def _transposed(rec, call, x, out, k, s, p, d, groups, bias, params=None):
     """Emit conv_transpose; output_padding is what the output's size says (a module called
     with ``output_size`` chooses it at run time)."""
@@ -208,5 +251,7 @@ for _name in ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d"):
 for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d, SamePadConv1d, SamePadConv2d, SamePadConv3d):
     MODULES[_cls] = _m_conv
 MODULES[LocallyConnected] = _m_local
+for _cls in ("ScaledStdConv2d", "ScaledStdConv2dSame"):
+    NAMED_MODULES[f"{TIMM_STD_CONV}.{_cls}"] = _m_scaled_std_conv
 for _name in ("conv1d", "conv2d", "conv3d"):
     FUNCTIONS[_name] = _f_conv
