@@ -319,7 +319,13 @@ def test_unwritable_targets(tmp_path, command, target):
 def test_check_report_unwritable(tmp_path):
     (tmp_path / "cnnstat.toml").write_text('[[budget]]\nmodel = "lenet5"\nmax_params = "1M"\n')
     os.mkfifo(tmp_path / "fifo")
-    for path, expect in (("fifo", "it is a FIFO"), ("/dev/full", "it is a device"), ("no/b.html", "no such")):
+    cases = (
+        ("fifo", "it is a FIFO"),
+        ("/dev/full", "it is a device"),
+        ("no/b.html", "no such"),
+        ("-", "needs a file"),
+    )
+    for path, expect in cases:
         code, out, err = run(["check", "--report", path], cwd=tmp_path)
         assert code == 2
         one_error(err, expect)

@@ -57,6 +57,10 @@ def command(path, fmt, baseline, max_growth, report_path):
     if report_path:
         from cnnstat.cli.report import writable
 
+        if report_path == "-":  # stdout carries the check's own table, JSON or annotations
+            from cnnstat.errors import CnnstatError
+
+            raise CnnstatError("--report needs a file: standard output carries the check's results")
         writable(report_path)  # a report that cannot be written: exit 2 before measuring
     report = []
     for i, b in enumerate(budgets):
