@@ -545,24 +545,14 @@ def print_json(obj, out=None) -> None:
     said on stderr: JSON has no such numbers, and a parser would refuse the document.
 
     The text is byte for byte ``json.dumps(obj, indent=2, allow_nan=False)``, written piece by
-    piece: each value of a top-level mapping (or item of a top-level list) on its own, and a
-    value that is an iterable but not a list, tuple, mapping or string (``Analysis``'s layers
-    when streamed) as a JSON array written item by item, so that a million layers are never
-    one object or one string in memory."""
+    piece (see :meth:`_JsonWriter.value`): the first two levels value by value, long lists
+    item by item, and an iterable that is not a list, tuple, mapping or string (``Analysis``'s
+    layers when streamed) as a JSON array written item by item, so that a million layers are
+    never one object or one string in memory."""
     out = out or sys.stdout
     replaced: list = []
     writer = _JsonWriter(out)
-    if type(obj) is dict and obj and all(type(k) is str for k in obj):
-        sep = "{\n  "
-        for key, value in obj.items():
-            writer.add(sep + _jstr(key) + ": ")
-            writer.value(value, "  ", f"$.{key}", replaced)
-            sep = ",\n  "
-        writer.add("\n}")
-    elif type(obj) in (list, tuple) or _is_stream(obj):
-        writer.array(obj, "", "$", replaced)
-    else:
-        writer.value(obj, "", "$", replaced)
+    writer.value(obj, "", "$", replaced)
     writer.add("\n")
     writer.flush()
     if replaced:
@@ -613,11 +603,18 @@ class _JsonWriter:
             self.out.write("".join(self.parts))
             self.parts = []
 
-    def value(self, value, pad: str, where: str, replaced: list) -> None:
-        """One value, or a stream written item by item; a value with a float JSON cannot hold
-        is written again from ``finite_json`` (null in its place, ``replaced`` says where)."""
-        if _is_stream(value):
-            self.array(value, pad, where, replaced)
+    def value(self, value, pad: str, where: str, replaced: list, depth: int = 0) -> None:
+        """One value, nested ``depth`` deep. A stream or a list of more than :data:`BIG` items
+        is written item by item, and so is every mapping and list of the first two levels
+        (a model's rows, each holding its layers); anything else is encoded whole. A value with
+        a float JSON cannot hold is written again from ``finite_json`` (null in its place,
+        ``replaced`` says where)."""
+        t = type(value)
+        if _is_stream(value) or (t is list or t is tuple) and (depth < 2 or len(value) > self.BIG):
+            self.array(value, pad, where, replaced, depth)
+            return
+        if depth < 2 and t is dict and value and all(type(k) is str for k in value):
+            self.mapping(value, pad, where, replaced, depth)
             return
         try:
             text = _text(value, pad)
@@ -625,12 +622,23 @@ class _JsonWriter:
             text = _text(finite_json(value, where, replaced), pad)
         self.add(text)
 
-    def array(self, items, pad: str, where: str, replaced: list) -> None:
+    BIG = 1000
+
+    def mapping(self, obj: dict, pad: str, where: str, replaced: list, depth: int) -> None:
+        inner = pad + "  "
+        sep = "{\n" + inner
+        for key, value in obj.items():
+            self.add(sep + _jstr(key) + ": ")
+            self.value(value, inner, f"{where}.{key}", replaced, depth + 1)
+            sep = ",\n" + inner
+        self.add("\n" + pad + "}")
+
+    def array(self, items, pad: str, where: str, replaced: list, depth: int = 0) -> None:
         inner = pad + "  "
         sep = "[\n" + inner
         for i, item in enumerate(items):
             self.add(sep)
-            self.value(item, inner, f"{where}[{i}]", replaced)
+            self.value(item, inner, f"{where}[{i}]", replaced, depth + 1)
             sep = ",\n" + inner
         self.add("[]" if sep[0] == "[" else "\n" + pad + "]")
 

@@ -139,7 +139,7 @@ def _verdict_at_most(max_fps: float, fps) -> str:
 
 
 def _render_roofline(row, dev, dtype, fmt):
-    from cnnstat.render import UNKNOWN, Column, Table, render
+    from cnnstat.render import UNKNOWN, Column, Rows, Table, render
     from cnnstat.units import human_bytes, si
 
     ms = lambda v: f"{v * 1e3:.4f}"  # noqa: E731
@@ -155,12 +155,18 @@ def _render_roofline(row, dev, dtype, fmt):
             Column("memory ms", "memory_s", ms),
             Column("bound", "bound", numeric=False),
         ],
-        rows=[dict(r) for r in row["roofline"]],
     )
     unknown = {i["layer"] for i in row["incomplete"]}
-    for r in table.rows:
+
+    def shown(r: dict) -> dict:
+        """A layer's row as shown (made when written: render.Rows); the JSON's rows keep
+        their numbers."""
+        r = dict(r)
         if r["name"] in unknown:
             r.update(macs=UNKNOWN, intensity=UNKNOWN, compute_s=UNKNOWN, bound="?")
+        return r
+
+    table.rows = Rows(row["roofline"], shown)
     if unknown:
         table.notes.append("?: MACs unknown (a call cnnstat has no op for): compute time unknown.")
     ridge = dev.peak(dtype) / dev.bandwidth
