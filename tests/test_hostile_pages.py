@@ -388,3 +388,44 @@ def test_check_report_of_a_failing_model(tmp_path):
     (tmp_path / "cnnstat.toml").write_text('[[budget]]\nmodel = "bad.yaml"\nmax_params = "1M"\n')
     code, out, err = run(["check", "--report", "b.html"], cwd=tmp_path)
     assert code == 2 and "kernel 30" in err and not (tmp_path / "b.html").exists()
+
+
+# --- in process: the pieces the page relies on ---------------------------------------------------
+
+
+def test_plot_labels_cut_and_kept_apart():
+    """The copy the plots draw: names escaped and cut to 60 characters, two names alike in their
+    first 59 numbered apart, the inputs renamed with them; figures untouched."""
+    from cnnstat.analysis import analyze
+    from cnnstat.report import plot_safe
+    from cnnstat.spec.model import parse_spec
+    from cnnstat.spec.yamlload import load_yaml
+
+    a_name, b_name = "a" * 100 + "1", "a" * 100 + "2"
+    text = (
+        f"name: m\ninput: [3, 8, 8]\nlayers:\n  - conv: {{out: 2, k: 3, name: {a_name}}}\n"
+        f'  - relu: {{name: {b_name}}}\n  - relu: {{name: "x\\e[31m"}}\n'
+    )
+    a = analyze(parse_spec(load_yaml(text, "m.yaml"), "m.yaml"))
+    safe = plot_safe(a)
+    names = [la.name for la in safe.layers]
+    assert names == ["a" * 59 + "\u2026", "a" * 59 + "\u2026~2", "x\\x1b[31m"]
+    assert safe.layers[1].inputs == (names[0],) and safe.layers[2].inputs == (names[1],)
+    assert [la.macs for la in safe.layers] == [la.macs for la in a.layers] == [6 * 6 * 2 * 3 * 3 * 3, 0, 0]
+    assert plot_safe(analyze("lenet5")).layers[0].name == "c1"  # plain names: the analysis itself
+
+
+def test_bounds_on_every_device_equal_bound_on_each():
+    """The page's throughput table (hardware.bounds, one pass) gives flops --device's figures
+    (the sum of the roofline's per-layer times), to the last bit."""
+    from cnnstat.analysis import analyze
+    from cnnstat.hardware import bounds, devices, roofline
+
+    for model in ("resnet50", "mobilenet_v2", "lenet5"):
+        a = analyze(model)
+        rated = [d for d in devices().values() if "fp16" in d.macs]
+        for dev, b in zip(rated, bounds(a.graph, rated, "fp16", 30, 3, 2)):
+            rows = roofline(a.graph, dev, "fp16", 2)
+            assert b["latency_s"] == float(sum(r["time_s"] for r in rows) * 3)
+            assert b["compute_bound_layers"] == sum(r["bound"] == "compute" for r in rows)
+            assert b["memory_bound_layers"] == sum(r["bound"] == "memory" for r in rows)
