@@ -103,3 +103,49 @@ def test_scaled_std_conv(same):
     assert a.totals()["params"] == sum(p.numel() for p in m.parameters()) == 8 * 27 + 8 + 8
     assert a.graph.layers[-1].output == (8, 4, 4)
     assert a.totals()["macs"] == 4 * 4 * 8 * 27 == flop_counter_macs(meta_copy(m), (3, 7, 7))
+
+
+class Gate(nn.Module):
+    """A conv, then an ECA-like gate: the map's mean over positions, a 1-D conv across the
+    channels, a sigmoid, [B, C, 1, 1] multiplied into the map (``expand``: expanded first)."""
+
+    def __init__(self, expand: str = ""):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.eca = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+        self.expand = expand
+
+    def forward(self, x):
+        x = self.conv(x)
+        y = self.eca(x.mean((2, 3)).view(x.shape[0], 1, -1)).sigmoid().view(x.shape[0], -1, 1, 1)
+        if self.expand == "expand_as":
+            y = y.expand_as(x)
+        elif self.expand == "expand":
+            y = y.expand(-1, -1, x.shape[2], x.shape[3])
+        elif self.expand == "channels":  # dim 1 expanded: not a repeat of positions
+            return x[:, :1] * y[:, :1].expand(-1, 8, -1, -1)
+        return x * y
+
+
+@pytest.mark.parametrize("expand", ["expand_as", "expand"])
+def test_expand_of_a_gate(expand):
+    """ECA-Net's gate expanded to the map it gates: nearest upsampling of [8, 1, 1] to
+    [8, 8, 8], 0 MACs; the same MACs and receptive field as the gate broadcast by the
+    multiplication itself."""
+    m = Gate(expand).eval()
+    a = analyze(m, input=(3, 8, 8))
+    assert a.complete and not a.graph.unsupported
+    up = [la for la in a.graph.layers if la.op == "upsample"]
+    assert len(up) == 1 and up[0].output == (8, 8, 8) and up[0].macs == 0
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters()) == 8 * 27 + 8 + 3
+    conv, eca = 64 * 8 * 27, 8 * 3
+    assert a.totals()["macs"] == conv + eca == flop_counter_macs(meta_copy(m), (3, 8, 8))
+    plain = analyze(Gate().eval(), input=(3, 8, 8))
+    assert plain.complete and plain.totals()["macs"] == a.totals()["macs"]
+    assert plain.graph.layers[-1].rf == a.graph.layers[-1].rf
+
+
+def test_expand_of_channels_is_unsupported():
+    a = analyze(Gate("channels").eval(), input=(3, 8, 8))
+    assert "Tensor.expand" in [u["call"] for u in a.graph.unsupported]
+    assert not a.complete

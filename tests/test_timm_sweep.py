@@ -27,6 +27,7 @@ EXACT = [
     "res2net50_26w_4s",  # split, hierarchical residual convs, concat
     "repvgg_a0",
     "hrnet_w18_small",  # parallel branches, upsampling fuses
+    "ecaresnet26t",  # ECA gates expanded to their maps
     "nf_resnet26",  # ScaledStdConv2d: a weight computed from the weight and a gain
     "poolformer_s12",  # pool(x) - x
     "vit_tiny_patch16_224",  # timm's Attention: cnnstat's attention; class token, position embedding

@@ -1,5 +1,5 @@
-"""The torch side of :mod:`cnnstat.ops.resample`: upsample (nn.Upsample, F.interpolate) and
-pixel (un)shuffle."""
+"""The torch side of :mod:`cnnstat.ops.resample`: upsample (nn.Upsample, F.interpolate; a map's
+size-1 positions expanded, ``Tensor.expand``/``expand_as``) and pixel (un)shuffle."""
 
 from __future__ import annotations
 
@@ -169,6 +169,22 @@ def _f_shuffle(op, name):
     return handle
 
 
+def _f_expand(rec, call):
+    """``x.expand(...)`` / ``x.expand_as(y)`` of a channels-first map [B, C, *positions] that
+    repeats positions of size 1 (a squeeze-excitation gate [B, C, 1, 1] expanded to the map it
+    gates, ECA-Net's): each value repeated, nearest upsampling to the expanded size, 0 MACs.
+    The tensor is read as torch lays it out (dim 1 the channels), as a convolution reads it.
+    Anything else (new axes, the batch or dim 1 expanded) is not understood: unsupported."""
+    x, out = call.arg(0, "input"), call.out
+    ref = rec.ref(x)
+    n = x.dim()
+    if ref is None or n < 3 or out.dim() != n or tuple(out.shape[:2]) != tuple(x.shape[:2]):
+        return rec.unsupported_call(call, "expands other than a map's positions of size 1")
+    if any(a != b and a != 1 for a, b in zip(x.shape[2:], out.shape[2:])):
+        return rec.unsupported_call(call, "expands other than a map's positions of size 1")
+    rec.emit(call, "upsample", {"size": tuple(int(v) for v in out.shape[2:])}, [ref])
+
+
 MODULES[nn.Upsample] = _m_upsample  # nn.UpsamplingNearest2d / UpsamplingBilinear2d: subclasses
 MODULES[nn.UpsamplingNearest2d] = _m_upsample
 MODULES[nn.UpsamplingBilinear2d] = _m_upsample
@@ -181,3 +197,4 @@ FUNCTIONS["upsample_nearest"] = _f_upsample_fixed("nearest", None)
 FUNCTIONS["upsample_bilinear"] = _f_upsample_fixed("bilinear", True)
 FUNCTIONS["pixel_shuffle"] = _f_shuffle("pixel_shuffle", "upscale_factor")
 FUNCTIONS["pixel_unshuffle"] = _f_shuffle("pixel_unshuffle", "downscale_factor")
+FUNCTIONS["expand"] = FUNCTIONS["expand_as"] = _f_expand
