@@ -48,8 +48,8 @@ def command(model, layer, input_, resolution, dtype, binary, fmt, output, show_a
     explains its formula with the figures its handler computed).
 
     Without LAYER, the whole network as a Markdown teaching sheet: a short derivation per
-    layer, then the totals reconciled with cnnstat's. LAYER is a name as 'cnnstat summary
-    MODEL' shows it.
+    layer, then the totals reconciled with cnnstat's; past 300 layers the first 200 sections
+    and the last 50 (--all: every one). LAYER is a name as 'cnnstat summary MODEL' shows it.
 
     \b
     Example:
