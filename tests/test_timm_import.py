@@ -149,3 +149,30 @@ def test_expand_of_channels_is_unsupported():
     a = analyze(Gate("channels").eval(), input=(3, 8, 8))
     assert "Tensor.expand" in [u["call"] for u in a.graph.unsupported]
     assert not a.complete
+
+
+def test_shared_scale():
+    """NF-Net's skip-init gain and HGNetV2's learnable affine: x times one learned value --
+    ``scale`` with ``shared``: 1 weight, 0 MACs (built back as a torch module: 1 parameter)."""
+    from cnnstat.ops import REGISTRY
+    from cnnstat.torch.builder import build_graph
+
+    class Gain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.gain = nn.Parameter(torch.tensor(0.0))
+
+        def forward(self, x):
+            return self.conv(x).mul_(self.gain)
+
+    m = Gain().eval()
+    a = analyze(m, input=(3, 8, 8))
+    assert a.complete and not a.graph.unsupported
+    scale = [la for la in a.graph.layers if la.op == "scale"]
+    assert len(scale) == 1 and scale[0].args["shared"] and scale[0].weights == 1 and scale[0].macs == 0
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters()) == 8 * 27 + 8 + 1
+    assert a.totals()["macs"] == 64 * 8 * 27 == flop_counter_macs(meta_copy(m), (3, 8, 8))
+    assert REGISTRY["scale"].cost({"shared": False}, [(8, 4, 4)], (8, 4, 4)).weights == 8
+    built = build_graph(a.graph, "meta")
+    assert sum(p.numel() for p in built.parameters()) == a.totals()["params"]

@@ -29,6 +29,7 @@ EXACT = [
     "hrnet_w18_small",  # parallel branches, upsampling fuses
     "ecaresnet26t",  # ECA gates expanded to their maps
     "nf_resnet26",  # ScaledStdConv2d: a weight computed from the weight and a gain
+    "dm_nfnet_f0",  # the Same variant (TensorFlow padding), skip-init gains: scale, shared
     "poolformer_s12",  # pool(x) - x
     "vit_tiny_patch16_224",  # timm's Attention: cnnstat's attention; class token, position embedding
 ]

@@ -93,7 +93,7 @@ class _Scale(torch.autograd.Function):
 
 
 class FnNet(nn.Module):
-    """A custom autograd.Function reading a parameter (a learned scalar: no cnnstat op)."""
+    """A custom autograd.Function reading a parameter (a learned scalar: scale, shared)."""
 
     def __init__(self):
         super().__init__()
@@ -345,13 +345,13 @@ def test_layout_calls_keep_the_field(nets):
 
 
 def test_custom_autograd_function(nets):
-    # torch.fx traces into the Function's forward: x * scale, a learned scalar cnnstat has no op for
+    # torch.fx traces into the Function's forward: x * scale, a learned scalar: scale, shared
     a = analyze("nwnets:FnNet", input=(3, 8, 8))
     assert a.totals()["params"] == numel("nwnets:FnNet") == 8 * 27 + 8 + 1 + 18
-    scale = next(la for la in a.layers if la.op == "opaque")
-    assert (scale.weights, scale.biases, scale.kind) == (1, 0, "other")
+    scale = next(la for la in a.layers if la.op == "scale")
+    assert (scale.weights, scale.biases, scale.args["shared"]) == (1, 0, True)
     assert a.totals()["macs"] == 8 * 36 * 27 + 16 == flop_counter("nwnets:FnNet", (3, 8, 8))
-    assert not a.complete and a.receptive_field().rf is None
+    assert a.complete
 
 
 def test_fft(nets):

@@ -196,7 +196,7 @@ def test_learned_scale_per_channel(where):
     assert [(op, la.weights) for la, (_, op) in zip(a.layers, ops(a))] == [("conv", 216), ("scale", 8)]
 
 
-def test_a_learned_scalar_or_bias_is_not_a_scale():
+def test_a_learned_scalar_is_a_shared_scale_a_bias_is_not_a_scale():
     class Odd(nn.Module):
         def __init__(self):
             super().__init__()
@@ -208,7 +208,8 @@ def test_a_learned_scalar_or_bias_is_not_a_scale():
             return self.conv(x) * self.alpha + self.shift
 
     a = imported(Odd(), (3, 8, 8), complete=False)
-    assert [i["reason"] for i in a.incomplete()] == ["an operand is a parameter"] * 2
+    assert [i["reason"] for i in a.incomplete()] == ["an operand is a parameter"]  # + shift
+    assert [(la.args["shared"], la.weights) for la in a.layers if la.op == "scale"] == [(True, 1)]  # * alpha
 
 
 def test_concat_of_channels_last_tensors_and_elementwise_after_any_reshape():

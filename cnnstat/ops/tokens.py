@@ -143,13 +143,15 @@ class PosEmbed(Op):
 @register
 class Scale(Op):
     """A learned multiplier per channel (ConvNeXt's and CaiT's layer scale): weights C;
-    0 MACs (an element-wise product, as batch norm's affine)."""
+    ``shared``: one learned multiplier for every value (NF-Net's skip-init gain, a learnable
+    scalar): weights 1. 0 MACs (an element-wise product, as batch norm's affine)."""
 
     name = "scale"
     aliases = ("layer_scale",)
+    args = (Arg("shared", "bool", False, help="one learned value for all channels (weights 1)"),)
 
     def cost(self, a, shapes, out):
-        return Cost(weights=shapes[0][0])
+        return Cost(weights=1 if a["shared"] else shapes[0][0])
 
 
 @register

@@ -59,7 +59,8 @@ def _tracked(rec, call):
 def _learned(rec, call, op, ref, x, w, names):
     """x (op) w, w a learned tensor (a parameter, or computed from parameters alone):
     ``pos_embed`` when w has x's shape (batch apart), ``scale`` when it holds one value per
-    channel of x (however x's axes are laid out). False when it is neither."""
+    channel of x (however x's axes are laid out), ``scale`` ``shared`` when it is one value
+    multiplying all of x. False when it is none of these."""
     base, perm = ref.layout(x.dim())
     if perm is None or w.dim() > x.dim() or sum(rec._numel(n) for n in names) != w.numel():
         return False  # not one learned tensor as it is (computed from others: not these ops)
@@ -70,6 +71,9 @@ def _learned(rec, call, op, ref, x, w, names):
         rec.emit_laid(call, "pos_embed", {}, [ref], params=names)
         return True
     kept = [i for i, v in enumerate(shape) if v != 1]
+    if op == "mul" and not kept:  # one learned value for every one of x's (a skip-init gain)
+        rec.emit_laid(call, "scale", {"shared": True}, [ref], params=names)
+        return True
     if op == "mul" and len(kept) == 1 and perm[kept[0]] == 1 and shape[kept[0]] == base.shape[0]:
         rec.emit_laid(call, "scale", {}, [ref], params=names)
         return True

@@ -78,11 +78,12 @@ class PosEmbed(nn.Module):
 
 class LayerScale(nn.Module):
     """cnnstat ``scale``: a learned multiplier per channel (dim 1), initialised to ``init``
-    (ConvNeXt's 1e-6)."""
+    (ConvNeXt's 1e-6); ``channels`` 1 with ``shared``: one for every value."""
 
-    def __init__(self, channels: int, init: float = 1e-6):
+    def __init__(self, channels: int, init: float = 1e-6, shared: bool = False):
         super().__init__()
-        self.gamma = nn.Parameter(torch.full((channels,), float(init)))
+        self.shared = shared
+        self.gamma = nn.Parameter(torch.full((1 if shared else channels,), float(init)))
 
     def forward(self, x):
         return x * self.gamma.reshape(-1, *(1,) * (x.dim() - 2))
@@ -169,7 +170,7 @@ def _build_pos_embed(a, shapes):
 
 @builds("scale")
 def _build_scale(a, shapes):
-    return LayerScale(shapes[0][0])
+    return LayerScale(shapes[0][0], shared=a["shared"])
 
 
 @builds("take")
@@ -227,7 +228,13 @@ def _m_pos_embed(rec, call):
 
 
 MODULES[PosEmbed] = _m_pos_embed
-MODULES[LayerScale] = _plain("scale")
+
+
+def _m_layer_scale(rec, call):
+    rec.emit(call, "scale", {"shared": call.module.shared}, [rec.ref(call.args[0])])
+
+
+MODULES[LayerScale] = _m_layer_scale
 MODULES[Take] = _m_take
 
 
