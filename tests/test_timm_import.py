@@ -176,3 +176,47 @@ def test_shared_scale():
     assert REGISTRY["scale"].cost({"shared": False}, [(8, 4, 4)], (8, 4, 4)).weights == 8
     built = build_graph(a.graph, "meta")
     assert sum(p.numel() for p in built.parameters()) == a.totals()["params"]
+
+
+def test_swin_blocks_and_patch_merging():
+    """timm's Swin v1 (a small one: 56 x 56, two stages): its blocks are layer norms,
+    attention in windows of 7 shifted by 3 in every other block (relative position bias
+    table, the shift mask a buffer of the layer), the MLP and two adds; its patch merging
+    pixel_unshuffle, layer norm, linear; the head's mean over the channels-last map gap.
+    Parameters and buffers against torch, MACs against FlopCounterMode."""
+    from timm.models.swin_transformer import SwinTransformer
+
+    m = SwinTransformer(img_size=56, window_size=7, embed_dim=32, depths=(2, 2), num_heads=(2, 4)).eval()
+    a = analyze(m, input=(3, 56, 56))
+    assert a.complete and not a.graph.unsupported
+    attn = [la for la in a.graph.layers if la.op == "attention"]
+    # the second stage's 7 x 7 map is one window: no shift there (timm's rule, as torchvision's)
+    shifts = [(0, 0), (3, 3), (0, 0), (0, 0)]
+    assert [(la.args["window"], la.args["shift"]) for la in attn] == [((7, 7), s) for s in shifts]
+    assert [la.op for la in a.graph.layers if la.name.startswith("layers.1.downsample")] == [
+        "pixel_unshuffle",
+        "layernorm",
+        "linear",
+    ]
+    assert [la.op for la in a.graph.layers if la.name.startswith("head.global_pool")][0] == "gap"
+    buffers = sum(b.numel() for b in m.buffers())
+    assert (a.totals()["params"], a.totals()["buffers"]) == (sum(p.numel() for p in m.parameters()), buffers)
+    assert a.totals()["macs"] == flop_counter_macs(meta_copy(m), (3, 56, 56))
+
+
+def test_mean_over_tokens():
+    """ViT-style global average pooling of tokens, x.mean(1) of [B, N, D]: gap of the map."""
+
+    class Pool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Conv2d(3, 16, 2, 2)
+            self.fc = nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.fc(self.embed(x).flatten(2).transpose(1, 2).mean(1))
+
+    m = Pool().eval()
+    a = analyze(m, input=(3, 8, 8))
+    assert a.complete and [la.op for la in a.graph.layers][-2:] == ["gap", "fc"]
+    assert a.totals()["macs"] == 16 * 16 * 12 + 16 * 4 == flop_counter_macs(meta_copy(m), (3, 8, 8))

@@ -31,7 +31,8 @@ EXACT = [
     "nf_resnet26",  # ScaledStdConv2d: a weight computed from the weight and a gain
     "dm_nfnet_f0",  # the Same variant (TensorFlow padding), skip-init gains: scale, shared
     "poolformer_s12",  # pool(x) - x
-    "vit_tiny_patch16_224",  # timm's Attention: cnnstat's attention; class token, position embedding
+    "vit_tiny_patch16_224",
+    "swin_tiny_patch4_window7_224",  # timm's Swin blocks and patch merging, the NHWC head  # timm's Attention: cnnstat's attention; class token, position embedding
 ]
 
 

@@ -163,16 +163,26 @@ def _f_adaptive(avg):
 
 
 def _f_reduce(op):
-    """x.mean((2, 3)) / amax over every spatial axis: global pooling."""
+    """x.mean((2, 3)) / amax over every spatial axis: global pooling. Also over every position
+    of a map with its channels moved last (``x.mean((1, 2))`` of [B, H, W, C]) or of tokens
+    (``x.mean(1)`` of [B, N, D]) without ``keepdim``: the pooling of the channels-first base
+    ([B, C], as torch's result)."""
 
     def handle(rec, call):
         x = call.arg(0, "input")
         dims = call.arg(1, "dim", None)
         n = x.dim()
         dims = (dims,) if isinstance(dims, int) else tuple(dims or ())
-        if len(x.shape) < 3 or {d % n for d in dims} != set(range(2, n)):
-            return rec.unsupported_call(call, f"reduces dims {list(dims)} of a {n}-D tensor")
-        rec.emit(call, op, {}, [rec.ref(x)])
+        if len(x.shape) >= 3 and {d % n for d in dims} == set(range(2, n)):
+            return rec.emit(call, op, {}, [rec.ref(x)])
+        ref = rec.ref(x)
+        base, perm = ref.layout(n) if ref is not None else (None, None)
+        keep = call.arg(2, "keepdim", False)
+        if perm is not None and not keep and base.base is None and len(x.shape) >= 3:
+            axes = {perm[d % n] for d in dims}
+            if axes == set(range(2, len(base.shape) + 1)) and None not in axes:
+                return rec.emit(call, op, {}, [base])
+        return rec.unsupported_call(call, f"reduces dims {list(dims)} of a {n}-D tensor")
 
     return handle
 

@@ -9,7 +9,10 @@ of these ops are in attention.py and resample.py):
   video Swin's, on [B, T, H, W, C]: factor [1, 2, 2]);
 - torchvision's MaxViT ``PartitionAttentionLayer`` -> its per-position calls on the map;
 - timm's ``Attention`` (``timm.layers.attention``: ViT, DeiT, PiT, CrossViT's blocks) on
-  tokens -> ``attention``.
+  tokens -> ``attention``;
+- timm's Swin ``SwinTransformerBlock`` (v1) -> its per-position calls on the map, the
+  attention in shifted windows; its ``PatchMerging`` -> ``pixel_unshuffle``, layer norm,
+  linear.
 
 The torchvision classes and functions are looked up by qualified name
 (:data:`~cnnstat.torch.ops.base.NAMED_MODULES`), so that mapping them imports nothing. They
@@ -31,6 +34,7 @@ VIDEO_SWIN = "torchvision.models.video.swin_transformer"
 MAXVIT = "torchvision.models.maxvit"
 MVIT = "torchvision.models.video.mvit"
 TIMM_ATTENTION = "timm.layers.attention"
+TIMM_SWIN = "timm.models.swin_transformer"
 
 
 def _channels_last(ref, x) -> bool:
@@ -275,6 +279,113 @@ def _m_partition_attention(rec, call):
         rec.bind(call.out, made.layout(4)[0] if made.base is not None else made)
 
 
+def _calls(rec, path):
+    """(run, add): record a module's call on ``inp`` (its output made by :func:`_output`), and
+    ``a + b``, under ``path`` -- the calls of a block the importer reads as a whole."""
+
+    def run(name, module, inp):
+        out = _output(module, inp)
+        rec.module_call(f"{path}.{name}", module, (inp,), {}, out)
+        return out
+
+    def add(a, b):
+        out = a + b
+        rec.function_call(path, "add", "operator.add", (a, b), {}, out)
+        return out
+
+    return run, add
+
+
+def _timm_swin_known(m) -> bool:
+    """timm's SwinTransformerBlock as timm builds it: layer norms, WindowAttention with its
+    relative position bias table, an Mlp of Linear, activation, Linear (no norm inside)."""
+    attn, mlp = m.attn, m.mlp
+    return (
+        isinstance(m.norm1, nn.LayerNorm)
+        and isinstance(m.norm2, nn.LayerNorm)
+        and type(attn).__qualname__ == "WindowAttention"
+        and hasattr(attn, "relative_position_bias_table")
+        and isinstance(getattr(mlp, "fc1", None), nn.Linear)
+        and isinstance(getattr(mlp, "fc2", None), nn.Linear)
+        and _activation(getattr(mlp, "act", None) or nn.Identity())
+        and isinstance(getattr(mlp, "norm", nn.Identity()), nn.Identity)
+        and not getattr(m, "dynamic_mask", False)
+    )
+
+
+def _m_timm_swin_block(rec, call):
+    """timm's Swin v1 ``SwinTransformerBlock`` on a map x [B, H, W, C] (channels last):
+    ``x + attn(norm1(x))`` with the attention in windows of ``window_size`` shifted by
+    ``shift_size`` (the map rolled, padded to whole windows, partitioned, masked where shifted
+    windows wrap, put back: what cnnstat's ``attention`` with ``window``, ``shift`` and
+    ``rel_pos_bias`` does, as torchvision's Swin), then ``x + mlp(norm2(x))``. Its partition
+    and rolls only reorder positions, which the per-position calls do not see; so the block
+    is recorded as those calls under its modules' names (``norm1``, ``attn`` holding the
+    block's shift mask buffer, ``add``, ``norm2``, ``mlp.fc1``, ``mlp.act``, ``mlp.fc2``,
+    ``add_1``). Dropouts and stochastic depth (identities in eval mode) are not recorded.
+    Another block (other modules inside, a mask made at run time) is one opaque layer."""
+    from cnnstat.torch.recorder import Call
+
+    m = call.module
+    x = call.arg(0, "x")
+    ref = rec.ref(x)
+    if not _timm_swin_known(m):
+        return rec.unsupported_call(call, "a Swin block of other modules than timm's")
+    if ref is None or x.dim() != 4 or not _channels_last(ref, x):
+        return rec.unsupported_call(call, "on a tensor that is not a map with its channels last")
+    attn, mlp, path = m.attn, m.mlp, call.base
+    run, add = _calls(rec, path)
+    args = {
+        "heads": attn.num_heads,
+        "dim": attn.qkv.out_features // 3,
+        "qkv_bias": attn.qkv.bias is not None,
+        "proj_bias": attn.proj.bias is not None,
+        "window": tuple(int(v) for v in m.window_size),
+        "shift": tuple(int(v) for v in m.shift_size),
+        "rel_pos_bias": True,
+    }
+    h = run("norm1", m.norm1, x)
+    out = torch.empty(*h.shape[:-1], attn.proj.out_features, device=h.device, dtype=h.dtype)
+    buffers = [rec.buffers[id(b)] for b in m.buffers() if id(b) in rec.buffers]  # mask, index
+    inner = Call(f"{path}.attn", call.label, "", attn, (h,), {}, out, f"{path}.attn", buffers)
+    rec.emit_laid(inner, "attention", args, [rec.ref(h)])
+    y = add(x, out)
+    h = run("norm2", m.norm2, y)
+    for name in ("fc1", "act", "fc2"):
+        h = run(f"mlp.{name}", getattr(mlp, name), h)
+    y = add(y, h)
+    made = rec.ref(y)
+    if made is not None:
+        rec.bind(call.out, made)
+
+
+def _m_timm_patch_merging(rec, call):
+    """timm's Swin ``PatchMerging`` on x [B, H, W, C] (channels last): the 2 x 2 neighbours
+    of each position concatenated over the channels (zero-padded to even H and W), then
+    ``norm`` (LayerNorm) and ``reduction`` (Linear): ``pixel_unshuffle`` with factor 2 (its
+    channels in another order, which no count depends on), then those calls, under the
+    modules' names. Other modules inside: one opaque layer."""
+    m = call.module
+    x = call.arg(0, "x")
+    ref = rec.ref(x)
+    if not (isinstance(m.norm, nn.LayerNorm) and isinstance(m.reduction, nn.Linear)):
+        return rec.unsupported_call(call, "a patch merging of other modules than timm's")
+    if ref is None or x.dim() != 4 or not _channels_last(ref, x):
+        return rec.unsupported_call(call, "on a tensor that is not a map with its channels last")
+    from cnnstat.torch.recorder import Call
+
+    path = call.base
+    b, h, w, c = (int(v) for v in x.shape)
+    merged = torch.empty(b, (h + 1) // 2, (w + 1) // 2, 4 * c, device=x.device, dtype=x.dtype)
+    inner = Call(path, call.label, "", None, (x,), {}, merged, path, [])
+    rec.emit_laid(inner, "pixel_unshuffle", {"factor": 2, "pad": bool(h % 2 or w % 2)}, [ref], params=[])
+    run, _ = _calls(rec, path)
+    out = run("reduction", m.reduction, run("norm", m.norm, merged))
+    made = rec.ref(out)
+    if made is not None:
+        rec.bind(call.out, made)
+
+
 def _pool_args(pool, head: int):
     """(kernel, stride) of MViT's ``Pool`` of a depthwise convolution (padding k // 2, no
     bias) and a layer norm over the head's width; None if it is another pooling."""
@@ -437,3 +548,5 @@ NAMED_MODULES[f"{MAXVIT}.PartitionAttentionLayer"] = _m_partition_attention
 NAMED_MODULES[f"{MVIT}.MultiscaleBlock"] = _m_mvit_block
 NAMED_MODULES[f"{MVIT}.PositionalEncoding"] = _m_mvit_position
 NAMED_MODULES[f"{TIMM_ATTENTION}.Attention"] = _m_timm_attention
+NAMED_MODULES[f"{TIMM_SWIN}.SwinTransformerBlock"] = _m_timm_swin_block
+NAMED_MODULES[f"{TIMM_SWIN}.PatchMerging"] = _m_timm_patch_merging
