@@ -220,3 +220,45 @@ def test_mean_over_tokens():
     a = analyze(m, input=(3, 8, 8))
     assert a.complete and [la.op for la in a.graph.layers][-2:] == ["gap", "fc"]
     assert a.totals()["macs"] == 16 * 16 * 12 + 16 * 4 == flop_counter_macs(meta_copy(m), (3, 8, 8))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_global_response_norm(channels_last):
+    """ConvNeXt V2's GRN (timm's, NHWC or NCHW): cnnstat's grn, weight C + bias C, 0 MACs,
+    the receptive field unchanged; built back as a torch module it computes what timm's does
+    (same weights, random input)."""
+    from timm.layers.grn import GlobalResponseNorm
+
+    from cnnstat.torch.builder import build_graph
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.grn = GlobalResponseNorm(8, channels_last=channels_last)
+
+        def forward(self, x):
+            x = self.conv(x)
+            if channels_last:
+                return self.grn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            return self.grn(x)
+
+    m = Block().eval()
+    a = analyze(m, input=(3, 6, 6))
+    assert a.complete and not a.graph.unsupported
+    grn = [la for la in a.graph.layers if la.op == "grn"]
+    assert len(grn) == 1 and (grn[0].weights, grn[0].biases, grn[0].macs) == (8, 8, 0)
+    assert grn[0].rf == a.graph.layers[1].rf  # the conv's
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+    assert a.totals()["macs"] == 36 * 8 * 27 == flop_counter_macs(meta_copy(m), (3, 6, 6))
+
+    built = build_graph(a.graph, "cpu").eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_()
+        ours = dict(built.named_parameters())
+        for name, p in m.named_parameters():
+            ours[name].copy_(p)
+        x = torch.randn(2, 3, 6, 6)
+        assert torch.allclose(built(x), m(x), atol=1e-5)

@@ -22,6 +22,7 @@ EXACT = [
     "mobilenetv3_small_100",
     "regnety_002",
     "convnext_atto",
+    "convnextv2_atto",  # GRN: grn
     "ghostnet_100",  # ghost modules: a cheap depthwise conv's channels concatenated, sliced
     "cs3darknet_s",
     "res2net50_26w_4s",  # split, hierarchical residual convs, concat

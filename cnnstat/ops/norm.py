@@ -1,5 +1,6 @@
 """Normalisation: batch norm (learnable scale/shift, running statistics), LRN, layer norm
-(over channels, or over all axes), group norm, instance norm, Lp normalisation (F.normalize)."""
+(over channels, or over all axes), group norm, instance norm, global response norm
+(ConvNeXt V2's GRN), Lp normalisation (F.normalize)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,27 @@ class GroupNorm(Op):
         if c % a["groups"]:
             raise OpError(f"groups {a['groups']} must divide the {c} input channels")
         return Cost(weights=c if a["affine"] else 0, biases=c if a["affine"] else 0)
+
+
+@register
+class GlobalResponseNorm(Op):
+    """Global response normalisation (ConvNeXt V2, Woo et al. 2023): per channel the L2 norm
+    of its values over all positions, g_c; n_c = g_c / (mean over channels of g + eps);
+    out = x + gamma_c (x n_c) + beta_c. Weight (gamma) C and bias (beta) C; no buffers; 0 MACs
+    (element-wise products and reductions, as the other norms); receptive field unchanged
+    (see the norms' convention)."""
+
+    name = "grn"
+    aliases = ("global_response_norm",)
+    args = (Arg("eps", "float", 1e-6),)
+
+    def cost(self, a, shapes, out):
+        shape = shapes[0]
+        if len(shape) < 2:
+            raise OpError(
+                f"grn needs positions to take norms over ([C, L], [C, H, W], ...), got {list(shape)}"
+            )
+        return Cost(weights=shape[0], biases=shape[0])
 
 
 @register

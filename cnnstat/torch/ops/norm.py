@@ -1,8 +1,9 @@
 """The torch side of :mod:`cnnstat.ops.norm`: bn, lrn, layernorm, layernorm_all, groupnorm,
-instancenorm, normalize."""
+instancenorm, grn (:class:`GlobalResponseNorm`; timm's imports as it), normalize."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -67,6 +68,33 @@ def _build_layernorm_all(a, shapes):
 @builds("groupnorm")
 def _build_groupnorm(a, shapes):
     return nn.GroupNorm(a["groups"], shapes[0][0], eps=a["eps"], affine=a["affine"])
+
+
+class GlobalResponseNorm(nn.Module):
+    """cnnstat ``grn`` on a channels-first [B, C, *positions] tensor: per channel the L2 norm
+    over the positions, divided by its mean over the channels (+ eps), x + weight (x n) +
+    bias."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        g = x.flatten(2).norm(p=2, dim=2)  # [B, C]
+        n = g / (g.mean(dim=1, keepdim=True) + self.eps)
+        shape = (1, -1, *(1,) * (x.dim() - 2))
+        return (
+            x
+            + self.weight.view(shape) * (x * n.view(*n.shape, *(1,) * (x.dim() - 2)))
+            + self.bias.view(shape)
+        )
+
+
+@builds("grn")
+def _build_grn(a, shapes):
+    return GlobalResponseNorm(shapes[0][0], eps=a["eps"])
 
 
 @builds("instancenorm")
@@ -291,3 +319,25 @@ FUNCTIONS["group_norm"] = _f_group_norm
 FUNCTIONS["instance_norm"] = _f_instance_norm
 FUNCTIONS["normalize"] = _f_normalize
 MODULES[Normalize] = _m_normalize
+
+
+def _m_grn(rec, call):
+    """cnnstat's GlobalResponseNorm, and timm's (``timm.layers.grn``: NHWC, its channels last
+    (``channel_dim`` -1, norms over dims 1, 2), or NCHW): ``grn`` of the channels-first map."""
+    m = call.module
+    x = call.arg(0, "x")
+    ref = rec.ref(x)
+    if ref is None:
+        return rec.unsupported_call(call, "on a tensor cnnstat does not follow")
+    _, perm = ref.layout(x.dim())
+    n = x.dim()
+    channel = getattr(m, "channel_dim", 1) % n
+    spatial = {d % n for d in getattr(m, "spatial_dim", range(2, n))}
+    want = (0, 1, *range(2, n)) if channel == 1 else (0, *range(2, n), 1)
+    if perm != want or spatial != set(range(n)) - {0, channel}:
+        return rec.unsupported_call(call, "on a tensor whose channels are not its channel_dim")
+    rec.emit_laid(call, "grn", {"eps": float(m.eps)}, [ref])
+
+
+MODULES[GlobalResponseNorm] = _m_grn
+NAMED_MODULES["timm.layers.grn.GlobalResponseNorm"] = _m_grn
