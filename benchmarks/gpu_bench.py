@@ -2,13 +2,14 @@
 
     python benchmarks/gpu_bench.py [--out DIR] [--device h100-sxm] [--compile] [--skip-tests]
 
-1. The tests: ``pytest tests/test_bench.py`` (its CUDA tests skip without a GPU; here they run).
-2. The issue's figures: resnet50 and mobilenet_v2 at 1920x1080, tile and frame mode, fp16,
+1. The issue's figures: resnet50 and mobilenet_v2 at 1920x1080, tile and frame mode, fp16,
    beside the ``--device`` preset's bound (default: h100-sxm when the card is an H100, else
    none), with the measured peak memory beside the static estimate. ``--compile`` adds
    torch.compile (about a minute per model and mode).
-3. ``cnnstat bench --calibrate`` on the GPU: its matmul and copy rates as a device file, and
+2. ``cnnstat bench --calibrate`` on the GPU: its matmul and copy rates as a device file, and
    the same benches bounded by it.
+3. The tests: ``pytest tests/test_bench.py`` (its CUDA tests skip without a GPU; here they run),
+   last, each test's name written to DIR/test_bench.log as it runs.
 
 Every command's JSON lands in DIR (default: $OUT, else benchmarks/out), and a Markdown table
 of the figures, with the card's name, is printed and written to DIR/gpu_bench.md for the docs.
@@ -27,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ("resnet50", "mobilenet_v2")
 MODES = ("tile", "frame")
+TESTS = "tests/test_bench.py"
 
 
 def cnnstat(*args, timeout=600) -> tuple:
@@ -109,17 +111,6 @@ def main() -> int:
     card = torch.cuda.get_device_name()
     print(f"{card}, torch {torch.__version__}, CUDA {torch.version.cuda}", flush=True)
     failed = 0
-    if not args.skip_tests:
-        print("tests/test_bench.py:", flush=True)
-        res = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_bench.py"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        )
-        (out / "test_bench.log").write_text(res.stdout + res.stderr)
-        print(res.stdout[-3000:], flush=True)
-        failed |= res.returncode != 0
     device = args.device or default_device()
     lines = [f"Measured on {card} (torch {torch.__version__}, CUDA {torch.version.cuda}), fp16, batch 1.", ""]
     lines += [HEADER]
@@ -154,7 +145,19 @@ def main() -> int:
                 lines += [row(doc, r) for r in doc["results"] if "error" not in r]
     text = "\n".join(lines) + "\n"
     (out / "gpu_bench.md").write_text(text)
-    print(text)
+    print(text, flush=True)
+    if not args.skip_tests:  # last: the figures above come back even if the tests run long
+        print("tests/test_bench.py:", flush=True)
+        with open(out / "test_bench.log", "w") as log:
+            res = subprocess.run(
+                [sys.executable, "-m", "pytest", "-v", "-rs", "-p", "no:cacheprovider", TESTS],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        print((out / "test_bench.log").read_text()[-3000:], flush=True)
+        failed |= res.returncode != 0
     return 1 if failed else 0
 
 

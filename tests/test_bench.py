@@ -464,6 +464,7 @@ def test_device_file_with_two_devices(run, tmp_path):
 
 
 @pytest.mark.skipif(CUDA, reason="this machine has CUDA")
+@pytest.mark.skipif(CUDA, reason="this machine has CUDA")
 def test_no_cuda(run):
     one_error(run("bench", "lenet5", "--on", "cuda"), "--on cuda: no CUDA here")
     one_error(run("bench", "lenet5", "--on", "cuda:1"), "no CUDA here")
