@@ -144,7 +144,7 @@ def writable(path: str, what: str = "report") -> None:
 def write_report(path: str, page: str) -> None:
     """The page, written atomically: a temporary file in the same directory, then renamed over
     ``path`` (a reader never sees half a page)."""
-    from cnnstat.cli.snapshot import write_atomic
+    from cnnstat.files import write_atomic
 
     write_atomic(path, page.encode("utf-8"), "report")
 

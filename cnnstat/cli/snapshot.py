@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.files import write_atomic  # noqa: F401  (its old home: the other commands' imports)
+from cnnstat.files import write_atomic
 
 
 @click.command("snapshot", short_help="Record the budget models' figures as a baseline for check.")
