@@ -262,3 +262,29 @@ def test_global_response_norm(channels_last):
             ours[name].copy_(p)
         x = torch.randn(2, 3, 6, 6)
         assert torch.allclose(built(x), m(x), atol=1e-5)
+
+
+def test_star_relu_power_and_learned_scalars():
+    """MetaFormer's StarReLU, s * relu(x) ** 2 + b with learned scalars s and b: the power of
+    a constant is free (as x * 2), s a shared scale, b a shared shift (1 weight, 1 bias);
+    2 ** x (a tensor exponent) is not understood."""
+    from timm.models.metaformer import StarReLU
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), StarReLU()).eval()
+    a = analyze(m, input=(3, 6, 6))
+    assert a.complete and not a.graph.unsupported
+    ops = [(la.op, la.weights, la.biases) for la in a.graph.layers if la.op in ("scale", "shift")]
+    assert ops == [("scale", 1, 0), ("shift", 0, 1)]
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters()) == 8 * 27 + 8 + 2
+    assert a.totals()["macs"] == 36 * 8 * 27 == flop_counter_macs(meta_copy(m), (3, 6, 6))
+
+    class Exp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 1)
+
+        def forward(self, x):
+            return 2 ** self.conv(x)
+
+    a = analyze(Exp().eval(), input=(3, 4, 4))
+    assert not a.complete and len(a.graph.unsupported) == 1

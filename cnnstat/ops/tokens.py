@@ -155,6 +155,19 @@ class Scale(Op):
 
 
 @register
+class Shift(Op):
+    """A learned addend per channel (a bias added on its own, after a layer without one);
+    ``shared``: one learned addend for every value (HGNetV2's learnable affine, StarReLU's
+    bias): biases C, or 1. 0 MACs (additions, as a layer's bias)."""
+
+    name = "shift"
+    args = (Arg("shared", "bool", False, help="one learned value for all channels (biases 1)"),)
+
+    def cost(self, a, shapes, out):
+        return Cost(biases=1 if a["shared"] else shapes[0][0])
+
+
+@register
 class Take(Op):
     """Token ``index`` of [D, N] -> [D] flat (ViT's head reads the class token, index 0), or
     with ``stop`` the tokens [index, stop) -> [D, stop - index] (drop DeiT's two class tokens:

@@ -1,4 +1,5 @@
-"""The torch side of :mod:`cnnstat.ops.merge`: add, mul, concat."""
+"""The torch side of :mod:`cnnstat.ops.merge`: add, mul, concat; arithmetic with constants
+and learned scalars."""
 
 from __future__ import annotations
 
@@ -59,8 +60,8 @@ def _tracked(rec, call):
 def _learned(rec, call, op, ref, x, w, names):
     """x (op) w, w a learned tensor (a parameter, or computed from parameters alone):
     ``pos_embed`` when w has x's shape (batch apart), ``scale`` when it holds one value per
-    channel of x (however x's axes are laid out), ``scale`` ``shared`` when it is one value
-    multiplying all of x. False when it is none of these."""
+    channel of x (however x's axes are laid out), ``scale`` (``shift``) ``shared`` when it is
+    one value multiplying (added to) all of x. False when it is none of these."""
     base, perm = ref.layout(x.dim())
     if perm is None or w.dim() > x.dim() or sum(rec._numel(n) for n in names) != w.numel():
         return False  # not one learned tensor as it is (computed from others: not these ops)
@@ -71,8 +72,8 @@ def _learned(rec, call, op, ref, x, w, names):
         rec.emit_laid(call, "pos_embed", {}, [ref], params=names)
         return True
     kept = [i for i, v in enumerate(shape) if v != 1]
-    if op == "mul" and not kept:  # one learned value for every one of x's (a skip-init gain)
-        rec.emit_laid(call, "scale", {"shared": True}, [ref], params=names)
+    if not kept:  # one learned value for every one of x's (a skip-init gain, a learned bias)
+        rec.emit_laid(call, "scale" if op == "mul" else "shift", {"shared": True}, [ref], params=names)
         return True
     if op == "mul" and len(kept) == 1 and perm[kept[0]] == 1 and shape[kept[0]] == base.shape[0]:
         rec.emit_laid(call, "scale", {}, [ref], params=names)
@@ -130,6 +131,16 @@ def _f_cat(rec, call):
     rec.emit_laid(call, "concat", {}, refs)
 
 
+def _f_power(rec, call):
+    """x ** p, x.square(): arithmetic with a constant (a number ``p``), free like ``x * 2`` (no
+    layer, 0 MACs). A tensor exponent, or x not a tensor cnnstat follows: unsupported."""
+    x = call.arg(0, "input")
+    p = 2 if call.fname == "square" else call.arg(1, "exponent")
+    if is_tensor(p) or not isinstance(p, (int, float)) or rec.ref(x) is None:
+        return rec.unsupported_call(call, "a power other than a followed tensor to a constant number")
+    rec.bind(call.out, rec.ref(x))
+
+
 MODULES[Add] = _m_merge("add")
 MODULES[Mul] = _m_merge("mul")
 MODULES[Concat] = _m_merge("concat")
@@ -137,5 +148,6 @@ FUNCTIONS["add"] = _f_binary("add")
 FUNCTIONS["mul"] = _f_binary("mul")
 FUNCTIONS["sub"] = _f_binary(None, "add")
 FUNCTIONS["div"] = _f_binary(None, "mul")
+FUNCTIONS["pow"] = FUNCTIONS["square"] = _f_power
 for _name in ("cat", "concat", "concatenate"):
     FUNCTIONS[_name] = _f_cat

@@ -89,6 +89,19 @@ class LayerScale(nn.Module):
         return x * self.gamma.reshape(-1, *(1,) * (x.dim() - 2))
 
 
+class Shift(nn.Module):
+    """cnnstat ``shift``: a learned addend per channel (dim 1), or one for every value
+    (``shared``)."""
+
+    def __init__(self, channels: int, shared: bool = False):
+        super().__init__()
+        self.shared = shared
+        self.beta = nn.Parameter(torch.zeros(1 if shared else channels))
+
+    def forward(self, x):
+        return x + self.beta.reshape(-1, *(1,) * (x.dim() - 2))
+
+
 class Take(nn.Module):
     """cnnstat ``take``: token ``index`` of [B, D, N] -> [B, D], or with ``stop`` the tokens
     [index, stop) -> [B, D, stop - index] (views)."""
@@ -173,6 +186,11 @@ def _build_scale(a, shapes):
     return LayerScale(shapes[0][0], shared=a["shared"])
 
 
+@builds("shift")
+def _build_shift(a, shapes):
+    return Shift(shapes[0][0], shared=a["shared"])
+
+
 @builds("take")
 def _build_take(a, shapes):
     return Take(a["index"], a["stop"])
@@ -235,6 +253,13 @@ def _m_layer_scale(rec, call):
 
 
 MODULES[LayerScale] = _m_layer_scale
+
+
+def _m_shift(rec, call):
+    rec.emit(call, "shift", {"shared": call.module.shared}, [rec.ref(call.args[0])])
+
+
+MODULES[Shift] = _m_shift
 MODULES[Take] = _m_take
 
 
