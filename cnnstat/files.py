@@ -39,12 +39,14 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def read_bytes(path, what: str = "file", shown: str | None = None, limit: int = MAX_TEXT_BYTES) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
+def open_regular(path, what: str = "file", shown: str | None = None, buffering: int = -1):
+    """The regular file ``path`` opened for binary reading (a file object to close), checked
+    as the module docstring says: its type before the open and again on the open descriptor.
 
+    For readers that need a file handle rather than bytes (the ONNX reader skims its file).
     Raises :class:`CnnstatError` (exit 2) with one clear line: ``no such {what}: {shown}``,
     ``{what} {shown} is a directory|a FIFO (named pipe)|a device ...: only regular files are
-    read``, ``{what} {shown} is larger than the limit of N bytes``, or ``cannot read ...``.
+    read``, or ``cannot read ...``.
     """
     shown = str(path) if shown is None else shown
     if "\x00" in str(path):  # os.stat would raise ValueError
@@ -58,19 +60,35 @@ def read_bytes(path, what: str = "file", shown: str | None = None, limit: int = 
             mode = os.fstat(fd).st_mode  # the file opened may not be the one checked
             if not stat.S_ISREG(mode):
                 raise CnnstatError(f"{what} {shown} is {_kind(mode)}: only regular files are read")
-            chunks, total = [], 0
-            while total <= limit:
-                chunk = os.read(fd, min(limit + 1 - total, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-        finally:
+            return os.fdopen(fd, "rb", buffering=buffering)
+        except BaseException:
             os.close(fd)
+            raise
     except FileNotFoundError:
         raise CnnstatError(f"no such {what}: {shown}") from None
     except OSError as exc:
         raise CnnstatError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
+
+
+def read_bytes(path, what: str = "file", shown: str | None = None, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """The bytes of the regular file ``path`` (opened by :func:`open_regular`, whose errors
+    it raises), at most ``limit`` of them.
+
+    Raises :class:`CnnstatError` (exit 2) with one clear line: those of :func:`open_regular`,
+    ``{what} {shown} is larger than the limit of N bytes``, or ``cannot read ...``.
+    """
+    shown = str(path) if shown is None else shown
+    with open_regular(path, what, shown, buffering=0) as f:
+        try:
+            chunks, total = [], 0
+            while total <= limit:
+                chunk = f.read(min(limit + 1 - total, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+        except OSError as exc:
+            raise CnnstatError(f"cannot read {what} {shown}: {exc.strerror or exc}") from None
     if total > limit:
         raise CnnstatError(f"{what} {shown} is larger than the limit of {limit:,} bytes")
     return b"".join(chunks)
@@ -87,16 +105,11 @@ def read_text(path, what: str = "file", shown: str | None = None, limit: int = M
         raise CnnstatError(f"{what} {shown} is not UTF-8 text (byte {exc.start:,} is not valid)") from None
 
 
-def write_atomic(target: str, data, what: str = "file") -> None:
-    """Write ``data`` (bytes, or an iterable of bytes written as they are made) to ``target`` so
-    that it is, at any moment, the old file or the new one, whole: a temporary file in the
-    same directory, written, fsynced, then ``os.replace``d over the target (and the directory
-    fsynced); an error while the chunks are made removes the temporary file. Concurrent
-    writers each replace the file whole. Only a regular file (or a new name) is written: a
-    device such as /dev/full, a FIFO or a directory is refused, as is a directory that does
-    not exist (exit 2, one message)."""
-    import tempfile
-
+def check_writable(target: str, what: str = "file") -> tuple[str, int | None]:
+    """(the real path ``target`` names, its mode or None if it does not exist yet), or
+    :class:`CnnstatError` (exit 2, one message) where it cannot be written: onto a directory,
+    a device or a FIFO, or into a directory that does not exist. :func:`write_atomic` checks
+    this; commands call it before any work so that a bad ``-o`` fails at once."""
     from cnnstat.errors import brief
 
     shown = brief(target)
@@ -111,9 +124,26 @@ def write_atomic(target: str, data, what: str = "file") -> None:
         raise CnnstatError(
             f"cannot write {what} {shown}: it is {_kind(mode)}; only regular files are written"
         )
-    folder = os.path.dirname(real) or "."
-    if not os.path.isdir(folder):
+    if not os.path.isdir(os.path.dirname(real) or "."):
         raise CnnstatError(f"cannot write {what} {shown}: no such directory {brief(os.path.dirname(target))}")
+    return real, mode
+
+
+def write_atomic(target: str, data, what: str = "file") -> None:
+    """Write ``data`` (bytes, or an iterable of bytes written as they are made) to ``target`` so
+    that it is, at any moment, the old file or the new one, whole: a temporary file in the
+    same directory, written, fsynced, then ``os.replace``d over the target (and the directory
+    fsynced); an error while the chunks are made removes the temporary file. Concurrent
+    writers each replace the file whole. Only a regular file (or a new name) is written: a
+    device such as /dev/full, a FIFO or a directory is refused, as is a directory that does
+    not exist (exit 2, one message)."""
+    import tempfile
+
+    from cnnstat.errors import brief
+
+    shown = brief(target)
+    real, mode = check_writable(target, what)
+    folder = os.path.dirname(real) or "."
     _remove_stale(folder, f".{os.path.basename(real)}.")
     try:
         fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.", suffix=".tmp")

@@ -55,13 +55,13 @@ def command(path, fmt, baseline, max_growth, report_path):
     budgets = B.load(path)
     base = B.load_baseline(baseline) if baseline else None
     if report_path:
-        from cnnstat.cli.report import writable
+        from cnnstat.files import check_writable
 
         if report_path == "-":  # stdout carries the check's own table, JSON or annotations
             from cnnstat.errors import CnnstatError
 
             raise CnnstatError("--report needs a file: standard output carries the check's results")
-        writable(report_path)  # a report that cannot be written: exit 2 before measuring
+        check_writable(report_path, "report")  # a report that cannot be written: exit 2 before measuring
     report = []
     for i, b in enumerate(budgets):
         _progress(i, len(budgets), b)

@@ -61,9 +61,9 @@ def command(model, layer, input_, resolution, dtype, binary, fmt, output, show_a
 
     output = None if output == "-" else output
     if output is not None:
-        from cnnstat.cli.report import writable
+        from cnnstat.files import check_writable
 
-        writable(output, "file")  # a file that cannot be written: exit 2 before any work
+        check_writable(output)  # a file that cannot be written: exit 2 before any work
     a = load_analysis(model, input_, resolution, dtype)
     shape = a.graph.input if (input_ or resolution) else None
     ctx = E.context(_spec(model), shape, dtype, size=len(a.layers))

@@ -71,7 +71,9 @@ def command(model, output, input_, resolution, batch, dtype, binary, frame, fps,
 
     frame_size = parse_resolution(frame, "frame")
     if output != "-":
-        writable(output)
+        from cnnstat.files import check_writable
+
+        check_writable(output, "report")
     devices = [get_device(name) for name in device_names] if device_names else None
     a = load_analysis(model, input_, resolution, dtype, batch)
     section = Section(
@@ -112,33 +114,6 @@ def _tile(graph, default_tile, override: bool):
         return default_tile(graph, override)
     except CnnstatError:
         return None
-
-
-def writable(path: str, what: str = "report") -> None:
-    """Refuse, before any work, a report (or ``what``) that cannot be written: into a directory
-    that does not exist, onto a directory, a device or a FIFO (exit 2, one message)."""
-    import os
-    import stat
-
-    from cnnstat.errors import CnnstatError, brief
-
-    real = os.path.realpath(path)
-    try:
-        mode = os.stat(real).st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        raise CnnstatError(f"cannot write {what} {brief(path)}: {exc.strerror or exc}") from None
-    if mode is not None and not stat.S_ISREG(mode):
-        from cnnstat.files import _kind
-
-        raise CnnstatError(
-            f"cannot write {what} {brief(path)}: it is {_kind(mode)}; only regular files are written"
-        )
-    if not os.path.isdir(os.path.dirname(real) or "."):
-        raise CnnstatError(
-            f"cannot write {what} {brief(path)}: no such directory {brief(os.path.dirname(path))}"
-        )
 
 
 def write_report(path: str, page: str) -> None:

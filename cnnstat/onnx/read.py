@@ -11,10 +11,9 @@ message: the file is untrusted input.
 from __future__ import annotations
 
 import os
-import stat
 
 from cnnstat.errors import CnnstatError
-from cnnstat.files import _OPEN_FLAGS, _kind, read_bytes
+from cnnstat.files import open_regular, read_bytes
 from cnnstat.ops.base import prod
 
 MAX_BYTES = 2**31 - 1  # protobuf's limit: larger models keep their weights in external data
@@ -353,28 +352,18 @@ def read_model(path: str):
 
     from cnnstat.onnx.skim import Bad, skim
 
-    try:
-        mode = os.stat(path).st_mode
-        if not stat.S_ISREG(mode):
-            raise CnnstatError(f"{WHAT} {path} is {_kind(mode)}: only regular files are read")
-        fd = os.open(path, _OPEN_FLAGS)
-        with os.fdopen(fd, "rb", buffering=1 << 16) as f:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise CnnstatError(f"{WHAT} {path} is {_kind(st.st_mode)}: only regular files are read")
+    with open_regular(path, WHAT, buffering=1 << 16) as f:
+        try:
             if f.read(4096).lstrip()[:1] == b"<":  # ONNX's text syntax: read whole, bounded
                 return parse(read_bytes(path, WHAT, limit=MAX_BYTES), path)
             f.seek(0)
-            try:
-                data = skim(f, st.st_size, MAX_BYTES)
-            except Bad:
-                raise CnnstatError(
-                    f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
-                ) from None
-    except FileNotFoundError:
-        raise CnnstatError(f"no such {WHAT}: {path}") from None
-    except OSError as exc:
-        raise CnnstatError(f"cannot read {WHAT} {path}: {exc.strerror or exc}") from None
+            data = skim(f, os.fstat(f.fileno()).st_size, MAX_BYTES)
+        except Bad:
+            raise CnnstatError(
+                f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
+            ) from None
+        except OSError as exc:
+            raise CnnstatError(f"cannot read {WHAT} {path}: {exc.strerror or exc}") from None
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
