@@ -47,10 +47,22 @@ class Analysis:
     def layers(self) -> list:
         return self.graph.layers
 
+    def stored_bytes(self) -> dict:
+        """Hook for importers whose parameters keep the size the file stores them at, whatever
+        ``dtype`` (a quantized ONNX model's integer weights): {layer name: (weight bytes, bias
+        bytes)}, which replace that layer's bytes at ``dtype`` in :meth:`counts` and in the
+        totals. None for a spec."""
+        return {}
+
     def counts(self, layer: Layer) -> dict:
         """One layer's figures; MACs and activations are for the whole batch."""
         dtype, batch = self.dtype, self.batch
         weight_bytes = tensor_bytes(layer.weights, dtype)
+        param_bytes = weight_bytes + tensor_bytes(layer.biases, dtype)
+        stored = self.stored_bytes()
+        if stored and layer.name in stored:
+            w, bias = stored[layer.name]
+            weight_bytes, param_bytes = w, w + bias
         activations = layer.activations * batch
         return {
             "params": layer.weights + layer.biases,
@@ -60,7 +72,7 @@ class Analysis:
             "macs": layer.macs * batch,
             "activations": activations,
             "weight_bytes": weight_bytes,
-            "param_bytes": weight_bytes + tensor_bytes(layer.biases, dtype),
+            "param_bytes": param_bytes,
             "activation_bytes": tensor_bytes(activations, dtype),
         }
 
@@ -85,6 +97,14 @@ class Analysis:
                 s[6] += wb
                 s[7] += wb + tensor_bytes(b, dtype)
                 s[8] += tensor_bytes(act, dtype)
+            stored = self.stored_bytes()
+            for layer in self.graph.layers if stored else ():  # bytes as stored, not at dtype
+                if layer.name in stored:
+                    w, bias = stored[layer.name]
+                    s = sums[layer.kind]
+                    as_dtype = tensor_bytes(layer.weights, dtype)
+                    s[6] += w - as_dtype
+                    s[7] += w + bias - as_dtype - tensor_bytes(layer.biases, dtype)
         by_kind = {kind: dict(zip(COUNT_KEYS, bucket)) for kind, bucket in sums.items()}
         totals = {key: sum(by_kind[kind][key] for kind in KINDS) for key in COUNT_KEYS}
         self._totals, self._by_kind = totals, by_kind

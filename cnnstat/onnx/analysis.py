@@ -32,33 +32,11 @@ class OnnxAnalysis(Analysis):
     """JSON: the spec contract plus an ``onnx`` object (opset, producer, unsupported nodes,
     initializers read and not read)."""
 
-    def counts(self, layer) -> dict:
-        """As for a spec, except that a layer whose weights the file stores as integers (a
-        quantized model: int8, uint8, int4, an int32 bias) has their bytes as stored, whatever
-        the dtype asked for; float weights are at the dtype asked for."""
-        c = super().counts(layer)
-        stored = getattr(self.graph, "stored", None)
-        if stored and layer.name in stored:
-            w, bias = stored[layer.name]
-            c["weight_bytes"], c["param_bytes"] = w, w + bias
-        return c
-
-    def _sum(self):
-        """The spec's totals, the bytes of layers holding integer weights as :meth:`counts`
-        gives them."""
-        from cnnstat.units import tensor_bytes
-
-        super()._sum()
-        stored = getattr(self.graph, "stored", None) or {}
-        for layer in self.graph.layers if stored else ():
-            if layer.name in stored:
-                w, bias = stored[layer.name]
-                as_dtype = tensor_bytes(layer.weights, self.dtype)
-                dw = w - as_dtype
-                dp = w + bias - as_dtype - tensor_bytes(layer.biases, self.dtype)
-                for d in (self._totals, self._by_kind[layer.kind]):
-                    d["weight_bytes"] += dw
-                    d["param_bytes"] += dp
+    def stored_bytes(self) -> dict:
+        """A layer whose weights the file stores as integers (a quantized model: int8, uint8,
+        int4, an int32 bias) has their bytes as stored, whatever the dtype asked for; float
+        weights are at the dtype asked for."""
+        return getattr(self.graph, "stored", None) or {}
 
     def to_dict(self) -> dict:
         d = super().to_dict()
