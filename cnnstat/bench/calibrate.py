@@ -14,12 +14,12 @@ computed from them is a "what this software stack could reach" bound.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import statistics
-import time
 
-from cnnstat.bench.measure import TORCH_DTYPES, describe, require_torch
+from cnnstat.bench.measure import TORCH_DTYPES, describe, require_torch, time_call
 
 MIN_MATMUL_S = 0.02
 MAX_N = {"cpu": 4096, "cuda": 16384}
@@ -28,23 +28,11 @@ MIN_REPEATS, MIN_SECONDS = 5, 0.5
 
 
 def _timer(device):
+    """``timed(fn)``: seconds one call of ``fn`` takes on ``device`` (:func:`time_call`)."""
     torch = require_torch()
     if device.type == "cuda":
         torch.cuda.set_device(device)  # events record on the current device's stream
-
-    def timed(fn) -> float:
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-
-    return timed
+    return functools.partial(time_call, device)
 
 
 def _repeat(timed, fn, progress, stage) -> float:

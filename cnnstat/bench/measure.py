@@ -121,8 +121,18 @@ def _cpu_name() -> str:
 
 def _meminfo(key: str) -> int | None:
     """A /proc/meminfo figure in bytes (None where there is none: not Linux)."""
+    return _proc_kib("/proc/meminfo", key)
+
+
+def _status_bytes(key: str) -> int | None:
+    """A /proc/self/status figure (VmRSS, VmHWM) in bytes (None where there is none)."""
+    return _proc_kib("/proc/self/status", key)
+
+
+def _proc_kib(path: str, key: str) -> int | None:
+    """The ``key: N kB`` line of a /proc file, in bytes (None: no such file or line)."""
     try:
-        with open("/proc/meminfo", encoding="ascii", errors="replace") as f:
+        with open(path, encoding="ascii", errors="replace") as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
@@ -260,15 +270,21 @@ def live_tensor_peak(runner) -> int:
     return live.peak + runner.x.untyped_storage().nbytes()
 
 
-def _status_bytes(key: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+def time_call(device, fn) -> float:
+    """Seconds one call of ``fn`` takes on ``device``: between CUDA events recorded around it on
+    a GPU (the current device's stream: the caller sets the device), by the host's clock on the
+    CPU."""
+    if device.type == "cuda":
+        torch = require_torch()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 class Runner:
@@ -291,17 +307,7 @@ class Runner:
 
     def timed(self, fn) -> float:
         """Seconds one call of ``fn`` takes."""
-        torch = self.torch
-        if self.device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
+        return time_call(self.device, fn)
 
     def series(self, fn, stage: str, runs: int | None) -> list:
         """Timed calls: ``runs`` of them, or (None) at least MIN_RUNS and MIN_TIME_S, at most
