@@ -288,3 +288,43 @@ def test_star_relu_power_and_learned_scalars():
 
     a = analyze(Exp().eval(), input=(3, 4, 4))
     assert not a.complete and len(a.graph.unsupported) == 1
+
+
+class Context(nn.Module):
+    """GCNet's global context block: attention-pooled context, (B, C, HW) @ (B, HW, 1), a 1x1
+    conv, added to every position of the map."""
+
+    def __init__(self, learned_product: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.key = nn.Conv2d(8, 1, 1)
+        self.transform = nn.Conv2d(8, 8, 1)
+        self.w = nn.Parameter(torch.zeros(36, 1)) if learned_product else None
+
+    def forward(self, x):
+        x = self.conv(x)
+        b, c, h, w = x.shape
+        weights = self.w if self.w is not None else self.key(x).view(b, h * w, 1).softmax(1)
+        context = (x.view(b, c, h * w) @ weights).view(b, c, 1, 1)
+        return x + self.transform(context)
+
+
+def test_matmul_and_a_context_added_to_every_position():
+    m = Context().eval()
+    a = analyze(m, input=(3, 6, 6))
+    assert a.complete and not a.graph.unsupported
+    ops = [la.op for la in a.graph.layers]
+    assert ops[-3:] == ["conv", "upsample", "add"] and "matmul" in ops
+    matmul = next(la for la in a.graph.layers if la.op == "matmul")
+    assert matmul.macs == 8 * 36 * 1
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+    by_hand = 36 * 8 * 27 + 36 * 8 + 8 * 36 + 8 * 8  # conv, key, the product, transform
+    assert a.totals()["macs"] == by_hand == flop_counter_macs(meta_copy(m), (3, 6, 6))
+
+
+def test_matmul_with_a_parameter_is_unsupported():
+    m = Context(learned_product=True).eval()
+    a = analyze(m, input=(3, 6, 6))
+    assert "operator.matmul" in [u["call"] for u in a.graph.unsupported]
+    assert not a.complete and a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 6, 6))
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())

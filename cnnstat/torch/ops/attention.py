@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnstat.errors import CnnstatError
-from cnnstat.torch.ops.base import MODULES, axes, builds, nd
+from cnnstat.torch.ops.base import FUNCTIONS, MODULES, axes, builds, is_tensor, nd
 
 # --- modules beyond torch.nn ------------------------------------------------------------------
 
@@ -399,5 +399,21 @@ def _m_matmul(rec, call):
     rec.emit(call, "matmul", {}, [rec.ref(t) for t in call.args])
 
 
+def _f_matmul(rec, call):
+    """``a @ b`` (torch.matmul, bmm) of two followed tensors of one rank (3 or more), their
+    leading axes equal (no broadcasting): cnnstat's ``matmul`` on their shapes as torch has
+    them, prod(leading) x m x k x n MACs per sample, as FlopCounterMode's bmm. Their first
+    axis must be the traced batch, so that the per-sample shapes are the rest; a product with
+    a parameter or a constant, broadcasting, or 2-D operands are not understood."""
+    a, b = call.arg(0, "input"), call.arg(1, "other" if call.fname == "matmul" else "mat2")
+    refs = [rec.ref(t) if is_tensor(t) else None for t in (a, b)]
+    if any(r is None for r in refs):
+        return rec.unsupported_call(call, "a product with a parameter or a constant")
+    if a.dim() < 3 or a.dim() != b.dim() or not int(a.shape[0]) == int(b.shape[0]) == rec.batch:
+        return rec.unsupported_call(call, "operands of other ranks, or not batch first")
+    rec.emit(call, "matmul", {}, refs)
+
+
+FUNCTIONS["matmul"] = FUNCTIONS["bmm"] = _f_matmul
 MODULES[SelfAttention] = _m_attention
 MODULES[MatMul] = _m_matmul

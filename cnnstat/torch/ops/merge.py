@@ -81,13 +81,38 @@ def _learned(rec, call, op, ref, x, w, names):
     return False
 
 
+def _positions_broadcast(rec, call, refs) -> bool:
+    """a + b where one operand repeats over the other's positions (a global-context gate
+    [B, C, 1, 1] added to a map [B, C, H, W], GCNet's): that operand nearest-upsampled to the
+    map (each value repeated, 0 MACs, as ``expand``), then ``add`` of equal shapes. False
+    when the shapes are not so (equal, or broadcast otherwise): not handled here."""
+    tensors = [call.arg(0, "input"), call.arg(1, "other")]
+    a, b = (tuple(int(v) for v in t.shape) for t in tensors)
+    if a == b or len(a) != len(b) or len(a) < 3 or a[:2] != b[:2]:
+        return False
+    small = next(
+        (i for i, (x, y) in enumerate(((a, b), (b, a))) if all(u in (1, v) for u, v in zip(x, y))), None
+    )
+    if small is None:
+        return False
+    big = tensors[1 - small]
+    mid = torch.empty(big.shape, device=big.device, dtype=big.dtype)
+    rec.emit(call, "upsample", {"size": tuple(int(v) for v in big.shape[2:])}, [refs[small]], out=mid)
+    if rec.ref(mid) is None:
+        return False
+    inputs = [refs[0], rec.ref(mid)] if small == 1 else [rec.ref(mid), refs[1]]
+    rec.emit(call, "add", {}, inputs)
+    return True
+
+
 def _f_binary(op, merge=None):
     """add / mul of two tracked tensors: a merge (sub and div of two tracked tensors: the
     ``merge`` of the same shapes and cost, ``add`` and ``mul``, 0 MACs, as the ONNX import
-    reads Sub and Div); with a constant: free (no layer). A learned operand of add / mul:
-    ``pos_embed`` (added, the tensor's shape) or ``scale`` (multiplied, one value per
-    channel); any other (a learned scalar, a bias per position, any learned operand of sub
-    or div) is not a cnnstat op: unsupported."""
+    reads Sub and Div; an added operand repeated over the other's positions is upsampled to
+    them first, :func:`_positions_broadcast`); with a constant: free (no layer). A learned
+    operand of add / mul: ``pos_embed`` (added, the tensor's shape), ``scale`` (multiplied,
+    one value per channel) or a shared ``scale`` / ``shift`` (one value); any other (a bias
+    per position, any learned operand of sub or div) is not a cnnstat op: unsupported."""
     merge = merge or op
 
     def handle(rec, call):
@@ -98,6 +123,8 @@ def _f_binary(op, merge=None):
             if one and _learned(rec, call, op, refs[0], _tracked(rec, call), others[0], names):
                 return
             return rec.unsupported_call(call, "an operand is a parameter", names)
+        if len(refs) == 2 and merge == "add" and _positions_broadcast(rec, call, refs):
+            return
         if len(refs) == 2 and merge is not None:
             return rec.emit(call, merge, {}, refs)
         if len(refs) == 2:
