@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import MAX_FPS, FiniteFloat, input_option, shape_text, torch_options, wide_option
+from cnnstat.cli.common import fps_option, input_option, shape_text, torch_options, wide_option
 
 LAYOUTS = {"auto": "auto", "contiguous": "contiguous", "channels-last": "channels_last"}
 
@@ -24,13 +24,7 @@ LAYOUTS = {"auto": "auto", "contiguous": "contiguous", "channels-last": "channel
     help="Where to run: the CPU or a CUDA device.",
 )
 @click.option("--resolution", default="1920x1080", show_default=True, metavar="WxH", help="Frame size.")
-@click.option(
-    "--fps",
-    type=FiniteFloat(0, MAX_FPS, open_low=True),
-    default=30,
-    show_default=True,
-    help="Frames per second required (pass or fail).",
-)
+@fps_option("Frames per second required (pass or fail).")
 @input_option
 @click.option(
     "--mode",

@@ -94,6 +94,33 @@ def _keep_input(ctx, param, value):
     return value
 
 
+def dtype_option(help_text: str):
+    """``--dtype`` among every type cnnstat knows (fp32 by default), ``help_text`` saying what
+    it sets in this command."""
+    return click.option(
+        "--dtype",
+        type=click.Choice(list(DTYPE_BITS)),
+        default="fp32",
+        show_default=True,
+        help=help_text,
+    )
+
+
+def fps_option(help_text: str):
+    """``--fps``: a finite rate above 0 and at most MAX_FPS, 30 by default."""
+    return click.option(
+        "--fps",
+        type=FiniteFloat(0, MAX_FPS, open_low=True),
+        default=30,
+        show_default=True,
+        help=help_text,
+    )
+
+
+def binary_option(f):
+    return click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")(f)
+
+
 def format_option(f):
     f = wide_option(f)
     return click.option(
@@ -159,14 +186,8 @@ def model_options(analysis: bool = True):
         f = torch_options(f)
         f = format_option(f)
         if analysis:
-            f = click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")(f)
-            f = click.option(
-                "--dtype",
-                type=click.Choice(list(DTYPE_BITS)),
-                default="fp32",
-                show_default=True,
-                help="Storage type of the weights.",
-            )(f)
+            f = binary_option(f)
+            f = dtype_option("Storage type of the weights.")(f)
             f = click.option(
                 "--batch",
                 type=click.IntRange(min=1),

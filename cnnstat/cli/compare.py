@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import MAX_FPS, FiniteFloat, format_option, input_option, shape_text, torch_options
-from cnnstat.units import DTYPE_BITS
+from cnnstat.cli.common import (
+    dtype_option,
+    format_option,
+    fps_option,
+    input_option,
+    shape_text,
+    torch_options,
+)
 
 
 @click.command("compare", short_help="Models side by side: params, MACs, memory, receptive field, MAC/s.")
@@ -17,20 +23,8 @@ from cnnstat.units import DTYPE_BITS
     metavar="WxH",
     help="Frame for the throughput need (tile mode).",
 )
-@click.option(
-    "--fps",
-    type=FiniteFloat(0, MAX_FPS, open_low=True),
-    default=30,
-    show_default=True,
-    help="Frames per second for the throughput need.",
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(list(DTYPE_BITS)),
-    default="fp32",
-    show_default=True,
-    help="Storage type of weights and activations (bytes, device rate).",
-)
+@fps_option("Frames per second for the throughput need.")
+@dtype_option("Storage type of weights and activations (bytes, device rate).")
 @click.option("--device", help="Also bound the fps on this device (cnnstat devices).")
 @click.option("--binary", is_flag=True, help="Bytes in MiB instead of MB.")
 @input_option

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import input_option, torch_options
-from cnnstat.units import DTYPE_BITS
+from cnnstat.cli.common import binary_option, dtype_option, input_option, torch_options
 
 FORMATS = ("text", "markdown", "json")
 
@@ -16,14 +15,8 @@ FORMATS = ("text", "markdown", "json")
 @click.argument("layer", required=False)
 @input_option
 @click.option("--resolution", metavar="WxH", help="Override the input's width and height, e.g. 1920x1080.")
-@click.option(
-    "--dtype",
-    type=click.Choice(list(DTYPE_BITS)),
-    default="fp32",
-    show_default=True,
-    help="Storage type of the activations (their bytes).",
-)
-@click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")
+@dtype_option("Storage type of the activations (their bytes).")
+@binary_option
 @click.option(
     "--format",
     "fmt",

@@ -5,15 +5,14 @@ from __future__ import annotations
 import click
 
 from cnnstat.cli.common import (
-    MAX_FPS,
-    FiniteFloat,
+    dtype_option,
     format_option,
+    fps_option,
     input_option,
     load_analysis,
     shape_text,
     torch_options,
 )
-from cnnstat.units import DTYPE_BITS
 
 
 @click.command("flops", short_help="Compute to run models over video frames: MACs/frame, MAC/s, fps.")
@@ -21,13 +20,7 @@ from cnnstat.units import DTYPE_BITS
 @click.option(
     "--resolution", default="1920x1080", show_default=True, metavar="WxH", help="Frame size to cover."
 )
-@click.option(
-    "--fps",
-    type=FiniteFloat(0, MAX_FPS, open_low=True),
-    default=30,
-    show_default=True,
-    help="Frames per second.",
-)
+@fps_option("Frames per second.")
 @click.option(
     "--mode",
     type=click.Choice(["tile", "frame"]),
@@ -60,13 +53,7 @@ from cnnstat.units import DTYPE_BITS
     show_default=True,
     help="FLOPs counted per MAC: 1 (FLOPS as MAC/s, as many papers count) or 2 (multiply + add).",
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(list(DTYPE_BITS)),
-    default="fp32",
-    show_default=True,
-    help="Activation and weight type (traffic, device rate).",
-)
+@dtype_option("Activation and weight type (traffic, device rate).")
 @click.option("--device", help="Bound latency and fps on a device (cnnstat devices lists them).")
 @click.option("--per-layer", is_flag=True, help="With --device: the roofline of every layer.")
 @input_option

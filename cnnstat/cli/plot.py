@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import input_option, torch_options
-from cnnstat.units import DTYPE_BITS
+from cnnstat.cli.common import dtype_option, input_option, torch_options
 
 
 @click.group("plot", short_help="Charts: models compared, per-layer costs, field, roofline.")
@@ -53,16 +52,6 @@ def model_argument(f):
         "--resolution", metavar="WxH", help="Override the input's width and height, e.g. 1920x1080."
     )(f)
     return click.argument("model")(f)
-
-
-def dtype_option(help_text: str):
-    return click.option(
-        "--dtype",
-        type=click.Choice(list(DTYPE_BITS)),
-        default="fp32",
-        show_default=True,
-        help=help_text,
-    )
 
 
 def emit(data: dict, fmt: str, output: str | None, draw):

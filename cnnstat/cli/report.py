@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import click
 
-from cnnstat.cli.common import MAX_FPS, FiniteFloat, input_option, load_analysis, torch_options
-from cnnstat.units import DTYPE_BITS
+from cnnstat.cli.common import (
+    binary_option,
+    dtype_option,
+    fps_option,
+    input_option,
+    load_analysis,
+    torch_options,
+)
 
 
 @click.command("report", short_help="One self-contained HTML report of a model (tables and plots).")
@@ -24,24 +30,12 @@ from cnnstat.units import DTYPE_BITS
 @click.option(
     "--batch", type=click.IntRange(1, 2**31), default=1, show_default=True, help="Batch size (at most 2^31)."
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(list(DTYPE_BITS)),
-    default="fp32",
-    show_default=True,
-    help="Storage type of weights and activations; the devices' rate at this type.",
-)
-@click.option("--binary", is_flag=True, help="Bytes in MiB (2^20) instead of MB (10^6).")
+@dtype_option("Storage type of weights and activations; the devices' rate at this type.")
+@binary_option
 @click.option(
     "--frame", default="1920x1080", show_default=True, metavar="WxH", help="Frame the throughput covers."
 )
-@click.option(
-    "--fps",
-    type=FiniteFloat(0, MAX_FPS, open_low=True),
-    default=30,
-    show_default=True,
-    help="Frames per second of the throughput section.",
-)
+@fps_option("Frames per second of the throughput section.")
 @click.option(
     "--device",
     "device_names",
