@@ -28,3 +28,20 @@ def assert_published(name: str, params: int, gmacs: float) -> None:
     t = analyze(name).totals()
     assert t["params"] == params
     assert gmac_digits(t["macs"], gmacs) == gmacs
+
+
+def onnx_saver(tmp_path, prefix: str = "m"):
+    """``save(model, name=None) -> path``: writes an onnx ModelProto under ``tmp_path`` as
+    ``name`` or ``{prefix}N.onnx`` (N counting up), the ``save`` fixture of the ONNX tests."""
+    import itertools
+
+    import onnx
+
+    counter = itertools.count()
+
+    def save(m, name=None):
+        path = tmp_path / (name or f"{prefix}{next(counter)}.onnx")
+        onnx.save(m, str(path))
+        return str(path)
+
+    return save

@@ -26,7 +26,7 @@ from cnnstat.analysis import Analysis  # noqa: E402
 from cnnstat.errors import CnnstatError  # noqa: E402
 from cnnstat.onnx import analyze  # noqa: E402
 from cnnstat.spec.build import build  # noqa: E402
-from helpers import analyze_text, spec_from_text  # noqa: E402
+from helpers import analyze_text, onnx_saver, spec_from_text  # noqa: E402
 
 NEWEST = onnx.defs.onnx_opset_version()
 F = TensorProto.FLOAT
@@ -64,14 +64,7 @@ def model(nodes, shape=(1, 3, 8, 8), inits=(), opset=17, out="y", name="x"):
 
 @pytest.fixture
 def save(tmp_path):
-    counter = iter(range(10**6))
-
-    def _save(m, name=None):
-        path = tmp_path / (name or f"m{next(counter)}.onnx")
-        onnx.save(m, str(path))
-        return str(path)
-
-    return _save
+    return onnx_saver(tmp_path)
 
 
 def layer(a, op):

@@ -18,20 +18,14 @@ from onnx import helper  # noqa: E402
 from test_onnx import init, ints, model  # noqa: E402
 
 from cnnstat.onnx import analyze  # noqa: E402
+from helpers import onnx_saver  # noqa: E402
 
 torch = pytest.importorskip("torch")
 
 
 @pytest.fixture
 def save(tmp_path):
-    counter = iter(range(10**6))
-
-    def _save(m):
-        path = tmp_path / f"m{next(counter)}.onnx"
-        onnx.save(m, str(path))
-        return str(path)
-
-    return _save
+    return onnx_saver(tmp_path)
 
 
 def ops(a):

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from cnnstat.onnx import analyze  # noqa: E402
+from helpers import onnx_saver  # noqa: E402
 
 
 def arr(name, values, dtype):
@@ -36,14 +37,7 @@ def qmodel(nodes, inits, shape=(1, 3, 8, 8), in_type=TensorProto.UINT8, opset=17
 
 @pytest.fixture
 def save(tmp_path):
-    counter = iter(range(10**6))
-
-    def _save(m):
-        path = tmp_path / f"q{next(counter)}.onnx"
-        onnx.save(m, str(path))
-        return str(path)
-
-    return _save
+    return onnx_saver(tmp_path, "q")
 
 
 def settings():
