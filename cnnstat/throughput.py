@@ -58,12 +58,13 @@ def clip_frames(graph) -> int:
     return graph.input[1] if len(graph.input) == 4 else 1
 
 
-def frame_graph(model, mode: str, frame: tuple, input=None, trace=None):
+def frame_graph(model, mode: str, frame: tuple, input=None, trace=None, options=None):
     """The graph one frame costs, and the tile (W, H) it covers (None in frame mode).
 
     ``model``: a zoo name, spec path, Spec, or PyTorch reference (``module:attr``), which
     ``trace(model, input, resolution)`` turns into an Analysis; in frame mode it is traced at
     the frame's size, as PyTorch would run it. ``input`` overrides the network's input.
+    ``options``: the command line's ``kwargs`` and ``strict``, for an ONNX path.
     """
     from cnnstat.spec.build import build
     from cnnstat.spec.model import Spec
@@ -73,7 +74,7 @@ def frame_graph(model, mode: str, frame: tuple, input=None, trace=None):
     if isinstance(model, str) and model.endswith(".onnx"):  # an ONNX model: see cnnstat.onnx
         from cnnstat.onnx.analysis import frame_graph as onnx_frame_graph
 
-        return onnx_frame_graph(model, mode, frame, input)
+        return onnx_frame_graph(model, mode, frame, input, options)
     if is_reference(model):
         if mode == "frame":
             return trace(model, None, f"{frame[0]}x{frame[1]}").graph, None

@@ -690,6 +690,10 @@ def test_unknown_operators_are_opaque_layers(save, run):
     assert d["complete"] is False and [u["call"] for u in d["onnx"]["unsupported"]] == ["Erf", "Einsum"]
     strict = run("params", path, "--strict")
     assert strict.exit_code == 2 and "--strict" in strict.stderr and "Traceback" not in strict.output
+    for mode in ("tile", "frame"):  # flops reads the ONNX file through frame_graph: --strict holds there too
+        strict = run("flops", path, "--mode", mode, "--resolution", "8x8", "--strict")
+        assert strict.exit_code == 2 and "unsupported (--strict)" in strict.stderr, strict.output
+    assert run("flops", path).exit_code == 0
 
 
 def test_initializers_read_by_nodes_on_constants_alone(save):

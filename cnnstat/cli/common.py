@@ -204,11 +204,17 @@ def model_options(analysis: bool = True):
     return decorate
 
 
+def cli_options() -> dict:
+    """The options waiting in ctx.meta (``kwargs``, ``strict``, ``input``: see :func:`_keep`),
+    for the loaders, which take them as a dict (no click below the CLI)."""
+    ctx = click.get_current_context(silent=True)
+    return {k[8:]: v for k, v in ctx.meta.items() if k.startswith("cnnstat.")} if ctx else {}
+
+
 def load_analysis(model, input_=None, resolution=None, dtype="fp32", batch=1):
     from cnnstat.torch import is_reference
 
-    ctx = click.get_current_context(silent=True)
-    options = {k[8:]: v for k, v in ctx.meta.items() if k.startswith("cnnstat.")} if ctx else {}
+    options = cli_options()
     if is_reference(model):  # module:attr, a PyTorch model (torch is imported from here on)
         from cnnstat.torch.analysis import load_for_cli, omissions
 

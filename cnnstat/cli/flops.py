@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cnnstat.cli.common import (
+    cli_options,
     dtype_option,
     format_option,
     fps_option,
@@ -93,7 +94,7 @@ def command(
     rows = []
     for target in targets:
         trace = lambda m, i, r: load_analysis(m, i, r, dtype)  # noqa: E731  (PyTorch models)
-        graph, default = frame_graph(target, mode, frame, input_, trace)
+        graph, default = frame_graph(target, mode, frame, input_, trace, cli_options())
         t = fixed_tile or default
         analysis = Analysis(graph, dtype=dtype)
         if mode == "frame":

@@ -108,16 +108,10 @@ def analyze(path, input=None, dtype="fp32", batch=1, resolution=None, strict=Fal
     return a
 
 
-def _options() -> dict:
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    return {k[8:]: v for k, v in ctx.meta.items() if k.startswith("cnnstat.")} if ctx else {}
-
-
 def load_for_cli(model, input_=None, resolution=None, dtype="fp32", batch=1, options=None):
-    """``load_analysis`` for an ONNX path (what it could not count: ``omissions``)."""
-    options = _options() if options is None else options
+    """``load_analysis`` for an ONNX path (what it could not count: ``omissions``); ``options``
+    the command line's ``kwargs`` and ``strict`` (:func:`cnnstat.cli.common.cli_options`)."""
+    options = options or {}
     if options.get("kwargs"):
         raise CnnstatError("--kwargs applies to PyTorch models (MODEL as module:attr)")
     a = analyze(model, input_, dtype, batch, resolution, strict=bool(options.get("strict")))
@@ -146,7 +140,7 @@ def omissions(a) -> list:
     return lines
 
 
-def frame_graph(model, mode: str, frame: tuple, input=None):
+def frame_graph(model, mode: str, frame: tuple, input=None, options=None):
     """:func:`cnnstat.throughput.frame_graph` for an ONNX path: in frame mode the model at the
     frame's size (its H and W must be dynamic), else at its input (or ``input``) with tiles
     of that size."""
@@ -162,6 +156,6 @@ def frame_graph(model, mode: str, frame: tuple, input=None):
                 f"{model}: frame mode runs the network over the whole {frame[0]}x{frame[1]} frame, but the "
                 f"model's input is fixed at {own[-1]}x{own[-2]}: export it with dynamic height and width"
             )
-        return load_for_cli(model, None, f"{frame[0]}x{frame[1]}").graph, None
-    graph = load_for_cli(model, input).graph
+        return load_for_cli(model, None, f"{frame[0]}x{frame[1]}", options=options).graph, None
+    graph = load_for_cli(model, input, options=options).graph
     return graph, default_tile(graph, True)
