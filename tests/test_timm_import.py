@@ -328,3 +328,16 @@ def test_matmul_with_a_parameter_is_unsupported():
     assert "operator.matmul" in [u["call"] for u in a.graph.unsupported]
     assert not a.complete and a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 6, 6))
     assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+
+
+def test_mapping_timm_imports_nothing():
+    """timm's classes are mapped by qualified name: the importer (and the spec path) loads
+    without importing timm."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cnnstat.torch.mapping, cnnstat.torch.analysis; "
+        "from cnnstat.cli import cli; assert 'timm' not in sys.modules, 'timm imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
