@@ -21,13 +21,7 @@ import sys
 import tempfile
 import time
 
-RELU = "input: [16, 64, 64]\nlayers:\n  - relu: {{repeat: {n}}}\n"
-CHAIN = """input: [16, 64, 64]
-blocks:
-  unit: {{body: [conv: {{out: 16, k: 3, p: 1}}, bn, relu]}}
-layers:
-  - unit: {{repeat: {n}}}
-"""
+from scale import spec_text  # benchmarks/ is on sys.path when this script runs
 
 
 def run(label: str, args: list, cwd: str) -> dict:
@@ -72,11 +66,10 @@ def main() -> None:
     rows = []
     for size in map(int, opts.sizes.split(",")):
         tag = f"{size // 1000}k" if size < 1_000_000 else f"{size // 1_000_000}m"
-        for kind, text, first in (("relu", RELU, "relu1"), ("chain", CHAIN, "unit1.relu1")):
+        for kind, first in (("relu", "relu1"), ("chain", "unit1.relu1")):
             name = f"{kind}{tag}"
-            n = size if kind == "relu" else size // 3
             with open(os.path.join(folder, name + ".yaml"), "w") as f:
-                f.write(text.format(n=n))
+                f.write(spec_text(kind, size))
             with open(os.path.join(folder, "cnnstat.toml"), "w") as f:
                 f.write(f'[[budget]]\nmodel = "{name}.yaml"\nmax_params = "1G"\n')
             for label, args in cases(name, name + ".yaml", first):
