@@ -232,13 +232,11 @@ def _budget(entry: dict, path: str, line: int, body: list) -> Budget:
     return b
 
 
-def measure(b: Budget) -> dict:
-    """Every metric of a budget's model at its settings, and whether they are ``complete``:
-    for a PyTorch model with calls cnnstat has no op for, ``incomplete`` lists them (MACs and
-    activation figures are then lower bounds) and ``receptive_field_unknown`` says why the
-    field is unknown when it is (``receptive_field`` is then None)."""
-    from cnnstat.analysis import Analysis
-    from cnnstat.throughput import frame_graph, throughput_row
+def graphs(b: Budget) -> tuple:
+    """(graph, tile, per-frame graph or None) of a budget's model at its settings: a relative
+    spec path read from the budget file's folder, a PyTorch model traced on the meta device;
+    the per-frame graph in frame mode only."""
+    from cnnstat.throughput import frame_graph
     from cnnstat.torch import is_reference
     from cnnstat.zoo import is_path
 
@@ -252,10 +250,22 @@ def measure(b: Budget) -> dict:
         return analyze(m, input=input, resolution=resolution, dtype=b.dtype, batch=b.batch)
 
     graph, tile = frame_graph(model, "tile", b.resolution, b.input, trace)
+    per_frame = frame_graph(model, "frame", b.resolution, None, trace)[0] if b.mode == "frame" else None
+    return graph, tile, per_frame
+
+
+def measure(b: Budget) -> dict:
+    """Every metric of a budget's model at its settings, and whether they are ``complete``:
+    for a PyTorch model with calls cnnstat has no op for, ``incomplete`` lists them (MACs and
+    activation figures are then lower bounds) and ``receptive_field_unknown`` says why the
+    field is unknown when it is (``receptive_field`` is then None)."""
+    from cnnstat.analysis import Analysis
+    from cnnstat.throughput import throughput_row
+
+    graph, tile, per_frame = graphs(b)
     a = Analysis(graph, dtype=b.dtype, batch=b.batch)
     incomplete = a.incomplete()
     if b.mode == "frame":
-        per_frame, _ = frame_graph(model, "frame", b.resolution, None, trace)
         frame = Analysis(per_frame, dtype=b.dtype)
         incomplete += [i for i in frame.incomplete() if i not in incomplete]
         need = throughput_row(frame, b.resolution, b.fps, 1, mode="frame")

@@ -143,24 +143,10 @@ def check_report(doc: dict, budgets: list) -> str:
 
 
 def _budget_analysis(b):
-    """(Analysis, tile, frame graph or None) of a budget's model at its settings, loaded as
-    ``cnnstat.budget.measure`` loads it (a relative spec path from the budget file's folder)."""
-    import os
-
+    """(Analysis, tile, frame graph or None) of a budget's model at its settings, the graphs
+    ``cnnstat.budget.measure`` measures (:func:`cnnstat.budget.graphs`)."""
     from cnnstat.analysis import Analysis
-    from cnnstat.throughput import frame_graph
-    from cnnstat.torch import is_reference
-    from cnnstat.zoo import is_path
+    from cnnstat.budget import graphs
 
-    model = b.model
-    if not is_reference(model) and is_path(model) and not os.path.isabs(model):
-        model = os.path.join(b.base_dir, model)
-
-    def trace(m, input, resolution):  # module:attr, on the meta device (imports torch)
-        from cnnstat.torch.analysis import analyze
-
-        return analyze(m, input=input, resolution=resolution, dtype=b.dtype, batch=b.batch)
-
-    graph, tile = frame_graph(model, "tile", b.resolution, b.input, trace)
-    per_frame = frame_graph(model, "frame", b.resolution, None, trace)[0] if b.mode == "frame" else None
+    graph, tile, per_frame = graphs(b)
     return Analysis(graph, dtype=b.dtype, batch=b.batch), tile, per_frame
