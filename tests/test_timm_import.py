@@ -341,3 +341,40 @@ def test_mapping_timm_imports_nothing():
         "from cnnstat.cli import cli; assert 'timm' not in sys.modules, 'timm imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class Inline(nn.Module):
+    """Attention written inline: q, k, v from three Linears on tokens, split into 2 heads,
+    F.scaled_dot_product_attention (with a mask: ``masked``)."""
+
+    def __init__(self, masked: bool = False):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 16, 1)
+        self.q, self.k, self.v = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 8)
+        self.masked = masked
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)  # [B, N, 16]
+        b, n, _ = t.shape
+        q, k, v = (f(t).view(b, n, 2, -1).transpose(1, 2) for f in (self.q, self.k, self.v))
+        mask = torch.zeros(n, n, device=x.device) if self.masked else None
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def test_scaled_dot_product_attention():
+    """q @ k^T and the scores @ v: 2 heads x 36 x 36 x (8 + 4) MACs, FlopCounterMode's."""
+    m = Inline().eval()
+    a = analyze(m, input=(3, 6, 6))
+    assert a.complete and not a.graph.unsupported
+    products = [la.macs for la in a.graph.layers if la.op == "matmul"]
+    assert products == [2 * 36 * 8 * 36, 2 * 36 * 36 * 4]
+    n = 36
+    by_hand = n * 3 * 16 + n * 16 * 16 * 2 + n * 16 * 8 + sum(products)
+    assert a.totals()["macs"] == by_hand == flop_counter_macs(meta_copy(m), (3, 6, 6))
+
+
+def test_scaled_dot_product_attention_with_a_mask_is_unsupported():
+    m = Inline(masked=True).eval()
+    a = analyze(m, input=(3, 6, 6))
+    assert [u["call"] for u in a.graph.unsupported] == ["F.scaled_dot_product_attention"]
+    assert a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 6, 6))

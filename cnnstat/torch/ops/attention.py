@@ -414,6 +414,43 @@ def _f_matmul(rec, call):
     rec.emit(call, "matmul", {}, refs)
 
 
+def _f_sdpa(rec, call):
+    """F.scaled_dot_product_attention(q, k, v) of followed tensors [B, ..., N, d], their
+    leading axes equal (batch first): softmax(q k^T / sqrt(d)) v as the two products
+    cnnstat's ``matmul`` counts, q @ k^T then the scores @ v -- per sample
+    prod(leading) x N_q x N_k x (d + d_v) MACs, FlopCounterMode's count (the softmax and the
+    scaling are element-wise: 0 MACs). k^T is k's values read transposed (a view). A mask,
+    causal attention, or heads broadcast (grouped or multi-query attention) are not
+    understood: unsupported."""
+    from cnnstat.torch.recorder import Ref, sample_shape
+
+    q, k, v = call.arg(0, "query"), call.arg(1, "key"), call.arg(2, "value")
+    mask = call.arg(3, "attn_mask") if len(call.args) > 3 or "attn_mask" in call.kwargs else None
+    causal = call.arg(5, "is_causal") if len(call.args) > 5 or "is_causal" in call.kwargs else False
+    if is_tensor(mask) or causal or call.kwargs.get("enable_gqa"):
+        return rec.unsupported_call(call, "with a mask, causal or grouped")
+    refs = [rec.ref(t) if is_tensor(t) else None for t in (q, k, v)]
+    if any(r is None for r in refs):
+        return rec.unsupported_call(call, "reads a parameter or a constant")
+    lead = tuple(q.shape[:-2])
+    if (
+        q.dim() < 3
+        or tuple(k.shape[:-2]) != lead
+        or tuple(v.shape[:-2]) != lead
+        or int(q.shape[0]) != rec.batch
+    ):
+        return rec.unsupported_call(
+            call, "queries, keys and values of other leading axes, or not batch first"
+        )
+    kt = k.transpose(-2, -1)
+    rec.bind(kt, Ref(refs[1].name, sample_shape(kt), refs[1].rf))
+    scores = torch.empty(*q.shape[:-1], k.shape[-2], device=q.device, dtype=q.dtype)
+    rec.emit(call, "matmul", {}, [refs[0], rec.ref(kt)], out=scores)
+    if rec.ref(scores) is not None:
+        rec.emit(call, "matmul", {}, [rec.ref(scores), refs[2]])
+
+
 FUNCTIONS["matmul"] = FUNCTIONS["bmm"] = _f_matmul
+FUNCTIONS["scaled_dot_product_attention"] = _f_sdpa
 MODULES[SelfAttention] = _m_attention
 MODULES[MatMul] = _m_matmul
