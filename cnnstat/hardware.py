@@ -181,18 +181,26 @@ def get_device(name: str) -> Device:
     return known[name]
 
 
-def roofline(graph, device: Device, dtype: str = "fp32", batch: int = 1) -> list:
-    """Per layer: MACs, bytes moved, arithmetic intensity, and the time bound in seconds."""
+def traffic(graph, dtype: str = "fp32", batch: int = 1):
+    """Per layer, (layer, MACs, bytes moved): the activations it reads and writes
+    (:func:`cnnstat.throughput.moved_elements`) for the batch, plus its weights and biases once,
+    at ``dtype``; a layer that moves no activation (a view) moves nothing. The one count
+    :func:`roofline` and :func:`bounds` share."""
     from cnnstat.throughput import moved_elements
 
-    peak, bw = device.peak(dtype), device.bandwidth
-    rows = []
     for layer, elems in moved_elements(graph):
         moved = 0
         if elems:
             moved = tensor_bytes(elems * batch, dtype) + tensor_bytes(layer.weights, dtype)
             moved += tensor_bytes(layer.biases, dtype)
-        macs = layer.macs * batch
+        yield layer, layer.macs * batch, moved
+
+
+def roofline(graph, device: Device, dtype: str = "fp32", batch: int = 1) -> list:
+    """Per layer: MACs, bytes moved, arithmetic intensity, and the time bound in seconds."""
+    peak, bw = device.peak(dtype), device.bandwidth
+    rows = []
+    for layer, macs, moved in traffic(graph, dtype, batch):
         compute_s, memory_s = macs / peak, moved / bw
         rows.append(
             {
@@ -228,16 +236,9 @@ def bounds(graph, devices: list, dtype: str, fps, passes=1, batch: int = 1) -> l
     moved counted once), keeping no row per layer: a million layers on five devices cost five
     sums, not five million rows. Each device's time is :func:`roofline`'s, summed in layer
     order (the same float)."""
-    from cnnstat.throughput import moved_elements
-
     rates = [(device.peak(dtype), device.bandwidth) for device in devices]
     time_s, compute, memory = [0] * len(devices), [0] * len(devices), [0] * len(devices)
-    for layer, elems in moved_elements(graph):
-        moved = 0
-        if elems:
-            moved = tensor_bytes(elems * batch, dtype) + tensor_bytes(layer.weights, dtype)
-            moved += tensor_bytes(layer.biases, dtype)
-        macs = layer.macs * batch
+    for _, macs, moved in traffic(graph, dtype, batch):
         for i, (peak, bw) in enumerate(rates):
             compute_s, memory_s = macs / peak, moved / bw
             time_s[i] += max(compute_s, memory_s)
