@@ -45,3 +45,28 @@ def onnx_saver(tmp_path, prefix: str = "m"):
         return str(path)
 
     return save
+
+
+def graph_of(layers: str, input="[3, 16, 16]", frame_input=None):
+    """The graph of a spec of ``layers`` (one per line) at ``input``, or over a frame."""
+    from cnnstat.spec.build import build
+
+    text = f"input: {input}\nlayers:\n" + "".join(f"  - {line}\n" for line in layers.strip().splitlines())
+    spec = spec_from_text(text)
+    return build(spec, frame_input, frame=frame_input is not None)
+
+
+def last(layer: str, input="[3, 16, 16]"):
+    """The last layer of :func:`graph_of`."""
+    return graph_of(layer, input).layers[-1]
+
+
+def error_of(layers: str, input="[3, 16, 16]") -> str:
+    """The SpecError message the spec of ``layers`` raises (fails the test when none)."""
+    import pytest
+
+    from cnnstat.errors import SpecError
+
+    with pytest.raises(SpecError) as exc:
+        graph_of(layers, input)
+    return str(exc.value)

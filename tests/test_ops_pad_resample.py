@@ -24,24 +24,7 @@ from cnnstat.torch.check import flop_counter_macs
 from cnnstat.torch.ops.pad import Crop
 from cnnstat.torch.ops.resample import UpsampleLike
 from cnnstat.torch.trace import trace_module
-from helpers import analyze_text, spec_from_text
-
-
-def graph_of(layers: str, input="[3, 16, 16]", frame_input=None):
-    text = f"input: {input}\nlayers:\n" + "".join(f"  - {line}\n" for line in layers.strip().splitlines())
-    spec = spec_from_text(text)
-    return build(spec, frame_input, frame=frame_input is not None)
-
-
-def last(layer: str, input="[3, 16, 16]"):
-    return graph_of(layer, input).layers[-1]
-
-
-def error_of(layers: str, input="[3, 16, 16]") -> str:
-    with pytest.raises(SpecError) as exc:
-        graph_of(layers, input)
-    return str(exc.value)
-
+from helpers import analyze_text, error_of, graph_of, last, spec_from_text
 
 # --- padding forms ----------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ the RoIs stacked along the rows, per-RoI MACs of the layers after them, the torc
 
 import pytest
 import torch
-from test_ops_pad_resample import error_of, graph_of
 from test_torch_build import assert_matches
 from torch import nn
 
@@ -12,6 +11,7 @@ from cnnstat.analysis import Analysis
 from cnnstat.torch.builder import build_graph
 from cnnstat.torch.check import fvcore_macs
 from cnnstat.torch.ops.roi import RoIAlign, RoIFlatten
+from helpers import error_of, graph_of
 
 HEAD = """
 roi_align: {rois: 10, size: 7}

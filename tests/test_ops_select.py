@@ -2,11 +2,11 @@
 ceil((in - offset) / s), receptive fields (jump x s, start + offset x jump), errors, frame mode."""
 
 import pytest
-from test_ops_pad_resample import error_of, graph_of, last
 
 from cnnstat.analysis import Analysis
 from cnnstat.errors import SpecError
 from cnnstat.ops import REGISTRY
+from helpers import error_of, graph_of, last
 
 
 def test_subsample_shapes_and_fields():
