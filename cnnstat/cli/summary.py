@@ -28,11 +28,6 @@ def layer_row(a, layer) -> dict:
     return row
 
 
-def layer_rows(a) -> list:
-    """One row per layer (:func:`layer_row`)."""
-    return [layer_row(a, layer) for layer in a.layers]
-
-
 def fold(rows: list, depth: int) -> list:
     """Rows folded by the first ``depth`` parts of their dotted names (``layer2.0.conv1`` at
     depth 2: ``layer2.0``), in the order each group first appears: counts summed, the output

@@ -151,10 +151,6 @@ def holds_whole(view: View, shape: tuple, j: int):
     return None
 
 
-def axes_in(pieces) -> set:
-    return {p[0] for p in pieces}
-
-
 def covers_all(pieces, shape: tuple, axes) -> bool:
     """``pieces`` are all of the cnnstat ``axes`` (each whole, row-major: earlier axes major)."""
     expected = tuple((j, 1, shape[j]) for j in axes if shape[j] > 1)
