@@ -417,11 +417,11 @@ def _siblings(spec, input_shape, dtype, batch) -> list:
 def _root(spec):
     """The spec file's own model with its variants (a zoo variant comes without them)."""
     from cnnstat.spec.model import load_spec_file
-    from cnnstat.zoo import _load_file
+    from cnnstat.zoo import load_file
 
     try:
         if spec.file.startswith("zoo:"):
-            return _load_file(spec.file[4:-5])
+            return load_file(spec.file[4:-5])
         return load_spec_file(spec.file)
     except (CnnstatError, OSError):
         return None

@@ -26,7 +26,7 @@ def _stems() -> list:
     return sorted(f[:-5] for f in os.listdir(zoo_dir()) if f.endswith(".yaml"))
 
 
-def _load_file(stem: str, text: str | None = None) -> Spec:
+def load_file(stem: str, text: str | None = None) -> Spec:
     """A zoo file's spec; its includes stay in the zoo's directory tree."""
     path = os.path.join(zoo_dir(), stem + ".yaml")
     return load_spec_file(path, display=f"zoo:{stem}.yaml", root=zoo_dir(), text=text)
@@ -36,7 +36,7 @@ def index() -> dict:
     """Every zoo model name -> the spec that defines it (a variant resolved lazily)."""
     out = {}
     for stem in _stems():
-        spec = _load_file(stem)
+        spec = load_file(stem)
         for name in spec.models:
             if name in out:
                 raise CnnstatError(f"zoo model '{name}' is defined twice ({stem}.yaml)")
@@ -83,7 +83,7 @@ def get(name: str) -> Spec:
         text = _read(os.path.join(zoo_dir(), stem + ".yaml"), f"zoo:{stem}.yaml")
         if key not in text.lower():
             continue
-        spec = _load_file(stem, text)
+        spec = load_file(stem, text)
         found = _match(name, spec.models)
         if found:
             return spec.variant(found)
