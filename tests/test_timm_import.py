@@ -378,3 +378,49 @@ def test_scaled_dot_product_attention_with_a_mask_is_unsupported():
     a = analyze(m, input=(3, 6, 6))
     assert [u["call"] for u in a.graph.unsupported] == ["F.scaled_dot_product_attention"]
     assert a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 6, 6))
+
+
+class PvtBlock(nn.Module):
+    """A 1x1 conv to 16 channels, its map as tokens, then timm's PVT v2 ``Attention`` (sr:
+    spatial reduction; ``fused``: F.scaled_dot_product_attention, else q @ k^T written out)
+    on the layer-normed tokens, added back, and the map again."""
+
+    def __init__(self, sr=2, linear=False, fused=True):
+        from timm.models.pvt_v2 import Attention
+
+        super().__init__()
+        self.embed = nn.Conv2d(3, 16, 1)
+        self.norm = nn.LayerNorm(16)
+        self.attn = Attention(16, num_heads=2, sr_ratio=sr, linear_attn=linear)
+        self.attn.fused_attn = fused
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        t = t + self.attn(self.norm(t), (h, w))
+        return t.transpose(1, 2).reshape(x.shape[0], 16, h, w)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("sr", [1, 2])
+def test_pvt_v2_attention(sr, fused):
+    """PVT v2's inline attention (q, kv linears, kv.unbind(0)) is cnnstat's attention with sr
+    on the tokens' map: by hand (n = 64 queries, n_k = 64 / sr^2 keys, C = dim = 16) and as
+    FlopCounterMode counts it, fused or written out."""
+    m = PvtBlock(sr, fused=fused).eval()
+    a = analyze(m, input=(3, 8, 8))
+    assert a.complete and not a.graph.unsupported
+    assert "attention" in [la.op for la in a.graph.layers]
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+    n, nk, c = 64, 64 // sr**2, 16
+    reduce = nk * c * c * sr**2 if sr > 1 else 0
+    attention = n * c * c + nk * c * 2 * c + reduce + 2 * n * nk * c + n * c * c
+    assert a.totals()["macs"] == n * 3 * c + attention == flop_counter_macs(meta_copy(m), (3, 8, 8))
+
+
+def test_pvt_v2_linear_attention_is_unsupported():
+    m = PvtBlock(1, linear=True).eval()
+    a = analyze(m, input=(3, 8, 8))
+    assert [u["call"] for u in a.graph.unsupported] == ["timm.models.pvt_v2.Attention"]
+    assert a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 8, 8))
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())

@@ -35,6 +35,7 @@ EXACT = [
     "hgnetv2_b0",  # learnable affine blocks: x * a + b, scalars: scale and shift, shared
     "vit_tiny_patch16_224",  # timm's Attention: cnnstat's attention; class token, position embedding
     "swin_tiny_patch4_window7_224",  # timm's Swin blocks and patch merging, the NHWC head
+    "pvt_v2_b0",  # PVT v2's Attention (inline q, kv, unbind): attention with sr on the map
 ]
 
 

@@ -22,6 +22,7 @@ tensor and torch's output is its output laid out alike (:meth:`Recorder.emit_lai
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -35,6 +36,7 @@ MAXVIT = "torchvision.models.maxvit"
 MVIT = "torchvision.models.video.mvit"
 TIMM_ATTENTION = "timm.layers.attention"
 TIMM_SWIN = "timm.models.swin_transformer"
+TIMM_PVT = "timm.models.pvt_v2"
 
 
 def _channels_last(ref, x) -> bool:
@@ -535,6 +537,70 @@ def _m_mvit_position(rec, call):
         rec.bind(call.out, made)
 
 
+def _m_timm_pvt_attention(rec, call):
+    """timm's PVT v2 ``Attention(x, feat_size)``: tokens [B, N, C] (the channels of [C, N]
+    tokens moved last, N = H x W) -> the tokens' map (``to_map``, no arithmetic), cnnstat's
+    ``attention`` on it with ``sr`` (queries from ``q``, keys and values from ``kv`` on the map
+    reduced by the k = s = sr convolution ``sr`` and the layer norm ``norm``; sr = 1: the
+    whole map), and its output as tokens again. The linear variant (average pooling to 7 x 7
+    and a GELU) is not that op: unsupported; a module whose parameters differ from the op's
+    is refused by the count check of :meth:`Recorder.emit`."""
+    from cnnstat.torch.ops.reshape import _tokens_maker
+    from cnnstat.torch.recorder import Ref, rf_for, sample_shape
+
+    m = call.module
+    x, size = call.arg(0, "x"), call.arg(1, "feat_size")
+    if getattr(m, "pool", None) is not None or getattr(m, "act", None) is not None:
+        return rec.unsupported_call(call, "linear attention (pooling to 7 x 7; cnnstat's sr: a convolution)")
+    sr = m.sr
+    if sr is not None and not _k_equals_s(sr):
+        return rec.unsupported_call(call, "a reduction other than a k = s convolution")
+    ref = rec.ref(x)
+    if ref is None or x.dim() != 3 or not isinstance(size, (list, tuple)) or len(size) != 2:
+        return rec.unsupported_call(call, "on a tensor cnnstat does not follow")
+    base, perm = ref.layout(3)
+    size = tuple(int(v) for v in size)
+    if perm != (0, 2, 1) or len(base.shape) != 2 or base.shape[1] != math.prod(size):
+        return rec.unsupported_call(
+            call, f"on a {list(ref.shape)} tensor that is not the [D, N] tokens of a {list(size)} map"
+        )
+    c = int(x.shape[-1])
+    as_map = copy.copy(call)
+    as_map.base = f"{call.base}.to_map"
+    first = torch.empty((rec.batch, c, *size), device="meta")
+    rec.emit(as_map, "to_map", {"size": size}, [base], params=[], out=first)
+    mapped = rec.ref(first)
+    if mapped is None:
+        return
+    a = {
+        "heads": m.num_heads,
+        "dim": m.dim,
+        "qkv_bias": m.q.bias is not None,
+        "proj_bias": m.proj.bias is not None,
+        "sr": 1 if sr is None else int(sr.kernel_size[0]),
+    }
+    out = torch.empty((rec.batch, m.proj.out_features, *size), device="meta")
+    rec.emit(call, "attention", a, [mapped], out=out)
+    made = rec.ref(out)
+    if made is None:
+        return
+    actual = sample_shape(call.out)
+    make = _tokens_maker(rec, call, made, (0, 2, 1))
+    rec.bind(call.out, Ref(made.name, actual, rf_for(made.rf, actual), made, (), None, make))
+
+
+def _k_equals_s(conv) -> bool:
+    """A convolution of one kernel size k on every axis, stride k, no padding, dilation or
+    groups: cnnstat attention's ``sr`` reduction."""
+    return (
+        conv.kernel_size == conv.stride
+        and len(set(conv.kernel_size)) == 1
+        and not any(conv.padding)
+        and set(conv.dilation) == {1}
+        and conv.groups == 1
+    )
+
+
 def _three(v) -> tuple:
     return tuple(v) if isinstance(v, (list, tuple)) else (v,) * 3
 
@@ -550,3 +616,4 @@ NAMED_MODULES[f"{MVIT}.PositionalEncoding"] = _m_mvit_position
 NAMED_MODULES[f"{TIMM_ATTENTION}.Attention"] = _m_timm_attention
 NAMED_MODULES[f"{TIMM_SWIN}.SwinTransformerBlock"] = _m_timm_swin_block
 NAMED_MODULES[f"{TIMM_SWIN}.PatchMerging"] = _m_timm_patch_merging
+NAMED_MODULES[f"{TIMM_PVT}.Attention"] = _m_timm_pvt_attention
