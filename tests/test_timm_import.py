@@ -424,3 +424,53 @@ def test_pvt_v2_linear_attention_is_unsupported():
     assert [u["call"] for u in a.graph.unsupported] == ["timm.models.pvt_v2.Attention"]
     assert a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 8, 8))
     assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+
+
+class TwinsBlock(nn.Module):
+    """PvtBlock with Twins' locally grouped attention (ws x ws windows) or its global
+    sub-sampled attention (sr) instead."""
+
+    def __init__(self, local=True, fused=True):
+        from timm.models.twins import GlobalSubSampleAttn, LocallyGroupedAttn
+
+        super().__init__()
+        self.embed = nn.Conv2d(3, 16, 1)
+        self.attn = (
+            LocallyGroupedAttn(16, num_heads=2, ws=4) if local else GlobalSubSampleAttn(16, 2, sr_ratio=2)
+        )
+        self.attn.fused_attn = fused
+
+    def forward(self, x):
+        t = self.embed(x).flatten(2).transpose(1, 2)
+        return t + self.attn(t, tuple(x.shape[2:]))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_twins_locally_grouped_attention(fused):
+    """4 windows of 4 x 4 on an 8 x 8 map: per window 16 x 16 x 48 (qkv), 2 x 16 x 16 x 16
+    (q k^T and a v over both heads), 16 x 16 x 16 (proj), as FlopCounterMode counts it."""
+    m = TwinsBlock(fused=fused).eval()
+    a = analyze(m, input=(3, 8, 8))
+    assert a.complete and not a.graph.unsupported
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+    by_hand = 64 * 3 * 16 + 4 * (16 * 16 * 48 + 2 * 16 * 16 * 16 + 16 * 16 * 16)
+    assert a.totals()["macs"] == by_hand == flop_counter_macs(meta_copy(m), (3, 8, 8))
+
+
+def test_twins_padded_windows_are_unsupported():
+    """A 6 x 6 map in 4 x 4 windows: Twins pads, and projects after the crop, unlike
+    cnnstat's windowed attention: unsupported, a lower bound."""
+    m = TwinsBlock().eval()
+    a = analyze(m, input=(3, 6, 6))
+    assert [u["call"] for u in a.graph.unsupported] == ["timm.models.twins.LocallyGroupedAttn"]
+    assert a.totals()["macs"] < flop_counter_macs(meta_copy(m), (3, 6, 6))
+
+
+def test_twins_global_subsampled_attention():
+    m = TwinsBlock(local=False).eval()
+    a = analyze(m, input=(3, 8, 8))
+    assert a.complete and not a.graph.unsupported
+    assert a.totals()["params"] == sum(p.numel() for p in m.parameters())
+    n, nk, c = 64, 16, 16
+    attention = n * c * c + nk * c * 2 * c + nk * c * c * 4 + 2 * n * nk * c + n * c * c
+    assert a.totals()["macs"] == n * 3 * c + attention == flop_counter_macs(meta_copy(m), (3, 8, 8))

@@ -36,6 +36,7 @@ EXACT = [
     "vit_tiny_patch16_224",  # timm's Attention: cnnstat's attention; class token, position embedding
     "swin_tiny_patch4_window7_224",  # timm's Swin blocks and patch merging, the NHWC head
     "pvt_v2_b0",  # PVT v2's Attention (inline q, kv, unbind): attention with sr on the map
+    "twins_svt_small",  # Twins' locally grouped (window) and global sub-sampled (sr) attention
 ]
 
 

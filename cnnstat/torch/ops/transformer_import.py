@@ -37,6 +37,7 @@ MVIT = "torchvision.models.video.mvit"
 TIMM_ATTENTION = "timm.layers.attention"
 TIMM_SWIN = "timm.models.swin_transformer"
 TIMM_PVT = "timm.models.pvt_v2"
+TIMM_TWINS = "timm.models.twins"
 
 
 def _channels_last(ref, x) -> bool:
@@ -538,23 +539,57 @@ def _m_mvit_position(rec, call):
 
 
 def _m_timm_pvt_attention(rec, call):
-    """timm's PVT v2 ``Attention(x, feat_size)``: tokens [B, N, C] (the channels of [C, N]
-    tokens moved last, N = H x W) -> the tokens' map (``to_map``, no arithmetic), cnnstat's
-    ``attention`` on it with ``sr`` (queries from ``q``, keys and values from ``kv`` on the map
-    reduced by the k = s = sr convolution ``sr`` and the layer norm ``norm``; sr = 1: the
-    whole map), and its output as tokens again. The linear variant (average pooling to 7 x 7
-    and a GELU) is not that op: unsupported; a module whose parameters differ from the op's
-    is refused by the count check of :meth:`Recorder.emit`."""
-    from cnnstat.torch.ops.reshape import _tokens_maker
-    from cnnstat.torch.recorder import Ref, rf_for, sample_shape
-
+    """timm's PVT v2 ``Attention(x, feat_size)`` and Twins' ``GlobalSubSampleAttn(x, size)``:
+    queries from ``q``, keys and values from ``kv`` on the map reduced by the k = s = sr
+    convolution ``sr`` and the layer norm ``norm`` (sr = 1: the whole map): cnnstat's
+    ``attention`` with ``sr`` on the tokens' map (see :func:`_on_map`). PVT's linear variant
+    (average pooling to 7 x 7 and a GELU) is not that op: unsupported."""
     m = call.module
-    x, size = call.arg(0, "x"), call.arg(1, "feat_size")
     if getattr(m, "pool", None) is not None or getattr(m, "act", None) is not None:
         return rec.unsupported_call(call, "linear attention (pooling to 7 x 7; cnnstat's sr: a convolution)")
     sr = m.sr
     if sr is not None and not _k_equals_s(sr):
         return rec.unsupported_call(call, "a reduction other than a k = s convolution")
+    a = {
+        "heads": m.num_heads,
+        "dim": m.dim,
+        "qkv_bias": m.q.bias is not None,
+        "proj_bias": m.proj.bias is not None,
+        "sr": 1 if sr is None else int(sr.kernel_size[0]),
+    }
+    _on_map(rec, call, a)
+
+
+def _m_timm_twins_local(rec, call):
+    """Twins' ``LocallyGroupedAttn(x, size)``: attention inside ws x ws windows of the
+    tokens' map (``qkv``, ``proj``): cnnstat's ``attention`` with ``window`` (no shift, no
+    bias) on the map. Twins pads the map to whole windows and applies ``proj`` after the crop,
+    where cnnstat's op projects the padded windows: a map that is not whole windows is
+    unsupported."""
+    m = call.module
+    size = call.arg(1, "size")
+    if not isinstance(size, (list, tuple)) or any(int(v) % m.ws for v in size):
+        return rec.unsupported_call(call, f"a map that is not whole {m.ws} x {m.ws} windows (padded)")
+    a = {
+        "heads": m.num_heads,
+        "dim": m.dim,
+        "qkv_bias": m.qkv.bias is not None,
+        "proj_bias": m.proj.bias is not None,
+        "window": (m.ws, m.ws),
+    }
+    _on_map(rec, call, a)
+
+
+def _on_map(rec, call, a):
+    """``attention`` (arguments ``a``, the module's parameters) of a module called as
+    ``(x, size)`` on tokens [B, N, C] (the channels of [C, N] tokens moved last, N = the
+    positions of the ``size`` map): the tokens' map (``to_map``, no arithmetic), the op on
+    it, and its output as tokens again. A module whose parameters differ from the op's is
+    refused by the count check of :meth:`Recorder.emit`."""
+    from cnnstat.torch.ops.reshape import _tokens_maker
+    from cnnstat.torch.recorder import Ref, rf_for, sample_shape
+
+    x, size = call.args[0] if call.args else None, call.args[1] if len(call.args) > 1 else None
     ref = rec.ref(x)
     if ref is None or x.dim() != 3 or not isinstance(size, (list, tuple)) or len(size) != 2:
         return rec.unsupported_call(call, "on a tensor cnnstat does not follow")
@@ -564,22 +599,14 @@ def _m_timm_pvt_attention(rec, call):
         return rec.unsupported_call(
             call, f"on a {list(ref.shape)} tensor that is not the [D, N] tokens of a {list(size)} map"
         )
-    c = int(x.shape[-1])
     as_map = copy.copy(call)
     as_map.base = f"{call.base}.to_map"
-    first = torch.empty((rec.batch, c, *size), device="meta")
+    first = torch.empty((rec.batch, int(x.shape[-1]), *size), device="meta")
     rec.emit(as_map, "to_map", {"size": size}, [base], params=[], out=first)
     mapped = rec.ref(first)
     if mapped is None:
         return
-    a = {
-        "heads": m.num_heads,
-        "dim": m.dim,
-        "qkv_bias": m.q.bias is not None,
-        "proj_bias": m.proj.bias is not None,
-        "sr": 1 if sr is None else int(sr.kernel_size[0]),
-    }
-    out = torch.empty((rec.batch, m.proj.out_features, *size), device="meta")
+    out = torch.empty((rec.batch, call.module.proj.out_features, *size), device="meta")
     rec.emit(call, "attention", a, [mapped], out=out)
     made = rec.ref(out)
     if made is None:
@@ -617,3 +644,5 @@ NAMED_MODULES[f"{TIMM_ATTENTION}.Attention"] = _m_timm_attention
 NAMED_MODULES[f"{TIMM_SWIN}.SwinTransformerBlock"] = _m_timm_swin_block
 NAMED_MODULES[f"{TIMM_SWIN}.PatchMerging"] = _m_timm_patch_merging
 NAMED_MODULES[f"{TIMM_PVT}.Attention"] = _m_timm_pvt_attention
+NAMED_MODULES[f"{TIMM_TWINS}.GlobalSubSampleAttn"] = _m_timm_pvt_attention
+NAMED_MODULES[f"{TIMM_TWINS}.LocallyGroupedAttn"] = _m_timm_twins_local
