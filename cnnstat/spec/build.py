@@ -93,6 +93,7 @@ class _Builder:
         self.frame = frame
         self.resolved: dict = {}  # id(argument mapping) -> (mapping, resolved arguments)
         self.checked: dict = {}  # (id(argument mapping), block) -> mapping, for skipped layers
+        self.same: dict = {}  # (op name, resolved arguments as pairs) -> the one dict of them
         self.work = spec.work  # steps so far: the spec's loading, then this build's
 
     def run(self, shape: tuple) -> Graph:
@@ -123,14 +124,12 @@ class _Builder:
     def parse_item(self, item, loc, scope):
         """``(op name, argument mapping, op or None, block or None)`` of one layer entry."""
         if isinstance(item, str):
-            op_name, args = item, LMap()
-            args.loc, args.locs, args.key_locs = loc, {}, {}
+            op_name, args = item, LMap.located(loc)
         elif isinstance(item, LMap) and len(item) == 1:
             op_name = next(iter(item))
             args, args_loc = item[op_name], item.locs[op_name]
             if args is None:
-                args = LMap()
-                args.loc, args.locs, args.key_locs = args_loc, {}, {}
+                args = LMap.located(args_loc)
             elif not isinstance(args, LMap):
                 raise SpecError(
                     f"the arguments of '{op_name}' must be a mapping, got {brief(args)}",
@@ -390,15 +389,26 @@ class _Builder:
         """Arguments after per-op defaults, aliases, expressions and type checks.
 
         Arguments without expressions resolve the same every time: they are resolved once
-        per argument mapping (a block repeated 10,000 times reuses its layers' mappings).
+        per argument mapping (a block repeated 10,000 times reuses its layers' mappings), and
+        once per op where a layer gives none (``- relu``): a spec written one item per layer
+        keeps no mapping per such layer.
         """
-        cached = self.resolved.get(id(args))
-        if cached is not None and cached[0] is args:
+        key = id(args) if args else op.name
+        cached = self.resolved.get(key)
+        if cached is not None and (cached[0] is args or not args):
             return cached[1]
         a, constant = self._resolve(op, args, scope)
         if constant:
-            self.resolved[id(args)] = (args, a)
+            a = self.shared(op, a)
+            self.resolved[key] = (args if args else None, a)
         return a
+
+    def shared(self, op, a: dict) -> dict:
+        """One dict for every layer of an op whose arguments resolve to the same values (a
+        spec written one item per layer repeats ``conv: {out: 16, k: 3, p: 1}``): layers share
+        their arguments already when a block repeats, and nothing changes them."""
+        values = tuple([_exact(v) for v in a.values()])
+        return a if None in values else self.same.setdefault((op.name, *a, values), a)
 
     def _resolve(self, op, args, scope):
         a, constant = {}, True
@@ -559,18 +569,29 @@ def _needs_parameter(block, key, args, scope):
     return SpecError(f"block '{block.name}' needs parameter '{key}' ({type_name})", args.loc, scope.notes)
 
 
+def _exact(v):
+    """A key equal only for values of the same types and the same value (``1``, ``1.0``,
+    ``True`` and ``Fraction(1)`` are equal in Python, ``0.0`` and ``-0.0`` too); None for a
+    value of another kind (it is not shared)."""
+    t = type(v)
+    if t is float:
+        return t, v.hex()
+    if t is int or t is str or t is bool or v is None:
+        return t, v
+    if t is tuple:
+        items = tuple(_exact(x) for x in v)
+        return None if None in items else (t, items)
+    return None
+
+
 def _dims(shape) -> str:
     return "x".join(str(v) for v in shape)
 
 
 def _with_first(args: LMap, first: LMap) -> LMap:
-    merged = LMap(args)
-    merged.loc, merged.locs, merged.key_locs = args.loc, dict(args.locs), dict(args.key_locs)
-    for key, value in first.items():
-        merged[key] = value
-        merged.locs[key] = first.locs[key]
-        merged.key_locs[key] = first.key_locs[key]
-    return merged
+    pairs = {p[0]: p for p in args.pairs()}
+    pairs.update((p[0], p) for p in first.pairs())  # first's value and positions, in args' order
+    return LMap.located(args.loc, pairs.values())
 
 
 def _coerce(arg, value, op, loc, notes):

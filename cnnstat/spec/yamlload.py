@@ -24,6 +24,8 @@ result:
 
 from __future__ import annotations
 
+from array import array
+
 import yaml
 from yaml.events import (
     AliasEvent,
@@ -44,22 +46,105 @@ EXPANSION_ALLOWANCE = 100_000  # nodes aliases and merge keys may add, plus one 
 _MAX_INT_DIGITS = MAX_INT_BITS * 3 // 10 + 2  # more digits than any integer of MAX_INT_BITS bits
 
 
-class LMap(dict):
-    """A mapping with ``loc`` (its own position) and ``locs[key]`` (each value's position)."""
+_ONE = (1 << 32) + 1  # line 1, column 1: a parser mark (0-based) packed as (line << 32) + column
 
-    __slots__ = ("loc", "locs", "key_locs")
+
+def _pack(loc: Location | None) -> int:
+    return 0 if loc is None else (loc.line << 32) + loc.col
+
+
+class _Located:
+    """Where a mapping or sequence and its items came from, kept small: the file name (shared
+    by every container of a document) and one 8-byte ``(line << 32) + column`` per position in
+    an ``array``, no object per position. :class:`~cnnstat.errors.Location` objects are made
+    only when asked for (messages, ``explain``), so a large spec costs bytes, not objects, per
+    item. ``_pos[0]`` is the container's own position (0: none)."""
+
+    __slots__ = ()
+
+    def _at(self, i: int) -> Location | None:
+        packed = self._pos[i]
+        return Location(self._file, packed >> 32, packed & 0xFFFFFFFF) if packed else None
+
+    @property
+    def loc(self) -> Location | None:
+        return self._at(0)
+
+
+class _Locs:
+    """``m.locs`` / ``m.key_locs`` of an :class:`LMap`: ``[key]``, ``.get(key, default)`` and
+    ``in``, each position made into a Location when read."""
+
+    __slots__ = ("m", "step")
+
+    def __init__(self, m, step):
+        self.m, self.step = m, step  # step 1: the key's position, 2: the value's
+
+    def _index(self, key) -> int:
+        m = self.m
+        for i, k in enumerate(m):
+            if k == key:
+                j = 2 * i + self.step
+                return j if j < len(m._pos) else -1
+        return -1
+
+    def __getitem__(self, key) -> Location:
+        j = self._index(key)
+        if j < 0:
+            raise KeyError(key)
+        return self.m._at(j)
+
+    def get(self, key, default=None):
+        j = self._index(key)
+        return default if j < 0 else self.m._at(j)
+
+    def __contains__(self, key) -> bool:
+        return self._index(key) >= 0
+
+
+class LMap(_Located, dict):
+    """A mapping with ``loc`` (its own position), ``locs[key]`` (each value's position) and
+    ``key_locs[key]`` (each key's). Positions are kept in the order of the keys: build one
+    with :meth:`located`, not by adding keys."""
+
+    __slots__ = ("_file", "_pos")
+
+    @property
+    def locs(self) -> _Locs:
+        return _Locs(self, 2)
+
+    @property
+    def key_locs(self) -> _Locs:
+        return _Locs(self, 1)
 
     def loc_of(self, key) -> Location:
-        return self.locs.get(key, self.loc)
+        return _Locs(self, 2).get(key, self.loc)
+
+    @classmethod
+    def located(cls, loc: Location | None, pairs=()) -> LMap:
+        """A mapping at ``loc`` of ``(key, value, key's Location, value's Location)``, all in
+        ``loc``'s file."""
+        m = cls()
+        m._file = loc.file if loc is not None else None
+        m._pos = pos = array("Q", (_pack(loc),))
+        for key, value, key_loc, value_loc in pairs:
+            m[key] = value
+            pos.append(_pack(key_loc))
+            pos.append(_pack(value_loc))
+        return m
+
+    def pairs(self):
+        """``(key, value, key's Location, value's Location)`` in order (see :meth:`located`)."""
+        return [(k, v, self._at(2 * i + 1), self._at(2 * i + 2)) for i, (k, v) in enumerate(self.items())]
 
 
-class LList(list):
-    """A sequence with ``loc`` and ``locs[i]`` (each item's position)."""
+class LList(_Located, list):
+    """A sequence with ``loc`` and ``loc_of(i)`` (each item's position)."""
 
-    __slots__ = ("loc", "locs")
+    __slots__ = ("_file", "_pos")
 
     def loc_of(self, i: int) -> Location:
-        return self.locs[i] if i < len(self.locs) else self.loc
+        return self._at(i + 1) if 0 <= i < len(self._pos) - 1 else self.loc
 
 
 class _Loader(_Base):
@@ -97,6 +182,7 @@ class _Reader:
         self.sizes: dict = {}  # id(mapping or sequence) -> its size with every alias expanded
         self.expanded = 0  # nodes added by aliases and merge keys
         self.tags: dict = {}  # plain scalar -> its resolved tag (values repeat in a spec)
+        self.plain: dict = {}  # plain untagged scalar -> (its resolved tag, one shared str of it)
         self.keep: list = []
 
     def loc(self, mark) -> Location:
@@ -130,23 +216,22 @@ class _Reader:
         """One node (the document's root), read with an explicit stack. The hot path (plain
         scalars, appends and pairs) is written out: this loop is most of a spec's load time."""
         get = self.loader.get_event
-        tags, resolve, fn = self.tags, self.loader.resolve, self.filename
-        new = tuple.__new__
+        plain, resolve = self.plain, self.loader.resolve
         stack: list = []
         top = None
-        row, line = -1, 0  # the last line read (0-based) and its number, one int for all its items
         while True:
             event = get()
             kind = type(event)
-            here = None  # the value's Location when it has one already (a mapping's or list's own)
+            here = 0  # the value's packed position when it has one already (a mapping's or list's own)
             if kind is ScalarEvent:
                 mark = event.start_mark
                 size = 1
                 value = event.value
                 if event.tag is None and event.implicit[0] and event.anchor is None:
-                    tag = tags.get(value)
-                    if tag is None:
-                        tag = tags[value] = resolve(yaml.ScalarNode, value, (True, False))
+                    known = plain.get(value)
+                    if known is None:  # one str object per distinct text: values repeat in a spec
+                        known = plain[value] = (resolve(yaml.ScalarNode, value, (True, False)), value)
+                    tag, value = known
                     if tag != _STR:
                         value = self.scalar(event)
                 else:
@@ -169,7 +254,7 @@ class _Reader:
                 frame = stack.pop()
                 value, size, mark = self.end(frame), frame.size, frame.mark
                 top = stack[-1] if stack else None
-                here = value.loc  # made from the same mark: shared, not made again
+                here = value._pos[0]
             if top is None:
                 if value is _MERGE_KEY:
                     raise self.bare_merge(mark)
@@ -179,11 +264,7 @@ class _Reader:
                 if value is _MERGE_KEY:
                     raise self.bare_merge(mark)
                 obj.append(value)
-                if here is None:
-                    if mark.line != row:
-                        row, line = mark.line, mark.line + 1
-                    here = new(Location, (fn, line, mark.column + 1))
-                obj.locs.append(here)
+                obj._pos.append(here or (mark.line << 32) + mark.column + _ONE)
                 top.size += size
             elif top.key is _NO_KEY:  # a key
                 if value is not _MERGE_KEY:
@@ -211,14 +292,9 @@ class _Reader:
                     continue
                 obj[key] = value
                 kmark = top.key_mark
-                if kmark.line != row:
-                    row, line = kmark.line, kmark.line + 1
-                obj.key_locs[key] = new(Location, (fn, line, kmark.column + 1))
-                if here is None:
-                    if mark.line != row:
-                        row, line = mark.line, mark.line + 1
-                    here = new(Location, (fn, line, mark.column + 1))
-                obj.locs[key] = here
+                pos = obj._pos
+                pos.append((kmark.line << 32) + kmark.column + _ONE)
+                pos.append(here or (mark.line << 32) + mark.column + _ONE)
                 top.size += size
 
     def bare_merge(self, mark):
@@ -254,13 +330,10 @@ class _Reader:
                 f"YAML tag {_tag_name(tag)} is not allowed: a spec is data, nothing in it is built",
                 self.loc(event.start_mark),
             )
-        if is_map:
-            obj = LMap()
-            obj.locs, obj.key_locs = {}, {}
-        else:
-            obj = LList()
-            obj.locs = []
-        obj.loc = self.loc(event.start_mark)
+        obj = LMap() if is_map else LList()
+        obj._file = self.filename
+        mark = event.start_mark
+        obj._pos = array("Q", ((mark.line << 32) + mark.column + _ONE,))
         if event.anchor is not None:
             self.define(event.anchor, obj, None, event.start_mark)
         return _Frame(obj, is_map, event.start_mark, event.anchor)
@@ -291,16 +364,17 @@ class _Reader:
                     self.loc(mark),
                 )
         self.keep.append(frame.merges)  # self.sizes is keyed by id(): keep them alive
-        own, locs, key_locs = dict(m), m.locs, m.key_locs
+        own = {k: (v, m._pos[2 * i + 1], m._pos[2 * i + 2]) for i, (k, v) in enumerate(m.items())}
+        pos = m._pos
+        del pos[1:]
         m.clear()
-        m.locs, m.key_locs = {}, {}
         for src, mark in sources:
             self.spend(len(src), mark)  # the pairs looked at
-            for key, value in src.items():
+            for i, (key, value) in enumerate(src.items()):
                 if key not in m:
                     m[key] = value
-                    m.locs[key] = src.locs[key]
-                    m.key_locs[key] = src.key_locs[key]
+                    pos.append(src._pos[2 * i + 1])
+                    pos.append(src._pos[2 * i + 2])
         below = 0  # the nodes under the pairs merged in: shared, walked as if copied
         sizes = self.sizes
         merged = 0
@@ -310,9 +384,13 @@ class _Reader:
                 below += sizes.get(id(value), 1)
         self.spend(below, frame.mark)
         added = merged + below
-        m.update(own)
-        m.locs.update(locs)
-        m.key_locs.update(key_locs)
+        for i, key in enumerate(m):  # the mapping's own keys win, in the place of the first source's
+            if key in own:
+                m[key], pos[2 * i + 1], pos[2 * i + 2] = own.pop(key)
+        for key, (value, key_pos, value_pos) in own.items():
+            m[key] = value
+            pos.append(key_pos)
+            pos.append(value_pos)
         frame.size += added
 
     def scalar(self, event):
