@@ -27,7 +27,8 @@ class Layer:
         "buffers",
         "macs",
         "rf",
-        "loc",
+        "_file",
+        "_at",
         "unknown",
         "rf_unknown",
     )
@@ -60,11 +61,25 @@ class Layer:
         self.buffers = buffers
         self.macs = macs  # per image
         self.rf = rf  # None: unknown (past a call cnnstat cannot follow; rf_unknown says which)
-        self.loc = loc
+        self.loc = loc  # kept as its file and one packed int (see loc)
         # Why this layer's MACs are unknown (a PyTorch call cnnstat has no op for); None when
         # its cost is known. Its ``macs`` (0) are then the known part: totals are lower bounds.
         self.unknown = unknown
         self.rf_unknown = rf_unknown
+
+    @property
+    def loc(self) -> Location | None:
+        """Where the spec defines it (None: not from a spec). Kept as the file name (shared)
+        and ``(line << 32) + column``: a graph of a million layers holds no Location each."""
+        at = self._at
+        return Location(self._file, at >> 32, at & 0xFFFFFFFF) if at else None
+
+    @loc.setter
+    def loc(self, loc: Location | None) -> None:
+        if loc is None:
+            self._file, self._at = None, 0
+        else:
+            self._file, self._at = loc.file, (loc.line << 32) + loc.col
 
     def __repr__(self) -> str:
         return f"Layer({self.name!r}, {self.op}, output={list(self.output)})"

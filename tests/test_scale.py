@@ -131,14 +131,53 @@ def floor(tmp_path_factory):
     return {args: _peak_rss(one, *args) for args in RUNS}
 
 
-@pytest.mark.parametrize("case, layers", [("relu", 30_000), ("chain", 15_000)])
+def _items(layers: int) -> str:
+    """The conv/bn/relu chain written out, one YAML item per layer: every layer has its own
+    located YAML data."""
+    item = "  - conv: {out: 16, k: 3, p: 1}\n  - bn\n  - relu\n"
+    return "input: [16, 64, 64]\nlayers:\n" + item * (layers // 3)
+
+
+@pytest.mark.parametrize("case, layers", [("relu", 30_000), ("chain", 15_000), ("items", 30_000)])
 def test_memory_per_layer_in_every_format(tmp_path, floor, case, layers):
     spec = tmp_path / "big.yaml"
     relu = f"input: [16, 64, 64]\nlayers:\n  - relu: {{repeat: {layers}}}\n"
-    spec.write_text(relu if case == "relu" else _chain(layers))
+    spec.write_text({"relu": relu, "chain": _chain(layers), "items": _items(layers)}[case])
     for args in RUNS:
         per_layer = (_peak_rss(spec, *args) - floor[args]) / layers
         assert per_layer < BYTES_PER_LAYER, (args, per_layer)
+
+
+def test_layers_share_only_arguments_of_the_same_types_and_keep_their_own_locations():
+    """Layers whose arguments resolve to equal values of the same types share one dict (what
+    keeps a spec written one item per layer small); ``alpha: 1`` and ``alpha: 1.0`` (equal in
+    Python, printed apart) do not. Each layer keeps its own file:line:col, as do the YAML
+    mapping's keys and values, read back from their packed form."""
+    from cnnstat.spec.build import build
+    from helpers import spec_from_text
+
+    text = """\
+        input: [16, 8, 8]
+        layers:
+          - elu: {alpha: 1}
+          - elu: {alpha: 1.0}
+          - elu: {alpha: 1.0}
+          - conv: {out: 16, k: 3, p: 1}
+          - conv:   {out: 16, k: 3,   p: 1}
+          - relu
+          - relu
+        """
+    spec = spec_from_text(text, "s.yaml")
+    elu1, elu2, elu3, conv1, conv2, relu1, relu2 = build(spec).layers
+    assert elu2.args is elu3.args and conv1.args is conv2.args and relu1.args is relu2.args
+    assert elu1.args is not elu2.args
+    assert type(elu1.args["alpha"]) is int and type(elu2.args["alpha"]) is float
+    assert [str(la.loc) for la in (elu1, conv2, relu2)] == ["s.yaml:3:5", "s.yaml:7:5", "s.yaml:9:5"]
+    args = spec.layers[4]["conv"]
+    assert str(spec.layers[4].locs["conv"]) == "s.yaml:7:13"  # columns counted by hand
+    assert [str(args.key_locs[k]) for k in args] == ["s.yaml:7:14", "s.yaml:7:23", "s.yaml:7:31"]
+    assert [str(args.locs[k]) for k in args] == ["s.yaml:7:19", "s.yaml:7:26", "s.yaml:7:34"]
+    assert "x" not in args.locs and args.locs.get("x") is None and spec.layers.loc_of(9) == spec.layers.loc
 
 
 def _load_with(base, text: str):
