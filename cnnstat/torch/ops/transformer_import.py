@@ -612,7 +612,9 @@ def _on_map(rec, call, a):
     if made is None:
         return
     actual = sample_shape(call.out)
-    make = _tokens_maker(rec, call, made, (0, 2, 1))
+    as_tokens = copy.copy(call)
+    as_tokens.base = f"{call.base}.tokens"
+    make = _tokens_maker(rec, as_tokens, made, (0, 2, 1))
     rec.bind(call.out, Ref(made.name, actual, rf_for(made.rf, actual), made, (), None, make))
 
 
