@@ -5,6 +5,8 @@ from __future__ import annotations
 from cnnstat.errors import Location
 from cnnstat.ops.base import RF, prod
 
+_last: tuple = (None, None, 0)  # the last Location a layer was given, its file and packed form
+
 
 class Layer:
     """One layer: what it reads, its output shape, its cost and its receptive field.
@@ -76,10 +78,14 @@ class Layer:
 
     @loc.setter
     def loc(self, loc: Location | None) -> None:
+        global _last
         if loc is None:
             self._file, self._at = None, 0
+        elif loc is _last[0]:  # the layers of one `repeat:` item share their int, as they shared loc
+            self._file, self._at = _last[1], _last[2]
         else:
             self._file, self._at = loc.file, (loc.line << 32) + loc.col
+            _last = (loc, self._file, self._at)
 
     def __repr__(self) -> str:
         return f"Layer({self.name!r}, {self.op}, output={list(self.output)})"
