@@ -5,7 +5,31 @@ from __future__ import annotations
 from cnnstat.errors import Location
 from cnnstat.ops.base import RF, prod
 
-_last: tuple = (None, None, 0)  # the last Location a layer was given, its file and packed form
+_MASK = (1 << 24) - 1  # a line or column packed in 24 bits (a spec file is at most 4 MB)
+_files: list = []  # the files layers were defined in; a packed location holds its number here
+_file_numbers: dict = {}
+_recent: dict = {}  # Location -> its int, the last few packed: repeated layers share one int
+
+
+def _pack(loc: Location | None):
+    """``loc`` as ``(file number << 48) + (line << 24) + column``, one int object (the same
+    one for the layers of a repeated item or block body); None stays None."""
+    if loc is None:
+        return None
+    packed = _recent.get(loc)
+    if packed is not None:
+        return packed
+    if loc.line > _MASK or loc.col > _MASK:
+        return loc
+    number = _file_numbers.get(loc.file)
+    if number is None:
+        number = _file_numbers[loc.file] = len(_files)
+        _files.append(loc.file)
+    packed = (number << 48) + (loc.line << 24) + loc.col
+    if len(_recent) >= 256:
+        _recent.clear()
+    _recent[loc] = packed
+    return packed
 
 
 class Layer:
@@ -29,7 +53,6 @@ class Layer:
         "buffers",
         "macs",
         "rf",
-        "_file",
         "_at",
         "unknown",
         "rf_unknown",
@@ -63,7 +86,7 @@ class Layer:
         self.buffers = buffers
         self.macs = macs  # per image
         self.rf = rf  # None: unknown (past a call cnnstat cannot follow; rf_unknown says which)
-        self.loc = loc  # kept as its file and one packed int (see loc)
+        self.loc = loc  # kept as one packed int (see loc)
         # Why this layer's MACs are unknown (a PyTorch call cnnstat has no op for); None when
         # its cost is known. Its ``macs`` (0) are then the known part: totals are lower bounds.
         self.unknown = unknown
@@ -71,21 +94,17 @@ class Layer:
 
     @property
     def loc(self) -> Location | None:
-        """Where the spec defines it (None: not from a spec). Kept as the file name (shared)
-        and ``(line << 32) + column``: a graph of a million layers holds no Location each."""
+        """Where the spec defines it (None: not from a spec). Kept as one int, the file's
+        number in :data:`_files` and the line and column packed (see :func:`_pack`): a graph
+        of a million layers holds no Location each."""
         at = self._at
-        return Location(self._file, at >> 32, at & 0xFFFFFFFF) if at else None
+        if type(at) is not int:
+            return at  # None, or a Location too far down a file to pack
+        return Location(_files[at >> 48], (at >> 24) & _MASK, at & _MASK)
 
     @loc.setter
     def loc(self, loc: Location | None) -> None:
-        global _last
-        if loc is None:
-            self._file, self._at = None, 0
-        elif loc is _last[0]:  # the layers of one `repeat:` item share their int, as they shared loc
-            self._file, self._at = _last[1], _last[2]
-        else:
-            self._file, self._at = loc.file, (loc.line << 32) + loc.col
-            _last = (loc, self._file, self._at)
+        self._at = _pack(loc)
 
     def __repr__(self) -> str:
         return f"Layer({self.name!r}, {self.op}, output={list(self.output)})"
