@@ -378,3 +378,20 @@ def lost_text(origins) -> str:
     ]
     more = f"; and {len(groups) - 3} more" if len(groups) > 3 else ""
     return "past " + "; ".join(parts) + more
+
+
+def omissions(a, noun: str, notes=()) -> list:
+    """What an imported model's analysis could not count, one warning line each, then the
+    importer's ``notes`` (cnnstat.cli prints them on stderr, escaped for the terminal: names
+    come from the model); ``noun`` 'call' (PyTorch) or 'node' (ONNX)."""
+    lines = []
+    if a.graph.unsupported:
+        lines.append(
+            "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
+            + calls_text(a.graph, noun)
+        )
+    unsupported_at = {u["at"] for u in a.graph.unsupported}
+    other = [i for i in a.incomplete() if i["layer"] not in unsupported_at]
+    if other:
+        lines.append(f"warning: MACs unknown: {incomplete_text(other)}")
+    return lines + [f"note: {n}" for n in notes]

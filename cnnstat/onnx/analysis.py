@@ -8,7 +8,8 @@ makes it an error)."""
 
 from __future__ import annotations
 
-from cnnstat.analysis import Analysis, calls_text, incomplete_text, unsupported_summary
+from cnnstat.analysis import Analysis, calls_text, unsupported_summary
+from cnnstat.analysis import omissions as _omissions
 from cnnstat.errors import CnnstatError
 from cnnstat.graph import Graph
 
@@ -119,25 +120,16 @@ def load_for_cli(model, input_=None, resolution=None, dtype="fp32", batch=1, opt
 
 
 def omissions(a) -> list:
-    """What the analysis could not count, one warning line each (cnnstat.cli prints them on
-    stderr, escaped for the terminal: names come from the model)."""
-    lines = []
-    if a.graph.unsupported:
-        lines.append(
-            "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
-            + unsupported_text(a.graph)
-        )
+    """:func:`cnnstat.analysis.omissions` of an ONNX model, and its integer weights' bytes."""
+    notes = []
     if a.graph.stored:
         n = len(a.graph.stored)
-        lines.append(
-            f"note: {n} layer{'s' if n > 1 else ''} hold{'' if n > 1 else 's'} integer weights (a "
-            "quantized model): their bytes as the file stores them (int8: 1 byte, an int32 bias: 4), "
-            "whatever the dtype"
+        notes.append(
+            f"{n} layer{'s' if n > 1 else ''} hold{'' if n > 1 else 's'} integer weights (a quantized "
+            "model): their bytes as the file stores them (int8: 1 byte, an int32 bias: 4), whatever "
+            "the dtype"
         )
-    other = [i for i in a.incomplete() if i["layer"] not in {u["at"] for u in a.graph.unsupported}]
-    if other:
-        lines.append(f"warning: MACs unknown: {incomplete_text(other)}")
-    return lines
+    return _omissions(a, "node", notes)
 
 
 def frame_graph(model, mode: str, frame: tuple, input=None, options=None):

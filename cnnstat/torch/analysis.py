@@ -7,7 +7,8 @@ MAC totals are lower bounds (stderr says which calls; ``--strict`` makes it an e
 
 from __future__ import annotations
 
-from cnnstat.analysis import Analysis, calls_text, incomplete_text, unsupported_summary
+from cnnstat.analysis import Analysis, calls_text, unsupported_summary
+from cnnstat.analysis import omissions as _omissions
 from cnnstat.errors import CnnstatError
 
 INSTALL = "pip install 'cnnstat[torch]'"
@@ -120,18 +121,5 @@ def load_for_cli(model, input_, resolution, dtype, batch, options: dict):
 
 
 def omissions(a) -> list:
-    """What the analysis could not count, one warning line each (cnnstat.cli prints them on
-    stderr, escaped for the terminal: names come from the model)."""
-    lines = []
-    if a.graph.unsupported:
-        lines.append(
-            "warning: unsupported (parameters counted, MACs unknown: totals are lower bounds): "
-            + unsupported_text(a.graph)
-        )
-    other = [i for i in a.incomplete() if i["layer"] not in {u["at"] for u in a.graph.unsupported}]
-    if other:
-        lines.append(f"warning: MACs unknown: {incomplete_text(other)}")
-    if a.graph.not_executed:
-        lines.append(f"note: {not_executed_text(a.graph)}")
-    lines += [f"note: {n}" for n in getattr(a.graph, "notes", ())]
-    return lines
+    """:func:`cnnstat.analysis.omissions` of a PyTorch model, and what its forward never ran."""
+    return _omissions(a, "call", [not_executed_text(a.graph)] if a.graph.not_executed else [])
