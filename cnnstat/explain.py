@@ -609,7 +609,8 @@ def _differs_text(differs: dict) -> str:
 def layer_text(analysis, ex: Explained, binary: bool = False) -> str:
     """One layer's arithmetic as plain text lines (the terminal's form)."""
     la = ex.layer
-    lines = [f"{cut(analysis.name)}: {cut(la.name)} ({la.op}, {la.kind})"]
+    kind = "" if la.kind == la.op else f", kind {la.kind}"  # the kind its parameters count as
+    lines = [f"{cut(analysis.name)}: {cut(la.name)} ({la.op}{kind})"]
     for where, text in ex.comments:
         lines.append(f"  spec ({cut(where)}): {cut(text, 2000)}")
     for name, section in sections(ex.steps):

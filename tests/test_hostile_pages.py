@@ -136,7 +136,7 @@ def test_sheet_json_and_o_of_100k_layers(big, tmp_path):
 
 def test_one_layer_of_100k(big):
     code, out, err = run(["explain", big / "chain100k.yaml", "unit33333.conv1"], LARGE)
-    assert code == 0 and out.startswith("chain100k: unit33333.conv1 (conv, conv)\n")
+    assert code == 0 and out.startswith("chain100k: unit33333.conv1 (conv)\n")
     assert "weights = K·K·C_in·C_out = 3·3·16·16 = 2,304" in out
     # the receptive field of the 33,333rd 3x3 convolution: 1 + 2·33,333
     assert f"r' = r + (K - 1)·j = {2 * 33_332 + 1} + (3 - 1)·1 = {2 * 33_333 + 1:,}\n" in out
