@@ -327,8 +327,9 @@ def _lrn(b, node):
 # --- convolution and pooling ----------------------------------------------------------------------
 
 
-@handles("Conv")
-def _conv(b, node):
+def _conv_inputs(b, node):
+    """What Conv and ConvTranspose read alike: (x, weight, bias, shape, rf, lost, attributes,
+    kernel, strides, dilations), the kernel from the weight's dims unless given."""
     x = act(b, node)
     w, bias = const(b, node, 1, "weight"), const(b, node, 2, "bias")
     if w is None or w.dims is None:
@@ -338,6 +339,13 @@ def _conv(b, node):
     a = attrs(node)
     k = ints(a, "kernel_shape", list(w.dims[2:]))
     s, d = ints(a, "strides", [1] * n), ints(a, "dilations", [1] * n)
+    return x, w, bias, shape, rf, lost, a, k, s, d
+
+
+@handles("Conv")
+def _conv(b, node):
+    x, w, bias, shape, rf, lost, a, k, s, d = _conv_inputs(b, node)
+    n = len(shape) - 1
     g = a.get("group", 1)
     if len(k) != n:
         raise Unfollowed(f"a {len(k)}-D kernel on a {n}-D input")
@@ -354,15 +362,8 @@ def _conv(b, node):
 
 @handles("ConvTranspose")
 def _conv_transpose(b, node):
-    x = act(b, node)
-    w, bias = const(b, node, 1, "weight"), const(b, node, 2, "bias")
-    if w is None or w.dims is None:
-        raise Unfollowed("its weight's shape is unknown")
-    shape, rf, lost = chw(b, x)
+    x, w, bias, shape, rf, lost, a, k, s, d = _conv_inputs(b, node)
     n = len(shape) - 1
-    a = attrs(node)
-    k = ints(a, "kernel_shape", list(w.dims[2:]))
-    s, d = ints(a, "strides", [1] * n), ints(a, "dilations", [1] * n)
     op = ints(a, "output_padding", [0] * n)
     g = a.get("group", 1)
     auto = text(a.get("auto_pad", "NOTSET"))

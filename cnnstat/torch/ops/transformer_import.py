@@ -245,17 +245,7 @@ def _m_partition_attention(rec, call):
     y = x.permute(0, 2, 3, 1)  # the map, channels last
     shape = sample_shape(y)
     rec.bind(y, Ref(ref.name, shape, rf_for(ref.rf, shape), ref, (("permute", shape),), (0, 2, 3, 1)))
-
-    def run(name, module, inp):
-        out = _output(module, inp)
-        rec.module_call(f"{path}.{name}", module, (inp,), {}, out)
-        return out
-
-    def add(a, b):
-        out = a + b
-        rec.function_call(path, "add", "operator.add", (a, b), {}, out)
-        return out
-
+    run, add = _calls(rec, path)
     a = attn[1]
     group = {"window": m.p} if m.partition_type == "window" else {"grid": tuple(v // m.p for v in size)}
     args = {
