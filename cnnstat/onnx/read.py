@@ -36,7 +36,6 @@ def parse(data: bytes, path: str):
     opset_import: ["" : 17]> graph (...) {...}``, as ``onnx.printer`` writes it): a binary
     model never starts with ``<`` (it would be field 7, the graph, with an invalid wire type)."""
     import onnx
-    from google.protobuf.message import DecodeError
 
     if data.lstrip()[:1] == b"<":
         try:
@@ -48,13 +47,23 @@ def parse(data: bytes, path: str):
         except Exception as exc:  # onnx.parser.ParseError and the C++ parser's own
             first = str(exc).strip().splitlines()
             raise CnnstatError(f"{path}: ONNX text syntax error: {first[0] if first else exc}") from None
+    return _from_protobuf(data, path)
+
+
+def _not_protobuf(path: str) -> str:
+    return f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
+
+
+def _from_protobuf(data: bytes, path: str):
+    """The ModelProto in ``data``, or one message saying the bytes are not one."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError):
-        raise CnnstatError(
-            f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
-        ) from None
+        raise CnnstatError(_not_protobuf(path)) from None
     return model
 
 
@@ -347,8 +356,6 @@ def is_small(t) -> bool:
 def read_model(path: str):
     """The ModelProto at ``path`` without the values of its large initializers (never read:
     :mod:`cnnstat.onnx.skim`); a file in ONNX's text syntax is read whole."""
-    import onnx
-    from google.protobuf.message import DecodeError
 
     from cnnstat.onnx.skim import Bad, skim
 
@@ -359,19 +366,10 @@ def read_model(path: str):
             f.seek(0)
             data = skim(f, os.fstat(f.fileno()).st_size, MAX_BYTES)
         except Bad:
-            raise CnnstatError(
-                f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
-            ) from None
+            raise CnnstatError(_not_protobuf(path)) from None
         except OSError as exc:
             raise CnnstatError(f"cannot read {WHAT} {path}: {exc.strerror or exc}") from None
-    model = onnx.ModelProto()
-    try:
-        model.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError):
-        raise CnnstatError(
-            f"{path}: not an ONNX model (the protobuf does not parse: truncated or another format)"
-        ) from None
-    return model
+    return _from_protobuf(data, path)
 
 
 def load(path: str) -> Model:
